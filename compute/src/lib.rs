@@ -1,0 +1,2 @@
+//! offload compute (work in progress)
+pub mod kernel;
