@@ -1,2 +1,114 @@
-//! offload compute (work in progress)
+//! `offload-compute`: a gRPC server that computes exact factorials and sums of squares, running each job in the
+//! execution mode the request (or the server's default) asks for, so the cost of blocking an async runtime can be
+//! measured against offloading.
+//!
+//! Layout: [`kernel`] is the pure CPU work; [`executor`] decides which thread runs it; [`adaptive`] calibrates
+//! the mode that chooses for you; [`service`] is the gRPC surface; [`run`] wires them with health, reflection
+//! and graceful shutdown.
+
+pub mod adaptive;
+pub mod config;
+pub mod error;
+pub mod executor;
+pub mod job;
 pub mod kernel;
+pub mod limits;
+pub mod service;
+
+use std::future::Future;
+
+use anyhow::Context;
+use offload_proto::{
+    service_names,
+    v1::{ExecMode, compute_server::ComputeServer},
+};
+use offload_serve::{admission::Admission, drain, transport};
+use tokio::net::TcpListener;
+use tonic_health::ServingStatus;
+
+pub use crate::config::Config;
+use crate::{adaptive::CostModel, executor::Executor, limits::Limits, service::ComputeService};
+
+/// Largest request accepted, in bytes. Requests are two varints; anything bigger is garbage or an attack, refused
+/// before it is buffered.
+const MAX_REQUEST_BYTES: usize = 4 * 1024;
+
+/// Serves the compute service on `listener` until `shutdown` resolves, then drains (see
+/// [`offload_serve::drain`]). Returns once the server has stopped.
+pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    config.validate().map_err(anyhow::Error::msg).context("invalid configuration")?;
+    let local_addr = listener.local_addr().context("listener has no local address")?;
+    let executor = Executor::new(config.rayon_threads).context("cannot start the rayon pool")?;
+    let cost_model = CostModel::calibrate(&executor).await;
+    tracing::info!(
+        hop_us = cost_model.hop.as_secs_f64() * 1e6,
+        inline_max_factorial_n = cost_model.inline_max_factorial_n,
+        inline_max_sum_of_squares_n = cost_model.inline_max_sum_of_squares_n,
+        simd = kernel::sum_of_squares::simd_kind(),
+        "adaptive mode calibrated: jobs cheaper than the offload hop run inline"
+    );
+    let instance_id = config.instance_id.clone().unwrap_or_else(|| {
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "compute".to_owned());
+        format!("{host}:{}", local_addr.port())
+    });
+    let limits = Limits {
+        max_factorial_n: config.max_factorial_n,
+        max_sum_of_squares_n: config.max_sum_of_squares_n,
+        max_message_bytes: config.max_message_bytes as u64,
+    };
+    let service = ComputeService::new(
+        executor.clone(),
+        cost_model,
+        limits,
+        ExecMode::from(config.default_mode),
+        Admission::new(config.max_inflight),
+        instance_id.clone(),
+    );
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_service_status(service_names::COMPUTE, ServingStatus::Serving).await;
+    health.set_service_status("", ServingStatus::Serving).await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(offload_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("cannot build reflection v1")?;
+    let reflection_alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(offload_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .context("cannot build reflection v1alpha")?;
+
+    let compute = ComputeServer::new(service)
+        .max_decoding_message_size(MAX_REQUEST_BYTES)
+        .max_encoding_message_size(config.max_message_bytes);
+    let router = transport::server()
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(reflection_alpha)
+        .add_service(compute);
+    tracing::info!(
+        addr = %local_addr,
+        instance_id,
+        runtime = ?config.runtime,
+        default_mode = ?config.default_mode,
+        rayon_threads = executor.rayon_threads(),
+        max_inflight = config.max_inflight,
+        "offload-compute serving"
+    );
+
+    let incoming = transport::incoming(listener);
+    let drained = drain::serve_until(
+        move |stop| router.serve_with_incoming_shutdown(incoming, stop),
+        shutdown,
+        config.drain_timeout,
+        // Health first, so balancers stop routing here before connections are refused.
+        async {
+            health.set_service_status(service_names::COMPUTE, ServingStatus::NotServing).await;
+            health.set_service_status("", ServingStatus::NotServing).await;
+        },
+    )
+    .await?;
+    tracing::info!(?drained, "offload-compute stopped");
+    Ok(())
+}

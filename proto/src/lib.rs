@@ -39,11 +39,6 @@ impl v1::ExecMode {
     }
 
     /// Every concrete mode a client can ask for, in the order reports list them.
-    pub const REQUESTABLE: [Self; 5] = [
-        Self::Inline,
-        Self::SpawnBlocking,
-        Self::BlockInPlace,
-        Self::Rayon,
-        Self::Adaptive,
-    ];
+    pub const REQUESTABLE: [Self; 5] =
+        [Self::Inline, Self::SpawnBlocking, Self::BlockInPlace, Self::Rayon, Self::Adaptive];
 }

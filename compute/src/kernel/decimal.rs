@@ -29,10 +29,7 @@ impl Powers {
     /// Powers suited to numbers of about `digits` decimal digits.
     pub fn for_digits(digits: u64) -> Self {
         if digits < 2 * LEAF_DIGITS {
-            return Self {
-                base: digits.max(1),
-                pows: Vec::new(),
-            };
+            return Self { base: digits.max(1), pows: Vec::new() };
         }
         // Levels k with base = digits / 2^(k+1) in [LEAF_DIGITS/2, LEAF_DIGITS).
         let mut levels = 0u32;

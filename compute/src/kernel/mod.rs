@@ -58,12 +58,7 @@ struct CancelInner {
 impl Cancel {
     /// A token that is cancelled explicitly or when `deadline` passes.
     pub fn new(deadline: Option<Instant>) -> Self {
-        Self {
-            inner: Arc::new(CancelInner {
-                cancelled: AtomicBool::new(false),
-                deadline,
-            }),
-        }
+        Self { inner: Arc::new(CancelInner { cancelled: AtomicBool::new(false), deadline }) }
     }
 
     /// A token that never fires on its own: for benchmarks and tests.

@@ -40,10 +40,7 @@ pub fn sum_of_squares(n: u64, par: Parallelism, cancel: &Cancel) -> Result<Optio
         Ok(chunk_sum(start, n.min(start + CHUNK)))
     };
     let total = if par == Parallelism::Pool && n >= PARALLEL_MIN {
-        (0..chunks)
-            .into_par_iter()
-            .map(chunk)
-            .try_reduce(|| 0, |a, b| Ok(a + b))?
+        (0..chunks).into_par_iter().map(chunk).try_reduce(|| 0, |a, b| Ok(a + b))?
     } else {
         let mut total = 0u128;
         for k in 0..chunks {
@@ -61,7 +58,11 @@ pub fn closed_form(n: u64) -> Option<u128> {
     }
     let (mut a, mut b, mut c) = (u128::from(n - 1), u128::from(n), 2 * u128::from(n) - 1);
     // Divide exactly before multiplying: one of a, b is even and one of a, b, c is a multiple of 3.
-    if a % 2 == 0 { a /= 2 } else { b /= 2 }
+    if a % 2 == 0 {
+        a /= 2
+    } else {
+        b /= 2
+    }
     if a % 3 == 0 {
         a /= 3
     } else if b % 3 == 0 {
@@ -98,11 +99,7 @@ struct Lanes {
 
 impl Lanes {
     fn add(self, other: Self) -> Self {
-        Self {
-            sq_lo: self.sq_lo + other.sq_lo,
-            sq_hi: self.sq_hi + other.sq_hi,
-            sum: self.sum + other.sum,
-        }
+        Self { sq_lo: self.sq_lo + other.sq_lo, sq_hi: self.sq_hi + other.sq_hi, sum: self.sum + other.sum }
     }
 }
 
@@ -251,9 +248,7 @@ mod tests {
     use super::*;
 
     fn run(n: u64, par: Parallelism) -> u128 {
-        sum_of_squares(n, par, &Cancel::never())
-            .expect("never cancelled")
-            .expect("in range")
+        sum_of_squares(n, par, &Cancel::never()).expect("never cancelled").expect("in range")
     }
 
     fn naive(range: std::ops::Range<u64>) -> u128 {
@@ -306,10 +301,7 @@ mod tests {
     fn cancelled_job_stops() {
         let cancel = Cancel::never();
         cancel.cancel();
-        assert_eq!(
-            sum_of_squares(10 * CHUNK, Parallelism::Serial, &cancel),
-            Err(Interrupted::Cancelled)
-        );
+        assert_eq!(sum_of_squares(10 * CHUNK, Parallelism::Serial, &cancel), Err(Interrupted::Cancelled));
     }
 
     proptest! {

@@ -1,0 +1,140 @@
+//! Configuration of `offload-compute`: one documented struct; every flag also reads an `OFFLOAD_COMPUTE_*`
+//! environment variable, and every default works on a laptop.
+
+use std::{net::SocketAddr, time::Duration};
+
+use clap::Parser;
+use offload_proto::v1::ExecMode;
+use offload_serve::{
+    flags::parse_duration,
+    runtime::{Flavor, available_cores},
+};
+use offload_telemetry::LogFormat;
+
+use crate::kernel::sum_of_squares;
+
+/// The offload compute server: exact factorial and sum of squares, run in a selectable execution mode.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "offload-compute", version)]
+pub struct Config {
+    /// Address to listen on for gRPC.
+    #[arg(long, env = "OFFLOAD_COMPUTE_LISTEN", default_value = "127.0.0.1:50051")]
+    pub listen: SocketAddr,
+
+    /// Mode used when a request says EXEC_MODE_UNSPECIFIED. `adaptive` is the production choice: tiny jobs
+    /// inline, everything else on the rayon pool.
+    #[arg(long, env = "OFFLOAD_COMPUTE_DEFAULT_MODE", value_enum, default_value_t = ModeArg::Adaptive)]
+    pub default_mode: ModeArg,
+
+    /// tokio scheduler: `current-thread` reproduces a single event loop (asyncio's model), `multi-thread` is
+    /// tokio's default work-stealing pool.
+    #[arg(long, env = "OFFLOAD_COMPUTE_RUNTIME", value_enum, default_value_t = Flavor::MultiThread)]
+    pub runtime: Flavor,
+
+    /// tokio worker threads (multi-thread runtime only). Default: the CPUs this process may use.
+    #[arg(long, env = "OFFLOAD_COMPUTE_WORKERS", default_value_t = available_cores())]
+    pub workers: usize,
+
+    /// Threads in the dedicated rayon pool. Default: the CPUs this process may use, so CPU work never
+    /// oversubscribes the machine.
+    #[arg(long, env = "OFFLOAD_COMPUTE_RAYON_THREADS", default_value_t = available_cores())]
+    pub rayon_threads: usize,
+
+    /// Most jobs in flight at once; more are refused with RESOURCE_EXHAUSTED rather than queued. 256 keeps the
+    /// worst case (256 maximal factorial replies) under a gigabyte while leaving room for high-concurrency light
+    /// load.
+    #[arg(long, env = "OFFLOAD_COMPUTE_MAX_INFLIGHT", default_value_t = 256)]
+    pub max_inflight: usize,
+
+    /// Largest n accepted by Factorial. 200 000! has 973 351 digits and takes ~30 ms of one core.
+    #[arg(long, env = "OFFLOAD_COMPUTE_MAX_FACTORIAL_N", default_value_t = 200_000)]
+    pub max_factorial_n: u64,
+
+    /// Largest n accepted by SumOfSquares. 10^12 is about a minute of work on two cores: long enough that
+    /// clients need deadlines, short enough to finish.
+    #[arg(long, env = "OFFLOAD_COMPUTE_MAX_SUM_OF_SQUARES_N", default_value_t = 1_000_000_000_000)]
+    pub max_sum_of_squares_n: u64,
+
+    /// Largest gRPC message sent, in bytes. Replies that would be larger are refused with INVALID_ARGUMENT up
+    /// front. The default is tonic's and grpcurl's default receive limit, so every client can read every reply.
+    #[arg(long, env = "OFFLOAD_COMPUTE_MAX_MESSAGE_BYTES", default_value_t = offload_proto::MAX_MESSAGE_BYTES)]
+    pub max_message_bytes: usize,
+
+    /// On SIGTERM/SIGINT, how long in-flight requests may take to finish before they are dropped.
+    #[arg(long, env = "OFFLOAD_COMPUTE_DRAIN_TIMEOUT", default_value = "15s", value_parser = parse_duration)]
+    pub drain_timeout: Duration,
+
+    /// Name this instance reports in every reply's `execution.served_by`. Default: `$HOSTNAME:port`, which in
+    /// Kubernetes is the pod name.
+    #[arg(long, env = "OFFLOAD_COMPUTE_INSTANCE_ID")]
+    pub instance_id: Option<String>,
+
+    /// Log line format.
+    #[arg(long, env = "OFFLOAD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// The modes a server can default to (the proto's `ExecMode` without `UNSPECIFIED`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ModeArg {
+    /// On the tokio worker, blocking it.
+    Inline,
+    /// On tokio's blocking pool.
+    SpawnBlocking,
+    /// On the tokio worker after `block_in_place` (multi-thread runtime only).
+    BlockInPlace,
+    /// On the dedicated rayon pool.
+    Rayon,
+    /// Inline when cheaper than the offload hop, else rayon.
+    Adaptive,
+}
+
+impl From<ModeArg> for ExecMode {
+    fn from(m: ModeArg) -> Self {
+        match m {
+            ModeArg::Inline => Self::Inline,
+            ModeArg::SpawnBlocking => Self::SpawnBlocking,
+            ModeArg::BlockInPlace => Self::BlockInPlace,
+            ModeArg::Rayon => Self::Rayon,
+            ModeArg::Adaptive => Self::Adaptive,
+        }
+    }
+}
+
+impl Config {
+    /// Checks what clap cannot: combinations and ranges. Fails with a message naming the flag.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_sum_of_squares_n > sum_of_squares::MAX_N {
+            return Err(format!(
+                "--max-sum-of-squares-n={} is above {}, the largest n whose sum fits in 128 bits",
+                self.max_sum_of_squares_n,
+                sum_of_squares::MAX_N
+            ));
+        }
+        if self.max_inflight == 0 || self.workers == 0 || self.rayon_threads == 0 {
+            return Err("--max-inflight, --workers and --rayon-threads must be at least 1".into());
+        }
+        if self.runtime == Flavor::CurrentThread && self.default_mode == ModeArg::BlockInPlace {
+            return Err("--default-mode=block-in-place needs --runtime=multi-thread".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_parse_and_validate() {
+        let config = Config::parse_from(["offload-compute"]);
+        config.validate().expect("defaults are valid");
+        assert_eq!(config.listen, "127.0.0.1:50051".parse().expect("addr"));
+    }
+
+    #[test]
+    fn rejects_impossible_limits() {
+        let config = Config::parse_from(["offload-compute", "--max-sum-of-squares-n", "20000000000000"]);
+        assert!(config.validate().expect_err("too big").contains("--max-sum-of-squares-n"));
+    }
+}

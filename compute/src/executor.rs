@@ -1,0 +1,244 @@
+//! Where a job runs: the one module that knows about tokio, rayon and threads, and nothing about factorials.
+//!
+//! Every [`Placement`] runs the same closure; only the thread differs, which is exactly what the project compares:
+//!
+//! | placement       | thread running the kernel     | the async worker meanwhile            |
+//! |-----------------|-------------------------------|---------------------------------------|
+//! | `Inline`        | the tokio worker itself       | blocked: its other tasks wait          |
+//! | `SpawnBlocking` | tokio's blocking pool (≤ 512) | free; the extra thread competes for CPU |
+//! | `BlockInPlace`  | the tokio worker itself       | its tasks are handed to a new worker    |
+//! | `Rayon`         | the dedicated rayon pool      | free; the pool is sized to the cores    |
+//!
+//! All placements catch a panicking job and report it as an error for that request only, time the queue and the
+//! work separately, and cancel the job (through its [`Cancel`]) when the awaiting future is dropped.
+
+use std::{
+    any::Any,
+    panic::{AssertUnwindSafe, catch_unwind},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use tokio::sync::oneshot;
+
+use crate::kernel::{Cancel, Interrupted, Parallelism};
+
+/// A concrete place to run a job (the proto's `UNSPECIFIED` and `ADAPTIVE` resolve to one of these).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Placement {
+    /// On the async worker, inside the handler.
+    Inline,
+    /// On tokio's blocking pool.
+    SpawnBlocking,
+    /// On the async worker, after `block_in_place` moved its other tasks to another thread.
+    BlockInPlace,
+    /// On the rayon pool, awaited through a oneshot channel.
+    Rayon,
+}
+
+impl Placement {
+    /// Only the rayon pool may split a job further: every other placement runs it on the thread it names, or the
+    /// comparison between placements would measure rayon each time.
+    fn parallelism(self) -> Parallelism {
+        match self {
+            Self::Rayon => Parallelism::Pool,
+            Self::Inline | Self::SpawnBlocking | Self::BlockInPlace => Parallelism::Serial,
+        }
+    }
+}
+
+/// A finished job and how it went.
+#[derive(Debug)]
+pub struct Ran<T> {
+    /// What the job returned.
+    pub value: T,
+    /// From submission to a thread starting the job.
+    pub queued: Duration,
+    /// From start to finish of the job.
+    pub computed: Duration,
+}
+
+/// Why a job produced no value.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    /// The kernel saw its cancellation token fire.
+    #[error(transparent)]
+    Interrupted(#[from] Interrupted),
+    /// The job panicked; the message is the panic payload.
+    #[error("job panicked: {0}")]
+    Panicked(String),
+    /// `block_in_place` was asked for on a runtime that cannot do it.
+    #[error("block_in_place needs the multi-thread runtime; this server runs current-thread")]
+    BlockInPlaceUnsupported,
+    /// The thread running the job went away without an answer (runtime or pool shutting down).
+    #[error("the job's worker went away before answering")]
+    WorkerGone,
+}
+
+/// Runs jobs in the requested placement. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Executor {
+    /// The dedicated CPU pool: named threads (`offload-rayon-N`), sized by `--rayon-threads`, separate from
+    /// rayon's global pool so nothing else in the process can steal its threads.
+    pool: Arc<rayon::ThreadPool>,
+}
+
+/// Cancels the job when the request's future is dropped (client gone, deadline hit in the transport, shutdown),
+/// so a job queued or running elsewhere stops at its next check instead of burning CPU for nobody.
+struct CancelOnDrop(Cancel);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
+}
+
+impl Executor {
+    /// An executor with a rayon pool of `threads` threads.
+    pub fn new(threads: usize) -> Result<Self, rayon::ThreadPoolBuildError> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads.max(1))
+            .thread_name(|i| format!("offload-rayon-{i}"))
+            .build()?;
+        Ok(Self { pool: Arc::new(pool) })
+    }
+
+    /// Threads in the rayon pool.
+    pub fn rayon_threads(&self) -> usize {
+        self.pool.current_num_threads()
+    }
+
+    /// Runs `job` in `placement`. The job receives the parallelism it may use and the token it must check.
+    pub async fn run<T, F>(&self, placement: Placement, cancel: Cancel, job: F) -> Result<Ran<T>, ExecError>
+    where
+        T: Send + 'static,
+        F: FnOnce(Parallelism, &Cancel) -> Result<T, Interrupted> + Send + 'static,
+    {
+        let _cancel_on_drop = CancelOnDrop(cancel.clone());
+        let submitted = Instant::now();
+        let par = placement.parallelism();
+        match placement {
+            Placement::Inline => timed(submitted, par, &cancel, job),
+            Placement::BlockInPlace => {
+                let multi_thread = tokio::runtime::Handle::try_current()
+                    .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+                if !multi_thread {
+                    return Err(ExecError::BlockInPlaceUnsupported);
+                }
+                tokio::task::block_in_place(|| timed(submitted, par, &cancel, job))
+            }
+            Placement::SpawnBlocking => {
+                let token = cancel.clone();
+                tokio::task::spawn_blocking(move || timed(submitted, par, &token, job))
+                    .await
+                    .map_err(|_| ExecError::WorkerGone)?
+            }
+            Placement::Rayon => {
+                let (tx, rx) = oneshot::channel();
+                let token = cancel.clone();
+                self.pool.spawn(move || {
+                    // The receiver may be gone (request cancelled): then nobody needs the answer.
+                    let _ = tx.send(timed(submitted, par, &token, job));
+                });
+                rx.await.map_err(|_| ExecError::WorkerGone)?
+            }
+        }
+    }
+}
+
+/// Runs the job on the current thread, timing queue and work, and turning a panic into an error.
+fn timed<T>(
+    submitted: Instant,
+    par: Parallelism,
+    cancel: &Cancel,
+    job: impl FnOnce(Parallelism, &Cancel) -> Result<T, Interrupted>,
+) -> Result<Ran<T>, ExecError> {
+    let started = Instant::now();
+    let outcome = catch_unwind(AssertUnwindSafe(|| job(par, cancel)));
+    let computed = started.elapsed();
+    let value = outcome.map_err(|payload| ExecError::Panicked(panic_message(payload.as_ref())))??;
+    Ok(Ran { value, queued: started - submitted, computed })
+}
+
+fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALL: [Placement; 4] =
+        [Placement::Inline, Placement::SpawnBlocking, Placement::BlockInPlace, Placement::Rayon];
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_placement_runs_and_reports_parallelism() {
+        let exec = Executor::new(2).expect("pool");
+        for placement in ALL {
+            let ran = exec
+                .run(placement, Cancel::never(), |par, _| Ok((par, std::thread::current().name().map(str::to_owned))))
+                .await
+                .expect("runs");
+            let (par, thread) = ran.value;
+            assert_eq!(par, placement.parallelism());
+            if placement == Placement::Rayon {
+                assert!(thread.is_some_and(|t| t.starts_with("offload-rayon-")), "{placement:?}");
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn panics_become_errors_in_every_placement() {
+        let exec = Executor::new(1).expect("pool");
+        for placement in ALL {
+            let err = exec
+                .run(placement, Cancel::never(), |_, _| -> Result<(), Interrupted> { panic!("boom") })
+                .await
+                .expect_err("panicked");
+            assert!(matches!(err, ExecError::Panicked(ref m) if m == "boom"), "{placement:?}: {err:?}");
+        }
+        // The pool survived its panicking job.
+        exec.run(Placement::Rayon, Cancel::never(), |_, _| Ok(())).await.expect("pool still works");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn block_in_place_is_refused_on_current_thread() {
+        let exec = Executor::new(1).expect("pool");
+        let err = exec.run(Placement::BlockInPlace, Cancel::never(), |_, _| Ok(())).await.expect_err("refused");
+        assert!(matches!(err, ExecError::BlockInPlaceUnsupported));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn dropping_the_request_cancels_the_job() {
+        let exec = Executor::new(1).expect("pool");
+        let cancel = Cancel::never();
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
+        let (stopped_tx, stopped_rx) = std::sync::mpsc::channel();
+        let job = async move {
+            exec.run(Placement::Rayon, cancel, move |_, token| {
+                let _ = started_tx.send(());
+                let result = loop {
+                    if let Err(e) = token.check() {
+                        break e;
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                };
+                let _ = stopped_tx.send(result);
+                Err::<(), _>(result)
+            })
+            .await
+        };
+        let handle = tokio::spawn(job);
+        tokio::task::spawn_blocking(move || started_rx.recv()).await.expect("join").expect("started");
+        handle.abort();
+        let stopped =
+            tokio::task::spawn_blocking(move || stopped_rx.recv_timeout(Duration::from_secs(10))).await.expect("join");
+        assert_eq!(stopped, Ok(Interrupted::Cancelled));
+    }
+}

@@ -1,0 +1,125 @@
+//! The `offload.v1.Compute` gRPC service: validate, admit, place, run, report.
+//!
+//! The order of checks is deliberate: cheap validation first (a bad request never takes an in-flight slot), then
+//! admission (shed at once when full), then placement and the job itself under the client's deadline.
+
+use std::{sync::Arc, time::Instant};
+
+use offload_proto::v1::{
+    ExecMode, Execution, FactorialRequest, FactorialResponse, SumOfSquaresRequest, SumOfSquaresResponse,
+    compute_server::Compute,
+};
+use offload_serve::{admission::Admission, deadline};
+use tonic::{Request, Response, Status};
+
+use crate::{
+    adaptive::CostModel,
+    error::Error,
+    executor::{Executor, Placement},
+    job::{Decimal, Job},
+    kernel::{Cancel, Interrupted},
+    limits::Limits,
+};
+
+/// The compute service. Cheap to clone: tonic clones it per connection.
+#[derive(Debug, Clone)]
+pub struct ComputeService {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    executor: Executor,
+    cost_model: CostModel,
+    limits: Limits,
+    /// Never `Unspecified`: what `EXEC_MODE_UNSPECIFIED` means on this server.
+    default_mode: ExecMode,
+    admission: Admission,
+    instance_id: String,
+}
+
+impl ComputeService {
+    /// A service running jobs on `executor`.
+    pub fn new(
+        executor: Executor,
+        cost_model: CostModel,
+        limits: Limits,
+        default_mode: ExecMode,
+        admission: Admission,
+        instance_id: String,
+    ) -> Self {
+        debug_assert_ne!(default_mode, ExecMode::Unspecified);
+        Self { shared: Arc::new(Shared { executor, cost_model, limits, default_mode, admission, instance_id }) }
+    }
+
+    /// Runs one request's job end to end.
+    async fn execute(&self, job: Job, mode: i32, deadline: Option<Instant>) -> Result<(Decimal, Execution), Status> {
+        let shared = &*self.shared;
+        let requested = ExecMode::try_from(mode).map_err(|_| Error::UnknownMode(mode))?;
+        shared.limits.check(job)?;
+        let _admitted = shared.admission.try_admit("--max-inflight")?;
+        let requested = if requested == ExecMode::Unspecified { shared.default_mode } else { requested };
+        let placement = match requested {
+            ExecMode::Inline => Placement::Inline,
+            ExecMode::SpawnBlocking => Placement::SpawnBlocking,
+            ExecMode::BlockInPlace => Placement::BlockInPlace,
+            ExecMode::Rayon => Placement::Rayon,
+            ExecMode::Adaptive | ExecMode::Unspecified => shared.cost_model.placement(job),
+        };
+        let run = shared.executor.run(placement, Cancel::new(deadline), move |par, cancel| job.run(par, cancel));
+        // INLINE and BLOCK_IN_PLACE never yield, so this timer cannot fire for them: their kernel checks the same
+        // deadline itself. For the other modes the timer answers on time even if the job is between checks.
+        let ran = match deadline {
+            Some(at) => {
+                tokio::time::timeout_at(at.into(), run).await.unwrap_or(Err(Interrupted::DeadlineExceeded.into()))
+            }
+            None => run.await,
+        }
+        .map_err(Error::from)?;
+        tracing::debug!(
+            method = job.method(),
+            n = job.n(),
+            mode = requested.short_name(),
+            queue_us = ran.queued.as_micros() as u64,
+            compute_us = ran.computed.as_micros() as u64,
+            "job done"
+        );
+        let execution = Execution {
+            mode: mode_of(placement) as i32,
+            queue_us: ran.queued.as_micros() as u64,
+            compute_us: ran.computed.as_micros() as u64,
+            served_by: shared.instance_id.clone(),
+            ..Execution::default()
+        };
+        Ok((ran.value, execution))
+    }
+}
+
+fn mode_of(placement: Placement) -> ExecMode {
+    match placement {
+        Placement::Inline => ExecMode::Inline,
+        Placement::SpawnBlocking => ExecMode::SpawnBlocking,
+        Placement::BlockInPlace => ExecMode::BlockInPlace,
+        Placement::Rayon => ExecMode::Rayon,
+    }
+}
+
+#[tonic::async_trait]
+impl Compute for ComputeService {
+    async fn factorial(&self, request: Request<FactorialRequest>) -> Result<Response<FactorialResponse>, Status> {
+        let deadline = deadline::from_metadata(request.metadata(), Instant::now());
+        let FactorialRequest { n, mode } = request.into_inner();
+        let (Decimal(value), execution) = self.execute(Job::Factorial(n), mode, deadline).await?;
+        Ok(Response::new(FactorialResponse { digits: value.len() as u64, value, execution: Some(execution) }))
+    }
+
+    async fn sum_of_squares(
+        &self,
+        request: Request<SumOfSquaresRequest>,
+    ) -> Result<Response<SumOfSquaresResponse>, Status> {
+        let deadline = deadline::from_metadata(request.metadata(), Instant::now());
+        let SumOfSquaresRequest { n, mode } = request.into_inner();
+        let (Decimal(value), execution) = self.execute(Job::SumOfSquares(n), mode, deadline).await?;
+        Ok(Response::new(SumOfSquaresResponse { value, execution: Some(execution) }))
+    }
+}

@@ -1,0 +1,100 @@
+//! Graceful shutdown: the signal, then a drain bounded in time.
+//!
+//! Order matters (and mirrors what Kubernetes expects of a pod): first tell health checkers we are going
+//! (`NOT_SERVING`, so balancers stop sending new work), then stop accepting connections and let in-flight requests
+//! finish, but only for a bounded grace period: a minute-long job must not hold a rolling restart hostage.
+
+use std::{future::Future, pin::Pin, time::Duration};
+
+use tokio::sync::oneshot;
+
+/// The future a server's `serve_with_shutdown` waits on: resolves when the drain begins.
+pub type StopAccepting = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// How a served server ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Drained {
+    /// Every in-flight request finished within the grace period.
+    Complete,
+    /// The grace period ran out; the remaining requests were dropped.
+    GraceExpired,
+}
+
+/// Why serving failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The transport failed (accepting, or a fatal I/O error).
+    #[error("transport error: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    /// The server task panicked or was cancelled.
+    #[error("server task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// Resolves on the first SIGINT or SIGTERM (Ctrl-C only, where there are no Unix signals).
+pub async fn signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => tracing::info!("SIGTERM received"),
+                    _ = int.recv() => tracing::info!("SIGINT received"),
+                }
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!("cannot listen for signals ({e}); only Ctrl-C will stop the server");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Runs `serve` until `shutdown` resolves, then calls `before_drain` (set health to `NOT_SERVING`), tells the
+/// server to stop accepting, and waits at most `grace` for in-flight requests.
+///
+/// `serve` receives the future that tells it to stop accepting; pass it to tonic's
+/// `serve_with_incoming_shutdown`.
+pub async fn serve_until<S, Fut>(
+    serve: S,
+    shutdown: impl Future<Output = ()>,
+    grace: Duration,
+    before_drain: impl Future<Output = ()>,
+) -> Result<Drained, ServeError>
+where
+    S: FnOnce(StopAccepting) -> Fut,
+    Fut: Future<Output = Result<(), tonic::transport::Error>> + Send + 'static,
+{
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let mut server = tokio::spawn(serve(Box::pin(async move {
+        let _ = stop_rx.await;
+    })));
+    tokio::select! {
+        ended = &mut server => {
+            // The server stopped on its own: that is a failure, not a shutdown.
+            ended??;
+            return Ok(Drained::Complete);
+        }
+        () = shutdown => {}
+    }
+    before_drain.await;
+    let _ = stop_tx.send(());
+    tracing::info!(grace_ms = grace.as_millis() as u64, "draining in-flight requests");
+    match tokio::time::timeout(grace, &mut server).await {
+        Ok(ended) => {
+            ended??;
+            tracing::info!("drained");
+            Ok(Drained::Complete)
+        }
+        Err(_) => {
+            tracing::warn!("grace period expired; dropping the requests still in flight");
+            server.abort();
+            Ok(Drained::GraceExpired)
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! Server plumbing shared by `offload-compute` and `offload-gateway`, written once so both behave the same way
+//! under load, deadlines and shutdown.
+//!
+//! - [`admission`]: a bounded number of requests in flight, the rest refused at once with `RESOURCE_EXHAUSTED`.
+//! - [`deadline`]: the client's `grpc-timeout`, as an instant the work can check and the gateway can forward.
+//! - [`drain`]: SIGTERM/SIGINT, then stop accepting and drain in-flight requests within a bounded grace period.
+//! - [`flags`]: parsers for flag values such as durations (`15s`, `500ms`).
+//! - [`runtime`]: the tokio runtime flavour and size, chosen on the command line.
+//! - [`transport`]: TCP and HTTP/2 settings.
+
+pub mod admission;
+pub mod deadline;
+pub mod drain;
+pub mod flags;
+pub mod runtime;
+pub mod transport;

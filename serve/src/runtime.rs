@@ -1,0 +1,32 @@
+//! The tokio runtime, built by hand rather than by `#[tokio::main]`, so that its flavour and size are
+//! command-line choices: `current-thread` reproduces the single event loop of the Python experiment this project
+//! grew from, `multi-thread` is tokio's production default.
+
+use std::io;
+
+/// Which tokio scheduler runs the server's async tasks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Flavor {
+    /// One thread runs every task, like asyncio's event loop: one blocked task blocks them all.
+    CurrentThread,
+    /// A work-stealing pool of `--workers` threads.
+    MultiThread,
+}
+
+/// The number of CPUs this process may use: the default size of every pool, so a 2-core container gets 2 workers.
+pub fn available_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+/// Builds a runtime of the given flavour. `workers` is ignored for `CurrentThread`.
+pub fn build(flavor: Flavor, workers: usize, thread_name: &str) -> io::Result<tokio::runtime::Runtime> {
+    let mut builder = match flavor {
+        Flavor::CurrentThread => tokio::runtime::Builder::new_current_thread(),
+        Flavor::MultiThread => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(workers.max(1));
+            b
+        }
+    };
+    builder.enable_all().thread_name(thread_name).build()
+}

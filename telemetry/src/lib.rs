@@ -1,0 +1,26 @@
+//! Telemetry set-up, once for every offload binary: the `tracing` subscriber and its output format.
+//!
+//! Filtering follows `RUST_LOG` (default `info`), so operators use the convention they already know.
+
+use tracing_subscriber::{EnvFilter, fmt, prelude::*};
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines for a terminal.
+    #[default]
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// Installs the global subscriber. Call once, first thing in `main`. Safe to call again (tests): later calls
+/// leave the first subscriber in place.
+pub fn init(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let registry = tracing_subscriber::registry().with(filter);
+    let _ = match format {
+        LogFormat::Text => registry.with(fmt::layer().with_target(false)).try_init(),
+        LogFormat::Json => registry.with(fmt::layer().json().flatten_event(true)).try_init(),
+    };
+}
