@@ -69,6 +69,11 @@ pub struct Config {
     #[arg(long, env = "OFFLOAD_COMPUTE_INSTANCE_ID")]
     pub instance_id: Option<String>,
 
+    /// Fault injection for resilience tests: a job with exactly this n panics inside the kernel's thread. The
+    /// request gets INTERNAL; the server must keep serving. Off unless set.
+    #[arg(long, env = "OFFLOAD_COMPUTE_PANIC_ON_N")]
+    pub panic_on_n: Option<u64>,
+
     /// Log line format.
     #[arg(long, env = "OFFLOAD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

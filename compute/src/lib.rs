@@ -63,6 +63,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         ExecMode::from(config.default_mode),
         Admission::new(config.max_inflight),
         instance_id.clone(),
+        config.panic_on_n,
     );
 
     let (health, health_service) = tonic_health::server::health_reporter();

@@ -36,6 +36,8 @@ struct Shared {
     default_mode: ExecMode,
     admission: Admission,
     instance_id: String,
+    /// `--panic-on-n`: fault injection for tests.
+    panic_on_n: Option<u64>,
 }
 
 impl ComputeService {
@@ -47,9 +49,12 @@ impl ComputeService {
         default_mode: ExecMode,
         admission: Admission,
         instance_id: String,
+        panic_on_n: Option<u64>,
     ) -> Self {
         debug_assert_ne!(default_mode, ExecMode::Unspecified);
-        Self { shared: Arc::new(Shared { executor, cost_model, limits, default_mode, admission, instance_id }) }
+        Self {
+            shared: Arc::new(Shared { executor, cost_model, limits, default_mode, admission, instance_id, panic_on_n }),
+        }
     }
 
     /// Runs one request's job end to end.
@@ -66,7 +71,13 @@ impl ComputeService {
             ExecMode::Rayon => Placement::Rayon,
             ExecMode::Adaptive | ExecMode::Unspecified => shared.cost_model.placement(job),
         };
-        let run = shared.executor.run(placement, Cancel::new(deadline), move |par, cancel| job.run(par, cancel));
+        let panic_on_n = shared.panic_on_n;
+        let run = shared.executor.run(placement, Cancel::new(deadline), move |par, cancel| {
+            if panic_on_n == Some(job.n()) {
+                panic!("injected panic: n = {} matches --panic-on-n", job.n());
+            }
+            job.run(par, cancel)
+        });
         // INLINE and BLOCK_IN_PLACE never yield, so this timer cannot fire for them: their kernel checks the same
         // deadline itself. For the other modes the timer answers on time even if the job is between checks.
         let ran = match deadline {

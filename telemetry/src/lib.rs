@@ -2,6 +2,8 @@
 //!
 //! Filtering follows `RUST_LOG` (default `info`), so operators use the convention they already know.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
 /// How log lines are written.
@@ -20,7 +22,11 @@ pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let registry = tracing_subscriber::registry().with(filter);
     let _ = match format {
-        LogFormat::Text => registry.with(fmt::layer().with_target(false)).try_init(),
+        LogFormat::Text => {
+            // Colour only for a person at a terminal: escape codes in a file or a pipe are noise.
+            let ansi = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+            registry.with(fmt::layer().with_target(false).with_ansi(ansi)).try_init()
+        }
         LogFormat::Json => registry.with(fmt::layer().json().flatten_event(true)).try_init(),
     };
 }

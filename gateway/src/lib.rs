@@ -1,0 +1,101 @@
+//! `offload-gateway`: the front door. Accepts the same `offload.v1` requests as compute and forwards them to a
+//! balanced set of compute replicas, with deadlines, retries of these idempotent calls, and admission control.
+//!
+//! Layout: [`balancer`] knows the replicas and their health; [`service`] forwards; [`run`] wires them with the
+//! gateway's own health (NOT_SERVING for `offload.v1.Gateway` while no replica is healthy), reflection and
+//! graceful shutdown.
+
+pub mod balancer;
+pub mod config;
+pub mod error;
+pub mod service;
+
+use std::{future::Future, sync::Arc};
+
+use anyhow::Context;
+use offload_proto::{service_names, v1::gateway_server::GatewayServer};
+use offload_serve::{admission::Admission, drain, transport};
+use tokio::net::TcpListener;
+use tonic_health::{ServingStatus, server::HealthReporter};
+
+pub use crate::config::Config;
+use crate::{
+    balancer::{Balancer, ChannelSettings},
+    service::GatewayService,
+};
+
+/// Largest request accepted, in bytes: requests are a few varints.
+const MAX_REQUEST_BYTES: usize = 4 * 1024;
+
+/// Serves the gateway on `listener` until `shutdown` resolves, then drains.
+pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    config.validate().map_err(anyhow::Error::msg).context("invalid configuration")?;
+    let local_addr = listener.local_addr().context("listener has no local address")?;
+    let balancer = Balancer::new(
+        &config.compute,
+        ChannelSettings { connect_timeout: config.connect_timeout, max_message_bytes: config.max_message_bytes },
+    )
+    .context("invalid --compute endpoint")?;
+    balancer.spawn_health_watchers(config.health_retry);
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    // "" says the process is alive (liveness); offload.v1.Gateway says it can serve (readiness).
+    health.set_service_status("", ServingStatus::Serving).await;
+    health.set_service_status(service_names::GATEWAY, ServingStatus::NotServing).await;
+    let follower = tokio::spawn(follow_upstream_health(Arc::clone(&balancer), health.clone()));
+
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(offload_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("cannot build reflection v1")?;
+    let reflection_alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(offload_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .context("cannot build reflection v1alpha")?;
+    let gateway = GatewayServer::new(GatewayService::new(
+        Arc::clone(&balancer),
+        Admission::new(config.max_inflight),
+        config.default_timeout,
+    ))
+    .max_decoding_message_size(MAX_REQUEST_BYTES)
+    .max_encoding_message_size(config.max_message_bytes);
+    let router = transport::server()
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(reflection_alpha)
+        .add_service(gateway);
+    tracing::info!(addr = %local_addr, compute = ?config.compute, runtime = ?config.runtime, "offload-gateway serving");
+
+    let incoming = transport::incoming(listener);
+    let drained = drain::serve_until(
+        move |stop| router.serve_with_incoming_shutdown(incoming, stop),
+        shutdown,
+        config.drain_timeout,
+        async {
+            follower.abort();
+            health.set_service_status(service_names::GATEWAY, ServingStatus::NotServing).await;
+            health.set_service_status("", ServingStatus::NotServing).await;
+        },
+    )
+    .await?;
+    tracing::info!(?drained, "offload-gateway stopped");
+    Ok(())
+}
+
+/// Keeps `offload.v1.Gateway`'s health in step with the replicas: SERVING while at least one is healthy.
+async fn follow_upstream_health(balancer: Arc<Balancer>, health: HealthReporter) {
+    let mut serving = false;
+    loop {
+        let changed = balancer.health_changed();
+        let now_serving = balancer.healthy() > 0;
+        if now_serving != serving {
+            serving = now_serving;
+            let status = if serving { ServingStatus::Serving } else { ServingStatus::NotServing };
+            tracing::info!(healthy = balancer.healthy(), of = balancer.len(), ?status, "gateway readiness changed");
+            health.set_service_status(service_names::GATEWAY, status).await;
+        }
+        changed.await;
+    }
+}

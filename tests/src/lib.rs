@@ -1,0 +1,156 @@
+//! Fixtures for the integration tests: real offload servers on `127.0.0.1:0`, each on its own tokio runtime in
+//! its own thread (as a separate process would be), or as real child processes where a test needs signals or
+//! per-process CPU time.
+
+pub mod process;
+
+use std::{
+    net::SocketAddr,
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+use clap::Parser;
+use offload_proto::v1::{compute_client::ComputeClient, gateway_client::GatewayClient};
+use offload_serve::runtime::Flavor;
+use tokio::sync::oneshot;
+use tonic::transport::Channel;
+use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+
+/// A server running in this process on its own runtime thread. Stopped (and joined) on drop.
+#[derive(Debug)]
+pub struct Server {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Server {
+    /// `http://addr`, as clients and the gateway's `--compute` take it.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Sends the shutdown signal and waits for the server to drain and stop, returning what `run` returned.
+    pub fn stop(mut self) -> anyhow::Result<()> {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> anyhow::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.thread.take() {
+            Some(thread) => thread.join().map_err(|_| anyhow::anyhow!("server thread panicked"))?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+    }
+}
+
+/// Starts a server whose `run` takes a listener, a config and a shutdown future, on a runtime of `flavor`.
+fn spawn<C, F, Fut>(name: &str, flavor: Flavor, workers: usize, config: C, run: F) -> Server
+where
+    C: Send + 'static,
+    F: FnOnce(tokio::net::TcpListener, C, std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>) -> Fut
+        + Send
+        + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let std_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    std_listener.set_nonblocking(true).expect("nonblocking");
+    let addr = std_listener.local_addr().expect("local addr");
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let runtime = offload_serve::runtime::build(flavor, workers, name).expect("runtime");
+    let thread = std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(move || {
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(std_listener)?;
+                run(
+                    listener,
+                    config,
+                    Box::pin(async move {
+                        let _ = stop_rx.await;
+                    }),
+                )
+                .await
+            })
+        })
+        .expect("spawn server thread");
+    Server { addr, stop: Some(stop_tx), thread: Some(thread) }
+}
+
+/// Starts a compute server configured by `args` (as on the command line, `--listen` excluded).
+pub fn compute(args: &[&str]) -> Server {
+    let config = offload_compute::Config::parse_from(std::iter::once("offload-compute").chain(args.iter().copied()));
+    let (flavor, workers) = (config.runtime, config.workers);
+    spawn("compute", flavor, workers, config, offload_compute::run)
+}
+
+/// Starts a gateway in front of `computes`, configured by `args`.
+pub fn gateway(computes: &[&Server], args: &[&str]) -> Server {
+    let urls: Vec<String> = computes.iter().map(|c| c.url()).collect();
+    let list = urls.join(",");
+    let mut argv = vec!["offload-gateway", "--compute", &list];
+    argv.extend_from_slice(args);
+    gateway_with_config(offload_gateway::Config::parse_from(argv))
+}
+
+/// Starts a gateway with a ready-made configuration (for `--compute` lists that are not running servers).
+pub fn gateway_with_config(config: offload_gateway::Config) -> Server {
+    let (flavor, workers) = (config.runtime, config.workers);
+    spawn("gateway", flavor, workers, config, offload_gateway::run)
+}
+
+/// A channel to `url`, connected now.
+pub async fn channel(url: &str) -> Channel {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match Channel::from_shared(url.to_owned()).expect("url").connect().await {
+            Ok(channel) => return channel,
+            Err(e) if Instant::now() > deadline => panic!("cannot connect to {url}: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+}
+
+/// A compute client to `server`, with the default message size limit (as any client would have).
+pub async fn compute_client(server: &Server) -> ComputeClient<Channel> {
+    ComputeClient::new(channel(&server.url()).await)
+}
+
+/// A gateway client to `server`.
+pub async fn gateway_client(server: &Server) -> GatewayClient<Channel> {
+    GatewayClient::new(channel(&server.url()).await)
+}
+
+/// The health status of `service` on `url`.
+pub async fn health(url: &str, service: &str) -> Result<ServingStatus, tonic::Status> {
+    let mut client = HealthClient::new(channel(url).await);
+    let reply = client.check(HealthCheckRequest { service: service.to_owned() }).await?;
+    Ok(reply.into_inner().status())
+}
+
+/// Waits (at most 10 s) until `service` on `url` reports SERVING.
+pub async fn wait_serving(url: &str, service: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while health(url, service).await.ok() != Some(ServingStatus::Serving) {
+        assert!(Instant::now() < deadline, "{service} on {url} never became SERVING");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Asserts that a call ended because its deadline passed. The server answers `DEADLINE_EXCEEDED` just before the
+/// deadline, but a tonic client also runs its own timer for the same deadline and reports `CANCELLED` ("Timeout
+/// expired") when that fires first; which one a tonic client sees is a race on the last millisecond.
+pub fn assert_deadline(status: &tonic::Status) {
+    let local_timeout = status.code() == tonic::Code::Cancelled && status.message() == "Timeout expired";
+    assert!(status.code() == tonic::Code::DeadlineExceeded || local_timeout, "not a deadline: {status:?}");
+}
