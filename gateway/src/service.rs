@@ -76,7 +76,7 @@ impl GatewayService {
                     tracing::debug!(url = upstream.url, %status, "compute unavailable; retrying on another replica");
                     failed = Some(upstream.url.clone());
                 }
-                Ok(Err(status)) if status.code() == Code::DeadlineExceeded => {
+                Ok(Err(status)) if status.code() == Code::DeadlineExceeded || is_client_timeout(&status) => {
                     return Err(Error::DeadlineExceeded { waited: started.elapsed() });
                 }
                 Ok(Err(status)) => return Err(Error::Upstream { endpoint: upstream.url.clone(), status }),
@@ -87,6 +87,12 @@ impl GatewayService {
     fn deadline_of<T>(&self, request: &Request<T>, now: Instant) -> Instant {
         deadline::from_metadata(request.metadata(), now).unwrap_or(now + self.default_timeout)
     }
+}
+
+/// tonic's client runs its own timer for the `grpc-timeout` it sends and, when that fires first, reports
+/// `CANCELLED` "Timeout expired" (tonic's `TimeoutExpired`). For the gateway's client that means the deadline passed.
+fn is_client_timeout(status: &Status) -> bool {
+    status.code() == Code::Cancelled && status.message() == tonic::TimeoutExpired(()).to_string()
 }
 
 /// Adds the gateway's timings to compute's execution report.

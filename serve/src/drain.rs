@@ -8,6 +8,10 @@ use std::{future::Future, pin::Pin, time::Duration};
 
 use tokio::sync::oneshot;
 
+/// After the drain, how long the runtime may take to drop what is left (connection tasks, abandoned requests)
+/// before the process exits anyway.
+pub const RUNTIME_SHUTDOWN: Duration = Duration::from_secs(1);
+
 /// The future a server's `serve_with_shutdown` waits on: resolves when the drain begins.
 pub type StopAccepting = Pin<Box<dyn Future<Output = ()> + Send>>;
 

@@ -151,6 +151,7 @@ pub async fn wait_serving(url: &str, service: &str) {
 /// deadline, but a tonic client also runs its own timer for the same deadline and reports `CANCELLED` ("Timeout
 /// expired") when that fires first; which one a tonic client sees is a race on the last millisecond.
 pub fn assert_deadline(status: &tonic::Status) {
-    let local_timeout = status.code() == tonic::Code::Cancelled && status.message() == "Timeout expired";
+    let local_timeout =
+        status.code() == tonic::Code::Cancelled && status.message() == tonic::TimeoutExpired(()).to_string();
     assert!(status.code() == tonic::Code::DeadlineExceeded || local_timeout, "not a deadline: {status:?}");
 }

@@ -85,7 +85,7 @@ fn chunk_sum(start: u64, end: u64) -> u128 {
     let count = end - start;
     let Lanes { sq_lo, sq_hi, sum } = lanes(first_low, count);
     let sum_sq_low = (u128::from(sq_hi) << 32) + u128::from(sq_lo);
-    (u128::from(count) * high * high << 64) + ((2 * high * u128::from(sum)) << 32) + sum_sq_low
+    ((u128::from(count) * high * high) << 64) + ((2 * high * u128::from(sum)) << 32) + sum_sq_low
 }
 
 /// Per-chunk sums over `b` in `first..first + count` (all below 2³²): the low and high 32-bit halves of `b²`, and
