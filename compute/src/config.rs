@@ -40,6 +40,12 @@ pub struct Config {
     #[arg(long, env = "OFFLOAD_COMPUTE_RAYON_THREADS", default_value_t = available_cores())]
     pub rayon_threads: usize,
 
+    /// OS priority (nice, 0–19) of the rayon threads. At 10 the kernel preempts a busy pool thread at once when a
+    /// tokio worker has a request to handle, so offloaded work cannot delay the runtime even when it fills every
+    /// core; the pool still gets every cycle the runtime leaves. 0 keeps the default priority.
+    #[arg(long, env = "OFFLOAD_COMPUTE_RAYON_NICE", default_value_t = 10, value_parser = clap::value_parser!(i32).range(0..=19))]
+    pub rayon_nice: i32,
+
     /// Most jobs in flight at once; more are refused with RESOURCE_EXHAUSTED rather than queued. 256 keeps the
     /// worst case (256 maximal factorial replies) under a gigabyte while leaving room for high-concurrency light
     /// load.

@@ -94,11 +94,22 @@ impl Drop for CancelOnDrop {
 }
 
 impl Executor {
-    /// An executor with a rayon pool of `threads` threads.
+    /// An executor with a rayon pool of `threads` threads at the OS's default priority.
     pub fn new(threads: usize) -> Result<Self, rayon::ThreadPoolBuildError> {
+        Self::with_nice(threads, 0)
+    }
+
+    /// An executor whose rayon threads run at `nice` (0 = the default priority, 19 = the lowest).
+    ///
+    /// Why lower them: when the pool has as many threads as cores and every one is busy, a tokio worker woken by a
+    /// new request must wait for the OS to give it a core, up to a scheduler time slice (milliseconds). With the
+    /// pool's threads at a lower priority the kernel preempts them at once for the worker, so the runtime stays
+    /// responsive and the pool still gets every cycle the runtime does not need.
+    pub fn with_nice(threads: usize, nice: i32) -> Result<Self, rayon::ThreadPoolBuildError> {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads.max(1))
             .thread_name(|i| format!("offload-rayon-{i}"))
+            .start_handler(move |_| set_current_thread_nice(nice))
             .build()?;
         Ok(Self { pool: Arc::new(pool) })
     }
@@ -158,6 +169,27 @@ fn timed<T>(
     let computed = started.elapsed();
     let value = outcome.map_err(|payload| ExecError::Panicked(panic_message(payload.as_ref())))??;
     Ok(Ran { value, queued: started - submitted, computed })
+}
+
+/// Sets the calling thread's nice value (Linux: priorities are per thread). Best effort: a failure (no permission
+/// to raise priority, another OS) leaves the default and is logged.
+fn set_current_thread_nice(nice: i32) {
+    if nice == 0 {
+        return;
+    }
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: gettid and setpriority take plain integers and touch no memory of ours.
+        let result = unsafe {
+            let tid = libc::gettid();
+            libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice)
+        };
+        if result != 0 {
+            tracing::warn!(nice, error = %std::io::Error::last_os_error(), "cannot set the rayon threads' priority");
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    tracing::debug!(nice, "thread priorities are only set on Linux");
 }
 
 fn panic_message(payload: &(dyn Any + Send)) -> String {

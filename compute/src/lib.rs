@@ -33,12 +33,29 @@ use crate::{adaptive::CostModel, executor::Executor, limits::Limits, service::Co
 /// before it is buffered.
 const MAX_REQUEST_BYTES: usize = 4 * 1024;
 
+/// Everything `main` does after parsing: builds the runtime the configuration asks for, binds `--listen`, serves
+/// until SIGTERM/SIGINT and drains. Also used by `offload-bench` to run this server as a child process.
+pub fn serve_blocking(config: Config) -> anyhow::Result<()> {
+    let runtime = offload_serve::runtime::build(config.runtime, config.workers, "offload-compute")
+        .context("cannot start the tokio runtime")?;
+    let result = runtime.block_on(async {
+        let listener =
+            TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
+        run(listener, config, drain::signal()).await
+    });
+    // Requests abandoned by an expired drain are dropped here (which cancels their jobs); threads stuck in a job
+    // that cannot notice cancellation (INLINE) must not keep the process alive.
+    runtime.shutdown_timeout(drain::RUNTIME_SHUTDOWN);
+    result
+}
+
 /// Serves the compute service on `listener` until `shutdown` resolves, then drains (see
 /// [`offload_serve::drain`]). Returns once the server has stopped.
 pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     config.validate().map_err(anyhow::Error::msg).context("invalid configuration")?;
     let local_addr = listener.local_addr().context("listener has no local address")?;
-    let executor = Executor::new(config.rayon_threads).context("cannot start the rayon pool")?;
+    let executor =
+        Executor::with_nice(config.rayon_threads, config.rayon_nice).context("cannot start the rayon pool")?;
     let cost_model = CostModel::calibrate(&executor).await;
     tracing::info!(
         hop_us = cost_model.hop.as_secs_f64() * 1e6,
@@ -94,6 +111,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         runtime = ?config.runtime,
         default_mode = ?config.default_mode,
         rayon_threads = executor.rayon_threads(),
+        rayon_nice = config.rayon_nice,
         max_inflight = config.max_inflight,
         "offload-compute serving"
     );

@@ -1,22 +1,9 @@
-//! `offload-compute`: parse the configuration, build the runtime it asks for, serve until SIGTERM/SIGINT.
+//! `offload-compute`: parse the configuration, set up logging, serve until SIGTERM/SIGINT.
 
-use anyhow::Context;
 use clap::Parser;
-use offload_compute::Config;
 
 fn main() -> anyhow::Result<()> {
-    let config = Config::parse();
+    let config = offload_compute::Config::parse();
     offload_telemetry::init(config.log_format);
-    let runtime = offload_serve::runtime::build(config.runtime, config.workers, "offload-compute")
-        .context("cannot start the tokio runtime")?;
-    let result = runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(config.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", config.listen))?;
-        offload_compute::run(listener, config, offload_serve::drain::signal()).await
-    });
-    // Requests abandoned by an expired drain are dropped here (which cancels their jobs); threads stuck in a job
-    // that cannot notice cancellation (INLINE) must not keep the process alive.
-    runtime.shutdown_timeout(offload_serve::drain::RUNTIME_SHUTDOWN);
-    result
+    offload_compute::serve_blocking(config)
 }

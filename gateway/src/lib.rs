@@ -27,6 +27,22 @@ use crate::{
 /// Largest request accepted, in bytes: requests are a few varints.
 const MAX_REQUEST_BYTES: usize = 4 * 1024;
 
+/// Everything `main` does after parsing: builds the runtime the configuration asks for, binds `--listen`, serves
+/// until SIGTERM/SIGINT and drains. Also used by `offload-bench` to run this server as a child process.
+pub fn serve_blocking(config: Config) -> anyhow::Result<()> {
+    let runtime = offload_serve::runtime::build(config.runtime, config.workers, "offload-gateway")
+        .context("cannot start the tokio runtime")?;
+    let result = runtime.block_on(async {
+        let listener =
+            TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
+        run(listener, config, drain::signal()).await
+    });
+    // Requests abandoned by an expired drain are dropped here (which cancels their jobs); threads stuck in a job
+    // that cannot notice cancellation (INLINE) must not keep the process alive.
+    runtime.shutdown_timeout(drain::RUNTIME_SHUTDOWN);
+    result
+}
+
 /// Serves the gateway on `listener` until `shutdown` resolves, then drains.
 pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     config.validate().map_err(anyhow::Error::msg).context("invalid configuration")?;

@@ -29,8 +29,8 @@ pub fn factorial_decimal(n: u64, par: Parallelism, cancel: &Cancel) -> Result<St
     cancel.check()?;
     let digits = estimated_digits(n);
     let (value, powers) = match par {
-        Parallelism::Pool => rayon::join(|| Natural::factorial(n), || Powers::for_digits(digits)),
-        Parallelism::Serial => (Natural::factorial(n), Powers::for_digits(digits)),
+        Parallelism::Pool => rayon::join(|| Natural::factorial(n), || Powers::for_digits(digits, par)),
+        Parallelism::Serial => (Natural::factorial(n), Powers::for_digits(digits, par)),
     };
     to_decimal(&value, &powers, par, cancel)
 }

@@ -83,7 +83,9 @@ fn chunk_sum(start: u64, end: u64) -> u128 {
     let high = u128::from(start >> 32);
     let first_low = start & 0xFFFF_FFFF;
     let count = end - start;
-    let Lanes { sq_lo, sq_hi, sum } = lanes(first_low, count);
+    // Below 2³² the cross term is zero, so the lanes skip `Σb` (one add in seven).
+    let Lanes { sq_lo, sq_hi, sum } =
+        if high == 0 { lanes::<false>(first_low, count) } else { lanes::<true>(first_low, count) };
     let sum_sq_low = (u128::from(sq_hi) << 32) + u128::from(sq_lo);
     ((u128::from(count) * high * high) << 64) + ((2 * high * u128::from(sum)) << 32) + sum_sq_low
 }
@@ -103,17 +105,18 @@ impl Lanes {
     }
 }
 
-/// Picks the widest SIMD the CPU has, once per chunk (the detection result is cached by std, so this is a load).
-fn lanes(first: u64, count: u64) -> Lanes {
+/// Picks the widest SIMD the CPU has, once per chunk (the detection results are cached, so this is a load).
+/// `SUM`: whether `Σb` is needed (only above 2³²).
+fn lanes<const SUM: bool>(first: u64, count: u64) -> Lanes {
     #[cfg(target_arch = "x86_64")]
     {
         if simd::avx512_available() {
             // SAFETY: the CPU supports AVX-512F, checked just above.
-            return unsafe { simd::lanes_avx512(first, count) };
+            return unsafe { simd::lanes_avx512::<SUM>(first, count) };
         }
-        if std::arch::is_x86_feature_detected!("avx2") {
+        if simd::avx2_available() {
             // SAFETY: the CPU supports AVX2, checked just above.
-            return unsafe { simd::lanes_avx2(first, count) };
+            return unsafe { simd::lanes_avx2::<SUM>(first, count) };
         }
     }
     lanes_portable(first, count)
@@ -139,7 +142,7 @@ pub fn simd_kind() -> &'static str {
         if simd::avx512_available() {
             return "avx512";
         }
-        if std::arch::is_x86_feature_detected!("avx2") {
+        if simd::avx2_available() {
             return "avx2";
         }
     }
@@ -155,19 +158,26 @@ mod simd {
     use super::{Lanes, lanes_portable};
 
     /// `OFFLOAD_SIMD=avx2|portable` caps the kernel below what the CPU offers, to measure the difference.
-    fn capped_at(level: &str) -> bool {
-        std::env::var("OFFLOAD_SIMD").is_ok_and(|cap| cap == level || cap == "portable")
+    fn cap() -> Option<String> {
+        std::env::var("OFFLOAD_SIMD").ok()
     }
 
     pub(super) fn avx512_available() -> bool {
         static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        *AVAILABLE.get_or_init(|| std::arch::is_x86_feature_detected!("avx512f") && !capped_at("avx2"))
+        *AVAILABLE.get_or_init(|| {
+            std::arch::is_x86_feature_detected!("avx512f") && !matches!(cap().as_deref(), Some("avx2" | "portable"))
+        })
+    }
+
+    pub(super) fn avx2_available() -> bool {
+        static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *AVAILABLE.get_or_init(|| std::arch::is_x86_feature_detected!("avx2") && cap().as_deref() != Some("portable"))
     }
 
     /// # Safety
     /// The CPU must support AVX2.
     #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn lanes_avx2(first: u64, count: u64) -> Lanes {
+    pub(super) unsafe fn lanes_avx2<const SUM: bool>(first: u64, count: u64) -> Lanes {
         // Two independent vectors of four lanes each, so the adds of one overlap the multiply of the other.
         const WIDTH: u64 = 8;
         let blocks = count / WIDTH;
@@ -186,8 +196,10 @@ mod simd {
             lo1 = _mm256_add_epi64(lo1, _mm256_and_si256(q1, low_mask));
             hi0 = _mm256_add_epi64(hi0, _mm256_srli_epi64::<32>(q0));
             hi1 = _mm256_add_epi64(hi1, _mm256_srli_epi64::<32>(q1));
-            s0 = _mm256_add_epi64(s0, b0);
-            s1 = _mm256_add_epi64(s1, b1);
+            if SUM {
+                s0 = _mm256_add_epi64(s0, b0);
+                s1 = _mm256_add_epi64(s1, b1);
+            }
             b0 = _mm256_add_epi64(b0, step);
             b1 = _mm256_add_epi64(b1, step);
         }
@@ -208,7 +220,7 @@ mod simd {
     /// # Safety
     /// The CPU must support AVX-512F.
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn lanes_avx512(first: u64, count: u64) -> Lanes {
+    pub(super) unsafe fn lanes_avx512<const SUM: bool>(first: u64, count: u64) -> Lanes {
         const WIDTH: u64 = 16;
         let blocks = count / WIDTH;
         let f = first as i64;
@@ -226,8 +238,10 @@ mod simd {
             lo1 = _mm512_add_epi64(lo1, _mm512_and_si512(q1, low_mask));
             hi0 = _mm512_add_epi64(hi0, _mm512_srli_epi64::<32>(q0));
             hi1 = _mm512_add_epi64(hi1, _mm512_srli_epi64::<32>(q1));
-            s0 = _mm512_add_epi64(s0, b0);
-            s1 = _mm512_add_epi64(s1, b1);
+            if SUM {
+                s0 = _mm512_add_epi64(s0, b0);
+                s1 = _mm512_add_epi64(s1, b1);
+            }
             b0 = _mm512_add_epi64(b0, step);
             b1 = _mm512_add_epi64(b1, step);
         }
@@ -293,7 +307,10 @@ mod tests {
     #[test]
     fn every_lane_width_agrees_with_portable() {
         for (first, count) in [(0, 0), (0, 1), (5, 7), (0xFFFF_FFFF - 100, 101), (123_456, CHUNK)] {
-            assert_eq!(lanes(first, count), lanes_portable(first, count), "{first}+{count}");
+            let portable = lanes_portable(first, count);
+            assert_eq!(lanes::<true>(first, count), portable, "{first}+{count}");
+            let without_sum = lanes::<false>(first, count);
+            assert_eq!((without_sum.sq_lo, without_sum.sq_hi), (portable.sq_lo, portable.sq_hi), "{first}+{count}");
         }
     }
 

@@ -1,0 +1,177 @@
+//! What a load test sends: a fully qualified method (`--call`) and its request (`-d` JSON), and the client that
+//! sends it over a channel.
+//!
+//! `--call` and `-d` take the same forms as ghz (`offload.v1.Gateway/Factorial` or `offload.v1.Gateway.Factorial`;
+//! protobuf JSON, where a `uint64` may be a number or a string and an enum its name or number), so a ghz command
+//! line or config file works here unchanged.
+
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use offload_proto::v1::{
+    ExecMode, FactorialRequest, SumOfSquaresRequest, compute_client::ComputeClient, gateway_client::GatewayClient,
+};
+use tonic::{Request, Status, transport::Channel};
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+
+/// Replies up to this size are accepted: above the servers' 4 MiB so a load test never fails on a large factorial.
+const MAX_REPLY_BYTES: usize = 16 * 1024 * 1024;
+
+/// A method and its request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Call {
+    /// `offload.v1.Gateway/Factorial`
+    GatewayFactorial(FactorialRequest),
+    /// `offload.v1.Gateway/SumOfSquares`
+    GatewaySumOfSquares(SumOfSquaresRequest),
+    /// `offload.v1.Compute/Factorial`
+    ComputeFactorial(FactorialRequest),
+    /// `offload.v1.Compute/SumOfSquares`
+    ComputeSumOfSquares(SumOfSquaresRequest),
+    /// `grpc.health.v1.Health/Check`
+    HealthCheck(String),
+}
+
+impl Call {
+    /// Parses `--call` and `-d`.
+    pub fn parse(method: &str, data: Option<&str>) -> anyhow::Result<Self> {
+        let method = method.trim_start_matches('/');
+        let (service, name) = method
+            .rsplit_once('/')
+            .or_else(|| method.rsplit_once('.'))
+            .with_context(|| format!("--call {method:?}: expected package.Service/Method"))?;
+        let data: serde_json::Value = match data {
+            Some(text) => serde_json::from_str(text).with_context(|| format!("-d is not JSON: {text}"))?,
+            None => serde_json::Value::Object(Default::default()),
+        };
+        let object = data.as_object().context("-d must be a JSON object")?;
+        if service == "grpc.health.v1.Health" && name == "Check" {
+            let service = object.get("service").and_then(|v| v.as_str()).unwrap_or_default();
+            return Ok(Self::HealthCheck(service.to_owned()));
+        }
+        for key in object.keys() {
+            if key != "n" && key != "mode" {
+                bail!("-d: unknown field {key:?} (requests have `n` and `mode`)");
+            }
+        }
+        let n = match object.get("n") {
+            None => 0,
+            Some(serde_json::Value::Number(n)) => n.as_u64().context("-d: n must be a non-negative integer")?,
+            Some(serde_json::Value::String(s)) => s.parse().with_context(|| format!("-d: n = {s:?}"))?,
+            Some(other) => bail!("-d: n must be a number, not {other}"),
+        };
+        let mode = match object.get("mode") {
+            None => ExecMode::Unspecified as i32,
+            Some(serde_json::Value::Number(m)) => m.as_i64().context("-d: mode")? as i32,
+            Some(serde_json::Value::String(s)) => {
+                ExecMode::from_str_name(s).with_context(|| format!("-d: unknown mode {s:?}"))? as i32
+            }
+            Some(other) => bail!("-d: mode must be a name or a number, not {other}"),
+        };
+        Ok(match (service, name) {
+            ("offload.v1.Gateway", "Factorial") => Self::GatewayFactorial(FactorialRequest { n, mode }),
+            ("offload.v1.Gateway", "SumOfSquares") => Self::GatewaySumOfSquares(SumOfSquaresRequest { n, mode }),
+            ("offload.v1.Compute", "Factorial") => Self::ComputeFactorial(FactorialRequest { n, mode }),
+            ("offload.v1.Compute", "SumOfSquares") => Self::ComputeSumOfSquares(SumOfSquaresRequest { n, mode }),
+            _ => bail!("--call {method:?}: not an offload.v1 method or grpc.health.v1.Health/Check"),
+        })
+    }
+
+    /// The fully qualified method, as ghz prints it.
+    pub fn method(&self) -> &'static str {
+        match self {
+            Self::GatewayFactorial(_) => "offload.v1.Gateway.Factorial",
+            Self::GatewaySumOfSquares(_) => "offload.v1.Gateway.SumOfSquares",
+            Self::ComputeFactorial(_) => "offload.v1.Compute.Factorial",
+            Self::ComputeSumOfSquares(_) => "offload.v1.Compute.SumOfSquares",
+            Self::HealthCheck(_) => "grpc.health.v1.Health.Check",
+        }
+    }
+}
+
+/// Sends calls over one channel (HTTP/2 connection). Cheap to clone: clones share the connection.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    gateway: GatewayClient<Channel>,
+    compute: ComputeClient<Channel>,
+    health: HealthClient<Channel>,
+}
+
+impl Caller {
+    /// Connects to `url` now, so that connection set-up is not measured as request latency.
+    pub async fn connect(url: &str) -> anyhow::Result<Self> {
+        let channel = Channel::from_shared(url.to_owned())
+            .with_context(|| format!("not a URL: {url}"))?
+            .tcp_nodelay(true)
+            .connect_timeout(Duration::from_secs(5))
+            .connect()
+            .await
+            .with_context(|| format!("cannot connect to {url}"))?;
+        Ok(Self {
+            gateway: GatewayClient::new(channel.clone()).max_decoding_message_size(MAX_REPLY_BYTES),
+            compute: ComputeClient::new(channel.clone()).max_decoding_message_size(MAX_REPLY_BYTES),
+            health: HealthClient::new(channel),
+        })
+    }
+
+    /// Sends one call and waits for its reply (which is read and dropped).
+    pub async fn call(&mut self, call: &Call, timeout: Option<Duration>) -> Result<(), Status> {
+        fn request<T>(message: T, timeout: Option<Duration>) -> Request<T> {
+            let mut request = Request::new(message);
+            if let Some(timeout) = timeout {
+                request.set_timeout(timeout);
+            }
+            request
+        }
+        let result = match call {
+            Call::GatewayFactorial(r) => self.gateway.factorial(request(*r, timeout)).await.map(drop),
+            Call::GatewaySumOfSquares(r) => self.gateway.sum_of_squares(request(*r, timeout)).await.map(drop),
+            Call::ComputeFactorial(r) => self.compute.factorial(request(*r, timeout)).await.map(drop),
+            Call::ComputeSumOfSquares(r) => self.compute.sum_of_squares(request(*r, timeout)).await.map(drop),
+            Call::HealthCheck(service) => {
+                self.health.check(request(HealthCheckRequest { service: service.clone() }, timeout)).await.map(drop)
+            }
+        };
+        result.map_err(|status| {
+            // tonic's client reports its own expiry of the deadline as CANCELLED "Timeout expired"; ghz (grpc-go)
+            // reports DEADLINE_EXCEEDED, and so do we, so reports compare.
+            if status.code() == tonic::Code::Cancelled && status.message() == tonic::TimeoutExpired(()).to_string() {
+                Status::deadline_exceeded(status.message())
+            } else {
+                status
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_ghz_style_calls_and_data() {
+        let call = Call::parse("offload.v1.Gateway/Factorial", Some(r#"{"n": 20, "mode": "EXEC_MODE_RAYON"}"#));
+        assert_eq!(
+            call.expect("valid"),
+            Call::GatewayFactorial(FactorialRequest { n: 20, mode: ExecMode::Rayon as i32 })
+        );
+        let call = Call::parse("offload.v1.Compute.SumOfSquares", Some(r#"{"n": "1000000000", "mode": 1}"#));
+        assert_eq!(call.expect("valid"), Call::ComputeSumOfSquares(SumOfSquaresRequest { n: 1_000_000_000, mode: 1 }));
+        let call = Call::parse("grpc.health.v1.Health/Check", Some(r#"{"service": "offload.v1.Compute"}"#));
+        assert_eq!(call.expect("valid"), Call::HealthCheck("offload.v1.Compute".into()));
+        assert_eq!(
+            Call::parse("offload.v1.Gateway/Factorial", None).expect("valid").method(),
+            "offload.v1.Gateway.Factorial"
+        );
+    }
+
+    #[test]
+    fn rejects_what_it_cannot_send() {
+        assert!(Call::parse("offload.v1.Gateway/Nope", None).is_err());
+        assert!(Call::parse("Factorial", None).is_err());
+        assert!(Call::parse("offload.v1.Gateway/Factorial", Some(r#"{"n": -1}"#)).is_err());
+        assert!(Call::parse("offload.v1.Gateway/Factorial", Some(r#"{"mode": "FAST"}"#)).is_err());
+        assert!(Call::parse("offload.v1.Gateway/Factorial", Some(r#"{"x": 1}"#)).is_err());
+        assert!(Call::parse("offload.v1.Gateway/Factorial", Some("[1]")).is_err());
+    }
+}

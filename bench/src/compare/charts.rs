@@ -1,0 +1,101 @@
+//! The two charts of the report, as SVG (plotters): probe latency percentiles per mode (log scale, the blocked
+//! runtime is orders of magnitude off), and heavy throughput per mode against the machine's ideal.
+
+use std::path::Path;
+
+use plotters::prelude::*;
+
+use super::scenario::RoundResult;
+
+const SIZE: (u32, u32) = (900, 480);
+const SERIES: [(&str, f64, RGBColor); 3] = [
+    ("p50", 50.0, RGBColor(90, 160, 220)),
+    ("p99", 99.0, RGBColor(240, 150, 40)),
+    ("p99.9", 99.9, RGBColor(200, 50, 50)),
+];
+
+fn plot_error(e: impl std::fmt::Display) -> anyhow::Error {
+    anyhow::anyhow!("chart: {e}")
+}
+
+/// Grouped bars: for each round, probe latency at p50, p99 and p99.9, in ms on a log axis.
+pub fn probe_latency(path: &Path, rounds: &[RoundResult]) -> anyhow::Result<()> {
+    let root = SVGBackend::new(path, SIZE).into_drawing_area();
+    root.fill(&WHITE).map_err(plot_error)?;
+    let values: Vec<f64> = rounds
+        .iter()
+        .flat_map(|r| SERIES.iter().map(move |(_, p, _)| r.probe.percentile(*p).as_secs_f64() * 1e3))
+        .collect();
+    let top = values.iter().copied().fold(1.0f64, f64::max) * 2.0;
+    let bottom = values.iter().copied().filter(|v| *v > 0.0).fold(top, f64::min).max(1e-3) / 2.0;
+    let mut chart = ChartBuilder::on(&root)
+        .caption("Probe latency while heavy jobs run (Factorial(20), open loop)", ("sans-serif", 20))
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0f64..rounds.len() as f64, (bottom..top).log_scale())
+        .map_err(plot_error)?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(rounds.len())
+        .x_label_formatter(&|x| rounds.get(x.floor() as usize).map_or(String::new(), |r| r.label.clone()))
+        .y_desc("latency (ms, log scale)")
+        .draw()
+        .map_err(plot_error)?;
+    for (k, (name, percentile, color)) in SERIES.iter().enumerate() {
+        let bars = rounds.iter().enumerate().map(|(i, r)| {
+            let x0 = i as f64 + 0.15 + k as f64 * 0.23;
+            let v = (r.probe.percentile(*percentile).as_secs_f64() * 1e3).max(bottom);
+            Rectangle::new([(x0, bottom), (x0 + 0.2, v)], color.filled())
+        });
+        chart
+            .draw_series(bars)
+            .map_err(plot_error)?
+            .label(*name)
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled()));
+    }
+    chart.configure_series_labels().border_style(BLACK).background_style(WHITE).draw().map_err(plot_error)?;
+    root.present().map_err(plot_error)?;
+    Ok(())
+}
+
+/// Bars: heavy jobs completed per second for each mode, with the ideal `cores / job time` as a line.
+pub fn heavy_throughput(path: &Path, rounds: &[RoundResult], ideal: f64) -> anyhow::Result<()> {
+    let rounds: Vec<&RoundResult> = rounds.iter().filter(|r| r.heavy.is_some()).collect();
+    let root = SVGBackend::new(path, SIZE).into_drawing_area();
+    root.fill(&WHITE).map_err(plot_error)?;
+    let top = rounds.iter().filter_map(|r| r.heavy.as_ref()).map(|h| h.ok_rps()).fold(ideal, f64::max) * 1.15;
+    let n = rounds.len().max(1) as f64;
+    let mut chart = ChartBuilder::on(&root)
+        .caption("Heavy jobs completed per second, against the ideal (cores / job time)", ("sans-serif", 20))
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0f64..n, 0f64..top)
+        .map_err(plot_error)?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(rounds.len())
+        .x_label_formatter(&|x| rounds.get(x.floor() as usize).map_or(String::new(), |r| r.label.clone()))
+        .y_desc("jobs / s")
+        .draw()
+        .map_err(plot_error)?;
+    chart
+        .draw_series(rounds.iter().enumerate().map(|(i, r)| {
+            let v = r.heavy.as_ref().map_or(0.0, |h| h.ok_rps());
+            Rectangle::new([(i as f64 + 0.2, 0.0), (i as f64 + 0.8, v)], RGBColor(90, 160, 220).filled())
+        }))
+        .map_err(plot_error)?
+        .label("completed")
+        .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], RGBColor(90, 160, 220).filled()));
+    chart
+        .draw_series(LineSeries::new([(0.0, ideal), (n, ideal)], RED.stroke_width(2)))
+        .map_err(plot_error)?
+        .label(format!("ideal {ideal:.0}/s"))
+        .legend(|(x, y)| PathElement::new([(x, y), (x + 15, y)], RED.stroke_width(2)));
+    chart.configure_series_labels().border_style(BLACK).background_style(WHITE).draw().map_err(plot_error)?;
+    root.present().map_err(plot_error)?;
+    Ok(())
+}

@@ -1,0 +1,345 @@
+//! One round of the comparison: start the servers, run the mixed load, read their CPU time, stop them.
+
+use std::{
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail};
+use offload_compute::kernel::{Cancel, Parallelism, factorial, sum_of_squares};
+use offload_proto::{
+    service_names,
+    v1::{ExecMode, FactorialRequest, SumOfSquaresRequest},
+};
+
+use super::CompareArgs;
+use crate::{
+    call::{Call, Caller},
+    child::ChildServer,
+    recording::Recording,
+    runner::{self, Plan},
+};
+
+/// Deadline of a heavy call: far above any job, so only a truly stuck server fails it.
+const HEAVY_TIMEOUT: Duration = Duration::from_secs(60);
+/// Deadline of a probe: a probe slower than this is a failure worth counting, not a latency.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Probes in flight at most: far above rate × latency in any sane round, so the bound never shapes the result
+/// unless the server stalls for seconds (and then the wait counts, since latency runs from the scheduled time).
+const PROBE_CONCURRENCY: usize = 256;
+/// How long a server may take to drain and exit at the end of a round.
+const STOP_GRACE: Duration = Duration::from_secs(20);
+
+/// Everything every round shares.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    pub args: CompareArgs,
+    pub heavy: HeavyJob,
+    pub probe_mode: ExecMode,
+    pub heavy_concurrency: usize,
+    pub cores: usize,
+}
+
+/// The heavy job and what it costs alone.
+#[derive(Debug, Clone, Copy)]
+pub struct HeavyJob {
+    /// `true`: SumOfSquares; `false`: Factorial.
+    pub sum_of_squares: bool,
+    pub n: u64,
+    /// Best single-core time of the kernel, in this process.
+    pub job_time: Duration,
+}
+
+impl HeavyJob {
+    /// Measures the kernel alone; picks `n` for `job_ms` of one core when not given.
+    pub fn calibrate(method: &str, n: Option<u64>, job_ms: f64) -> anyhow::Result<Self> {
+        let never = Cancel::never();
+        let (sum_of_squares, n) = match method {
+            "sum-of-squares" => {
+                let n = n.unwrap_or_else(|| {
+                    let probe = 1 << 24;
+                    let t = best_of(3, || sum_of_squares::sum_of_squares(probe, Parallelism::Serial, &never));
+                    let ns_per_element = t.as_nanos() as f64 / probe as f64;
+                    (job_ms * 1e6 / ns_per_element) as u64
+                });
+                (true, n)
+            }
+            "factorial" => (false, n.unwrap_or(50_000)),
+            other => bail!("--heavy-method {other:?}: use sum-of-squares or factorial"),
+        };
+        let job_time = if sum_of_squares {
+            best_of(5, || sum_of_squares::sum_of_squares(n, Parallelism::Serial, &never))
+        } else {
+            best_of(5, || factorial::factorial_decimal(n, Parallelism::Serial, &never))
+        };
+        Ok(Self { sum_of_squares, n, job_time })
+    }
+
+    /// Jobs per second if every core did nothing else.
+    pub fn ideal_rps(&self, cores: usize) -> f64 {
+        cores as f64 / self.job_time.as_secs_f64()
+    }
+
+    /// `SumOfSquares(n = …)`.
+    pub fn describe(&self) -> String {
+        format!("{}(n = {})", if self.sum_of_squares { "SumOfSquares" } else { "Factorial" }, self.n)
+    }
+
+    fn call(&self, mode: ExecMode) -> Call {
+        if self.sum_of_squares {
+            Call::GatewaySumOfSquares(SumOfSquaresRequest { n: self.n, mode: mode as i32 })
+        } else {
+            Call::GatewayFactorial(FactorialRequest { n: self.n, mode: mode as i32 })
+        }
+    }
+}
+
+fn best_of<T>(runs: usize, mut f: impl FnMut() -> T) -> Duration {
+    (0..runs)
+        .map(|_| {
+            let start = Instant::now();
+            std::hint::black_box(f());
+            start.elapsed()
+        })
+        .min()
+        .unwrap_or_default()
+}
+
+/// What one round measured.
+#[derive(Debug, Clone)]
+pub struct RoundResult {
+    /// `idle` or the mode's short name.
+    pub label: String,
+    /// The heavy jobs' mode (`None` for the idle round).
+    pub mode: Option<ExecMode>,
+    pub heavy: Option<Recording>,
+    pub probe: Recording,
+    pub health: Option<Recording>,
+    /// CPU the compute and gateway processes used during the measured window.
+    pub compute_cpu: Option<Duration>,
+    pub gateway_cpu: Option<Duration>,
+    pub window: Duration,
+}
+
+/// The servers of a round: started here, or the ones `--gateway` points at.
+struct Servers {
+    compute: Option<ChildServer>,
+    gateway: Option<ChildServer>,
+    gateway_url: String,
+    compute_url: Option<String>,
+}
+
+impl Servers {
+    fn start(args: &CompareArgs) -> anyhow::Result<Self> {
+        if let Some(gateway) = &args.gateway {
+            return Ok(Self {
+                compute: None,
+                gateway: None,
+                gateway_url: gateway.clone(),
+                compute_url: args.compute.clone(),
+            });
+        }
+        let exe = std::env::current_exe().context("cannot find this executable")?;
+        let runtime = match args.runtime {
+            offload_serve::runtime::Flavor::CurrentThread => "current-thread",
+            offload_serve::runtime::Flavor::MultiThread => "multi-thread",
+        };
+        let mut command = Command::new(&exe);
+        command.args(["compute", "--listen", "127.0.0.1:0", "--runtime", runtime]);
+        let compute = ChildServer::start(command)?;
+        let mut command = Command::new(&exe);
+        command.args(["gateway", "--listen", "127.0.0.1:0", "--compute", &compute.url()]);
+        let gateway = ChildServer::start(command)?;
+        Ok(Self {
+            gateway_url: gateway.url(),
+            compute_url: Some(compute.url()),
+            compute: Some(compute),
+            gateway: Some(gateway),
+        })
+    }
+
+    async fn wait_ready(&self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut caller = Caller::connect(&self.gateway_url).await?;
+        let check = Call::HealthCheck(service_names::GATEWAY.to_owned());
+        while caller.call(&check, Some(Duration::from_secs(1))).await.is_err() {
+            if Instant::now() > deadline {
+                bail!("gateway at {} never became ready", self.gateway_url);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // The health check answers OK for NOT_SERVING too: wait for a real call to go through.
+        let probe = Call::GatewayFactorial(FactorialRequest { n: 1, mode: ExecMode::Inline as i32 });
+        while caller.call(&probe, Some(Duration::from_secs(1))).await.is_err() {
+            if Instant::now() > deadline {
+                bail!("gateway at {} cannot reach compute", self.gateway_url);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(())
+    }
+
+    fn cpu(&self) -> (Option<Duration>, Option<Duration>) {
+        (self.compute.as_ref().map(ChildServer::cpu_time), self.gateway.as_ref().map(ChildServer::cpu_time))
+    }
+
+    fn stop(self) {
+        // Gateway first, so compute is not reported unhealthy to a gateway that is about to go anyway.
+        for server in [self.gateway, self.compute].into_iter().flatten() {
+            if server.stop(STOP_GRACE) != Some(0) {
+                eprintln!("warning: a server did not exit cleanly within {STOP_GRACE:?}");
+            }
+        }
+    }
+}
+
+fn delta(after: Option<Duration>, before: Option<Duration>) -> Option<Duration> {
+    Some(after?.saturating_sub(before?))
+}
+
+/// Runs one round: `mode` for the heavy jobs, or `None` for probes alone (the idle baseline).
+pub async fn run_round(setup: &Setup, mode: Option<ExecMode>) -> anyhow::Result<RoundResult> {
+    let args = &setup.args;
+    let label = mode.map_or("idle".to_owned(), |m| m.short_name().to_owned());
+    eprintln!("round: {label}");
+    let servers = Servers::start(args)?;
+    servers.wait_ready().await?;
+    let heavy_caller = Caller::connect(&servers.gateway_url).await?;
+    let probe_caller = Caller::connect(&servers.gateway_url).await?;
+    let health_caller = match &servers.compute_url {
+        Some(url) => Some(Caller::connect(url).await?),
+        None => None,
+    };
+
+    let heavy_load = |duration: Duration, label: &str| {
+        mode.map(|mode| {
+            let call = setup.heavy.call(mode);
+            let caller = heavy_caller.clone();
+            let plan = Plan { concurrency: setup.heavy_concurrency, total: None, duration: Some(duration), rps: None };
+            let progress = runner::progress_bar(&plan, label, args.quiet);
+            runner::run(
+                plan,
+                move |_| {
+                    let (mut caller, call) = (caller.clone(), call.clone());
+                    async move { caller.call(&call, Some(HEAVY_TIMEOUT)).await }
+                },
+                progress,
+            )
+        })
+    };
+    if let Some(warmup) = heavy_load(args.warmup, "warm-up") {
+        warmup.await;
+    }
+
+    let (compute_before, gateway_before) = servers.cpu();
+    let started = Instant::now();
+    let probe_plan =
+        Plan { concurrency: PROBE_CONCURRENCY, total: None, duration: Some(args.duration), rps: Some(args.probe_rps) };
+    let probe_call = Call::GatewayFactorial(FactorialRequest { n: 20, mode: setup.probe_mode as i32 });
+    let probes = runner::run(
+        probe_plan,
+        move |_| {
+            let (mut caller, call) = (probe_caller.clone(), probe_call.clone());
+            async move { caller.call(&call, Some(PROBE_TIMEOUT)).await }
+        },
+        None,
+    );
+    let health_probes = health_caller.map(|caller| {
+        let call = Call::HealthCheck(service_names::COMPUTE.to_owned());
+        runner::run(
+            probe_plan,
+            move |_| {
+                let (mut caller, call) = (caller.clone(), call.clone());
+                async move { caller.call(&call, Some(PROBE_TIMEOUT)).await }
+            },
+            None,
+        )
+    });
+    let heavy = heavy_load(args.duration, &label);
+    let (heavy, probe, health) = tokio::join!(
+        async move {
+            match heavy {
+                Some(h) => Some(h.await),
+                None => None,
+            }
+        },
+        probes,
+        async move {
+            match health_probes {
+                Some(h) => Some(h.await),
+                None => None,
+            }
+        },
+    );
+    let window = started.elapsed();
+    let (compute_after, gateway_after) = servers.cpu();
+    servers.stop();
+    Ok(RoundResult {
+        label,
+        mode,
+        heavy,
+        probe,
+        health,
+        compute_cpu: delta(compute_after, compute_before),
+        gateway_cpu: delta(gateway_after, gateway_before),
+        window,
+    })
+}
+
+/// Trivial calls straight to compute and through the gateway: throughput at high concurrency, and latency one
+/// call at a time (at high concurrency p50 is mostly queueing, `concurrency / throughput`, so the hop's own cost
+/// is read at concurrency 1).
+#[derive(Debug, Clone)]
+pub struct HopResult {
+    pub direct: Recording,
+    pub via_gateway: Recording,
+    pub direct_serial: Recording,
+    pub via_gateway_serial: Recording,
+}
+
+/// Measures the price of the extra hop (needs a compute endpoint: started here, or `--compute`).
+pub async fn hop_price(setup: &Setup) -> anyhow::Result<Option<HopResult>> {
+    let args = &setup.args;
+    eprintln!("round: hop price");
+    let servers = Servers::start(args)?;
+    servers.wait_ready().await?;
+    let Some(compute_url) = servers.compute_url.clone() else {
+        eprintln!("no --compute given: skipping the hop comparison");
+        return Ok(None);
+    };
+    let mut results = Vec::new();
+    for (url, call) in [
+        (compute_url, Call::ComputeFactorial(FactorialRequest { n: 1, mode: ExecMode::Inline as i32 })),
+        (servers.gateway_url.clone(), Call::GatewayFactorial(FactorialRequest { n: 1, mode: ExecMode::Inline as i32 })),
+    ] {
+        let caller = Caller::connect(&url).await?;
+        let mut recordings = Vec::new();
+        for (concurrency, duration) in [
+            (args.hop_concurrency, Duration::from_millis(500)),
+            (args.hop_concurrency, args.hop_duration),
+            (1, args.hop_duration),
+        ] {
+            let plan = Plan { concurrency, total: None, duration: Some(duration), rps: None };
+            let (caller, call) = (caller.clone(), call.clone());
+            recordings.push(
+                runner::run(
+                    plan,
+                    move |_| {
+                        let (mut caller, call) = (caller.clone(), call.clone());
+                        async move { caller.call(&call, Some(PROBE_TIMEOUT)).await }
+                    },
+                    None,
+                )
+                .await,
+            );
+        }
+        // The first run was the warm-up.
+        let serial = recordings.pop().unwrap_or_default();
+        let parallel = recordings.pop().unwrap_or_default();
+        results.push((parallel, serial));
+    }
+    servers.stop();
+    let (via_gateway, via_gateway_serial) = results.pop().unwrap_or_default();
+    let (direct, direct_serial) = results.pop().unwrap_or_default();
+    Ok(Some(HopResult { direct, via_gateway, direct_serial, via_gateway_serial }))
+}

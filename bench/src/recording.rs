@@ -1,0 +1,180 @@
+//! What a load run observed: every call's latency in an HDR histogram, and its outcome by status.
+//!
+//! HDR histograms keep three significant digits from a microsecond to ten minutes in a few tens of kilobytes,
+//! whatever the number of calls, and merge exactly, so each worker records alone and the run adds them up.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use hdrhistogram::Histogram;
+use tonic::Code;
+
+/// Lowest latency distinguished: 1 µs (loopback calls take tens).
+const LOWEST_NS: u64 = 1_000;
+/// Highest latency recorded: 10 minutes; anything longer is clamped there (and is a failed test anyway).
+const HIGHEST_NS: u64 = 600_000_000_000;
+
+/// Latencies and outcomes of a set of calls.
+#[derive(Debug, Clone)]
+pub struct Recording {
+    /// Latency of every call, successful or not, in nanoseconds.
+    pub latency: Histogram<u64>,
+    /// Calls by final status, in grpc-go's names (`OK`, `DeadlineExceeded`, …) as ghz reports them.
+    pub statuses: BTreeMap<String, u64>,
+    /// Failed calls by status and message, as ghz's `errorDistribution`.
+    pub errors: BTreeMap<String, u64>,
+    /// Wall time the run took.
+    pub elapsed: Duration,
+}
+
+impl Default for Recording {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Recording {
+    /// An empty recording.
+    pub fn new() -> Self {
+        #[allow(clippy::expect_used)] // Constant, valid bounds.
+        let latency = Histogram::new_with_bounds(LOWEST_NS, HIGHEST_NS, 3).expect("valid histogram bounds");
+        Self { latency, statuses: BTreeMap::new(), errors: BTreeMap::new(), elapsed: Duration::ZERO }
+    }
+
+    /// Records one call.
+    pub fn record(&mut self, latency: Duration, outcome: Result<(), tonic::Status>) {
+        let ns = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX).clamp(LOWEST_NS, HIGHEST_NS);
+        self.latency.saturating_record(ns);
+        let code = match &outcome {
+            Ok(()) => Code::Ok,
+            Err(status) => status.code(),
+        };
+        *self.statuses.entry(go_code_name(code).to_owned()).or_default() += 1;
+        if let Err(status) = outcome {
+            let key = format!("rpc error: code = {} desc = {}", go_code_name(code), status.message());
+            *self.errors.entry(key).or_default() += 1;
+        }
+    }
+
+    /// Adds another recording's calls (elapsed time is the longer of the two: they ran side by side).
+    pub fn merge(&mut self, other: &Self) {
+        #[allow(clippy::expect_used)] // Same bounds on both sides: adding cannot fail.
+        self.latency.add(&other.latency).expect("histograms with equal bounds");
+        for (k, v) in &other.statuses {
+            *self.statuses.entry(k.clone()).or_default() += v;
+        }
+        for (k, v) in &other.errors {
+            *self.errors.entry(k.clone()).or_default() += v;
+        }
+        self.elapsed = self.elapsed.max(other.elapsed);
+    }
+
+    /// Calls recorded.
+    pub fn count(&self) -> u64 {
+        self.latency.len()
+    }
+
+    /// Calls that ended `OK`.
+    pub fn ok(&self) -> u64 {
+        self.statuses.get("OK").copied().unwrap_or(0)
+    }
+
+    /// Calls that did not end `OK`.
+    pub fn failed(&self) -> u64 {
+        self.count() - self.ok()
+    }
+
+    /// Calls per second over the run's wall time.
+    pub fn rps(&self) -> f64 {
+        per_second(self.count(), self.elapsed)
+    }
+
+    /// Successful calls per second.
+    pub fn ok_rps(&self) -> f64 {
+        per_second(self.ok(), self.elapsed)
+    }
+
+    /// The latency at `percentile` (0–100).
+    pub fn percentile(&self, percentile: f64) -> Duration {
+        if self.latency.is_empty() {
+            return Duration::ZERO;
+        }
+        Duration::from_nanos(self.latency.value_at_quantile(percentile / 100.0))
+    }
+}
+
+fn per_second(count: u64, elapsed: Duration) -> f64 {
+    if elapsed.is_zero() { 0.0 } else { count as f64 / elapsed.as_secs_f64() }
+}
+
+/// grpc-go's name for a status code, which ghz reports and its users grep for.
+pub fn go_code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "Canceled",
+        Code::Unknown => "Unknown",
+        Code::InvalidArgument => "InvalidArgument",
+        Code::DeadlineExceeded => "DeadlineExceeded",
+        Code::NotFound => "NotFound",
+        Code::AlreadyExists => "AlreadyExists",
+        Code::PermissionDenied => "PermissionDenied",
+        Code::ResourceExhausted => "ResourceExhausted",
+        Code::FailedPrecondition => "FailedPrecondition",
+        Code::Aborted => "Aborted",
+        Code::OutOfRange => "OutOfRange",
+        Code::Unimplemented => "Unimplemented",
+        Code::Internal => "Internal",
+        Code::Unavailable => "Unavailable",
+        Code::DataLoss => "DataLoss",
+        Code::Unauthenticated => "Unauthenticated",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(v: u64) -> Duration {
+        Duration::from_millis(v)
+    }
+
+    #[test]
+    fn percentiles_and_rates_on_known_data() {
+        let mut r = Recording::new();
+        // 1..=1000 ms, one call each: the p-th percentile is p·10 ms (within HDR's 0.1 %).
+        for v in 1..=1000 {
+            r.record(ms(v), Ok(()));
+        }
+        r.elapsed = Duration::from_secs(4);
+        for (p, expected) in [(50.0, 500u64), (90.0, 900), (99.0, 990), (99.9, 999)] {
+            let got = r.percentile(p).as_secs_f64() * 1000.0;
+            assert!((got - expected as f64).abs() <= expected as f64 * 0.001 + 0.5, "p{p}: {got} ms");
+        }
+        assert_eq!(r.count(), 1000);
+        assert!((r.rps() - 250.0).abs() < 1e-9);
+        assert_eq!(r.failed(), 0);
+    }
+
+    #[test]
+    fn statuses_and_errors_are_counted_by_go_name() {
+        let mut a = Recording::new();
+        a.record(ms(1), Ok(()));
+        a.record(ms(2), Err(tonic::Status::resource_exhausted("busy")));
+        let mut b = Recording::new();
+        b.record(ms(3), Err(tonic::Status::resource_exhausted("busy")));
+        b.record(ms(4), Err(tonic::Status::cancelled("gone")));
+        a.merge(&b);
+        assert_eq!(a.count(), 4);
+        assert_eq!(a.ok(), 1);
+        assert_eq!(a.statuses["ResourceExhausted"], 2);
+        assert_eq!(a.statuses["Canceled"], 1);
+        assert_eq!(a.errors["rpc error: code = ResourceExhausted desc = busy"], 2);
+    }
+
+    #[test]
+    fn extreme_latencies_are_clamped_not_lost() {
+        let mut r = Recording::new();
+        r.record(Duration::from_nanos(1), Ok(()));
+        r.record(Duration::from_secs(3600), Ok(()));
+        assert_eq!(r.count(), 2);
+    }
+}
