@@ -24,7 +24,8 @@ impl ChildServer {
     pub fn start(mut command: Command) -> anyhow::Result<Self> {
         let mut child = command
             .env("NO_COLOR", "1")
-            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            // The serving line (at info) carries the address; the child's stdout is read here, not shown.
+            .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -4,7 +4,10 @@
 use std::time::{Duration, Instant};
 
 use offload_proto::v1::{ExecMode, SumOfSquaresRequest, compute_client::ComputeClient, gateway_client::GatewayClient};
-use offload_tests::{assert_deadline, channel, process::Proc};
+use offload_tests::{
+    assert_deadline, channel,
+    process::{ChildServer, start},
+};
 use tonic::Request;
 
 /// A sum that takes about a minute: it can only end early if cancellation works.
@@ -20,7 +23,7 @@ fn long_request(mode: ExecMode, timeout: Option<Duration>) -> Request<SumOfSquar
 
 /// CPU the process burns over one second, some time after a job should have stopped. A job still running would
 /// burn about one CPU-second per second per thread it uses; an idle server burns almost nothing.
-async fn cpu_over_one_second(proc: &Proc) -> Duration {
+async fn cpu_over_one_second(proc: &ChildServer) -> Duration {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let before = proc.cpu_time();
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -29,7 +32,7 @@ async fn cpu_over_one_second(proc: &Proc) -> Duration {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deadline_ends_the_call_and_the_job_in_every_mode() {
-    let compute = Proc::start("offload-compute", &[]);
+    let compute = start("offload-compute", &[]);
     let mut client = ComputeClient::new(channel(&compute.url()).await);
     for mode in [ExecMode::Inline, ExecMode::SpawnBlocking, ExecMode::BlockInPlace, ExecMode::Rayon] {
         let started = Instant::now();
@@ -45,7 +48,7 @@ async fn a_deadline_ends_the_call_and_the_job_in_every_mode() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_goes_away_cancels_offloaded_jobs() {
-    let compute = Proc::start("offload-compute", &[]);
+    let compute = start("offload-compute", &[]);
     let client = ComputeClient::new(channel(&compute.url()).await);
     // INLINE and BLOCK_IN_PLACE cannot notice a disconnect (the handler is blocked inside the kernel; only the
     // deadline reaches it), so only the offloading modes are expected to stop here.
@@ -63,8 +66,8 @@ async fn a_client_that_goes_away_cancels_offloaded_jobs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_gateway_forwards_the_remaining_deadline() {
-    let compute = Proc::start("offload-compute", &[]);
-    let gateway = Proc::start("offload-gateway", &["--compute", &compute.url()]);
+    let compute = start("offload-compute", &[]);
+    let gateway = start("offload-gateway", &["--compute", &compute.url()]);
     offload_tests::wait_serving(&gateway.url(), offload_proto::service_names::GATEWAY).await;
     let mut client = GatewayClient::new(channel(&gateway.url()).await);
     let err = client.sum_of_squares(long_request(ExecMode::Rayon, Some(Duration::from_millis(300)))).await;
@@ -75,7 +78,7 @@ async fn the_gateway_forwards_the_remaining_deadline() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_in_flight_jobs_then_exits_zero() {
-    let mut compute = Proc::start("offload-compute", &["--drain-timeout", "30s"]);
+    let mut compute = start("offload-compute", &["--drain-timeout", "30s"]);
     let mut client = ComputeClient::new(channel(&compute.url()).await);
     // A job of a second or two, in flight when SIGTERM arrives.
     let n = 20_000_000_000;
@@ -102,7 +105,7 @@ async fn sigterm_drains_in_flight_jobs_then_exits_zero() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_drain_is_bounded_by_its_grace_period() {
-    let mut compute = Proc::start("offload-compute", &["--drain-timeout", "500ms"]);
+    let mut compute = start("offload-compute", &["--drain-timeout", "500ms"]);
     let mut client = ComputeClient::new(channel(&compute.url()).await);
     let call = tokio::spawn(async move { client.sum_of_squares(long_request(ExecMode::Rayon, None)).await });
     tokio::time::sleep(Duration::from_millis(300)).await;

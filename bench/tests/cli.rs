@@ -1,0 +1,90 @@
+//! The `offload-bench` binary end to end: a short real `compare` writes a complete report, and the ghz config
+//! files shipped in `bench/ghz/` drive the `load` command against real servers.
+
+use std::{path::Path, process::Command, time::Duration};
+
+use offload_bench::child::ChildServer;
+
+const BIN: &str = env!("CARGO_BIN_EXE_offload-bench");
+
+fn json(path: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()))
+}
+
+#[test]
+fn a_short_compare_writes_table_json_charts_and_markdown() {
+    let out = std::env::temp_dir().join(format!("offload-compare-{}", std::process::id()));
+    let output = Command::new(BIN)
+        .args(["compare", "--quiet", "--duration", "1s", "--warmup", "200ms", "--hop-duration", "300ms"])
+        .args(["--job-ms", "2", "--probe-rps", "50", "--hop-concurrency", "8", "--out"])
+        .arg(&out)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run compare");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "compare failed:\n{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    let modes = ["inline", "spawn-blocking", "block-in-place", "rayon", "adaptive"];
+    for row in modes.iter().chain(&["idle", "via gateway", "INLINE: probe p99"]) {
+        assert!(stdout.contains(row), "table lacks {row:?}:\n{stdout}");
+    }
+
+    let summary = json(&out.join("summary.json"));
+    let rounds = summary["rounds"].as_array().expect("rounds");
+    assert_eq!(rounds.len(), 6, "idle + five modes");
+    for round in rounds.iter().skip(1) {
+        assert!(round["heavy"]["ok"].as_u64().expect("heavy ok") > 0, "{round}");
+        assert!(round["compute_cpu_s"].as_f64().expect("cpu") > 0.0, "{round}");
+    }
+    for mode in modes {
+        for kind in ["heavy", "probe", "health"] {
+            let report = json(&out.join(format!("{mode}-{kind}.json")));
+            assert!(report["count"].as_u64().expect("count") > 0, "{mode}-{kind}");
+            assert!(report["latencyDistribution"].as_array().expect("latencies").len() >= 8);
+            assert!(report["statusCodeDistribution"]["OK"].as_u64().is_some(), "{mode}-{kind}");
+        }
+    }
+    for chart in ["probe_latency.svg", "heavy_throughput.svg"] {
+        let svg = std::fs::read_to_string(out.join(chart)).expect("chart written");
+        assert!(svg.contains("<svg") && svg.contains("</svg>"), "{chart} is not an SVG");
+        assert!(svg.contains("rayon"), "{chart} lacks its labels");
+    }
+    let md = std::fs::read_to_string(out.join("report.md")).expect("report.md");
+    assert!(md.contains("![probe latency per mode](probe_latency.svg)"));
+    assert!(md.contains("| rayon |"));
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn the_shipped_ghz_configs_drive_the_load_command() {
+    let mut compute = Command::new(BIN);
+    compute.args(["compute", "--listen", "127.0.0.1:0"]);
+    let compute = ChildServer::start(compute).expect("compute");
+    let mut gateway = Command::new(BIN);
+    gateway.args(["gateway", "--listen", "127.0.0.1:0", "--compute", &compute.url()]);
+    let gateway = ChildServer::start(gateway).expect("gateway");
+
+    let configs = Path::new(env!("CARGO_MANIFEST_DIR")).join("ghz");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&configs).expect("bench/ghz") {
+        let path = entry.expect("entry").path();
+        let config = json(&path);
+        // Point each at the right server (the files name the default ports) and keep it short.
+        let host = if config["host"].as_str().expect("host").ends_with(":50051") { compute.addr } else { gateway.addr };
+        let output = Command::new(BIN)
+            .args(["load", "--quiet", "-O", "json", "-z", "300ms", "--config"])
+            .arg(&path)
+            .arg(host.to_string())
+            .output()
+            .expect("run load");
+        assert!(output.status.success(), "{}: {}", path.display(), String::from_utf8_lossy(&output.stderr));
+        let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("ghz JSON report");
+        let ok = report["statusCodeDistribution"]["OK"].as_u64().unwrap_or(0);
+        assert!(ok > 0 && ok == report["count"].as_u64().expect("count"), "{}: {report}", path.display());
+        assert_eq!(report["options"]["call"].as_str().map(|c| c.replace('.', "/")).is_some(), true);
+        seen += 1;
+    }
+    assert!(seen >= 9, "expected the shipped configs, found {seen}");
+    gateway.stop(Duration::from_secs(20));
+    compute.stop(Duration::from_secs(20));
+}
