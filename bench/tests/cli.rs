@@ -81,7 +81,8 @@ fn the_shipped_ghz_configs_drive_the_load_command() {
         let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("ghz JSON report");
         let ok = report["statusCodeDistribution"]["OK"].as_u64().unwrap_or(0);
         assert!(ok > 0 && ok == report["count"].as_u64().expect("count"), "{}: {report}", path.display());
-        assert_eq!(report["options"]["call"].as_str().map(|c| c.replace('.', "/")).is_some(), true);
+        let expected_call = config["call"].as_str().expect("call").replace('/', ".");
+        assert_eq!(report["options"]["call"].as_str(), Some(expected_call.as_str()), "{}", path.display());
         seen += 1;
     }
     assert!(seen >= 9, "expected the shipped configs, found {seen}");

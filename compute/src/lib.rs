@@ -22,7 +22,10 @@ use offload_proto::{
     service_names,
     v1::{ExecMode, compute_server::ComputeServer},
 };
-use offload_serve::{admission::Admission, drain, transport};
+use offload_serve::{
+    admission::{Admission, AdmissionLayer},
+    drain, transport,
+};
 use tokio::net::TcpListener;
 use tonic_health::ServingStatus;
 
@@ -78,7 +81,6 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         cost_model,
         limits,
         ExecMode::from(config.default_mode),
-        Admission::new(config.max_inflight),
         instance_id.clone(),
         config.panic_on_n,
     );
@@ -100,7 +102,13 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
     let compute = ComputeServer::new(service)
         .max_decoding_message_size(MAX_REQUEST_BYTES)
         .max_encoding_message_size(config.max_message_bytes);
+    // The layer stack, outermost first.
+    let layers = tower::ServiceBuilder::new()
+        // Shed compute calls beyond --max-inflight with RESOURCE_EXHAUSTED before any work (health and
+        // reflection pass: an overloaded server is busy, not dead).
+        .layer(AdmissionLayer::new(Admission::new(config.max_inflight), "/offload.v1.Compute/", "--max-inflight"));
     let router = transport::server()
+        .layer(layers)
         .add_service(health_service)
         .add_service(reflection)
         .add_service(reflection_alpha)

@@ -1,7 +1,8 @@
 //! The `offload.v1.Compute` gRPC service: validate, admit, place, run, report.
 //!
-//! The order of checks is deliberate: cheap validation first (a bad request never takes an in-flight slot), then
-//! admission (shed at once when full), then placement and the job itself under the client's deadline.
+//! Admission (at most `--max-inflight` jobs, the rest shed at once) happens before a request gets here, in the
+//! server's tower stack (see [`crate::run`]); then cheap validation, placement, and the job itself under the
+//! client's deadline.
 
 use std::{sync::Arc, time::Instant};
 
@@ -9,7 +10,7 @@ use offload_proto::v1::{
     ExecMode, Execution, FactorialRequest, FactorialResponse, SumOfSquaresRequest, SumOfSquaresResponse,
     compute_server::Compute,
 };
-use offload_serve::{admission::Admission, deadline};
+use offload_serve::deadline;
 use tonic::{Request, Response, Status};
 
 use crate::{
@@ -34,7 +35,6 @@ struct Shared {
     limits: Limits,
     /// Never `Unspecified`: what `EXEC_MODE_UNSPECIFIED` means on this server.
     default_mode: ExecMode,
-    admission: Admission,
     instance_id: String,
     /// `--panic-on-n`: fault injection for tests.
     panic_on_n: Option<u64>,
@@ -47,14 +47,11 @@ impl ComputeService {
         cost_model: CostModel,
         limits: Limits,
         default_mode: ExecMode,
-        admission: Admission,
         instance_id: String,
         panic_on_n: Option<u64>,
     ) -> Self {
         debug_assert_ne!(default_mode, ExecMode::Unspecified);
-        Self {
-            shared: Arc::new(Shared { executor, cost_model, limits, default_mode, admission, instance_id, panic_on_n }),
-        }
+        Self { shared: Arc::new(Shared { executor, cost_model, limits, default_mode, instance_id, panic_on_n }) }
     }
 
     /// Runs one request's job end to end.
@@ -62,7 +59,6 @@ impl ComputeService {
         let shared = &*self.shared;
         let requested = ExecMode::try_from(mode).map_err(|_| Error::UnknownMode(mode))?;
         shared.limits.check(job)?;
-        let _admitted = shared.admission.try_admit("--max-inflight")?;
         let requested = if requested == ExecMode::Unspecified { shared.default_mode } else { requested };
         let placement = match requested {
             ExecMode::Inline => Placement::Inline,

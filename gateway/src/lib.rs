@@ -14,7 +14,10 @@ use std::{future::Future, sync::Arc};
 
 use anyhow::Context;
 use offload_proto::{service_names, v1::gateway_server::GatewayServer};
-use offload_serve::{admission::Admission, drain, transport};
+use offload_serve::{
+    admission::{Admission, AdmissionLayer},
+    drain, transport,
+};
 use tokio::net::TcpListener;
 use tonic_health::{ServingStatus, server::HealthReporter};
 
@@ -70,14 +73,15 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()
         .context("cannot build reflection v1alpha")?;
-    let gateway = GatewayServer::new(GatewayService::new(
-        Arc::clone(&balancer),
-        Admission::new(config.max_inflight),
-        config.default_timeout,
-    ))
-    .max_decoding_message_size(MAX_REQUEST_BYTES)
-    .max_encoding_message_size(config.max_message_bytes);
+    let gateway = GatewayServer::new(GatewayService::new(Arc::clone(&balancer), config.default_timeout))
+        .max_decoding_message_size(MAX_REQUEST_BYTES)
+        .max_encoding_message_size(config.max_message_bytes);
+    // The layer stack, outermost first.
+    let layers = tower::ServiceBuilder::new()
+        // Shed gateway calls beyond --max-inflight with RESOURCE_EXHAUSTED (health and reflection pass).
+        .layer(AdmissionLayer::new(Admission::new(config.max_inflight), "/offload.v1.Gateway/", "--max-inflight"));
     let router = transport::server()
+        .layer(layers)
         .add_service(health_service)
         .add_service(reflection)
         .add_service(reflection_alpha)

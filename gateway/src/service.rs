@@ -1,5 +1,6 @@
-//! The `offload.v1.Gateway` gRPC service: admit, then forward to compute under the client's deadline, retrying
-//! once on another replica when the first is unavailable.
+//! The `offload.v1.Gateway` gRPC service: forward to compute under the client's deadline, retrying once on
+//! another replica when the first is unavailable. (Admission, `--max-inflight`, is a layer in front: see
+//! [`crate::run`].)
 //!
 //! Both methods are pure functions of their request, hence idempotent: a retry can never do harm, only cost
 //! CPU. Only `UNAVAILABLE` is retried (the replica is gone or going): every other status is compute's answer.
@@ -14,7 +15,7 @@ use offload_proto::v1::{
     Execution, FactorialRequest, FactorialResponse, SumOfSquaresRequest, SumOfSquaresResponse,
     compute_client::ComputeClient, gateway_server::Gateway,
 };
-use offload_serve::{admission::Admission, deadline};
+use offload_serve::deadline;
 use tonic::{Code, Request, Response, Status, transport::Channel};
 
 use crate::{balancer::Balancer, error::Error};
@@ -26,7 +27,6 @@ const MAX_ATTEMPTS: u32 = 2;
 #[derive(Debug, Clone)]
 pub struct GatewayService {
     balancer: Arc<Balancer>,
-    admission: Admission,
     default_timeout: Duration,
 }
 
@@ -39,8 +39,8 @@ struct Upstreamed<T> {
 
 impl GatewayService {
     /// A gateway forwarding to `balancer`'s replicas.
-    pub fn new(balancer: Arc<Balancer>, admission: Admission, default_timeout: Duration) -> Self {
-        Self { balancer, admission, default_timeout }
+    pub fn new(balancer: Arc<Balancer>, default_timeout: Duration) -> Self {
+        Self { balancer, default_timeout }
     }
 
     /// Calls compute through `call`, picking a replica per attempt, all within `deadline`.
@@ -110,7 +110,6 @@ impl Gateway for GatewayService {
     async fn factorial(&self, request: Request<FactorialRequest>) -> Result<Response<FactorialResponse>, Status> {
         let received = Instant::now();
         let deadline = self.deadline_of(&request, received);
-        let _admitted = self.admission.try_admit("--max-inflight")?;
         let up = self
             .forward(request.into_inner(), deadline, |mut client, req| async move { client.factorial(req).await })
             .await?;
@@ -125,7 +124,6 @@ impl Gateway for GatewayService {
     ) -> Result<Response<SumOfSquaresResponse>, Status> {
         let received = Instant::now();
         let deadline = self.deadline_of(&request, received);
-        let _admitted = self.admission.try_admit("--max-inflight")?;
         let up = self
             .forward(request.into_inner(), deadline, |mut client, req| async move { client.sum_of_squares(req).await })
             .await?;
