@@ -11,7 +11,7 @@ use offload_serve::{
 };
 use offload_telemetry::LogFormat;
 
-use crate::kernel::sum_of_squares;
+use crate::{executor::PoolPriority, kernel::sum_of_squares};
 
 /// The offload compute server: exact factorial and sum of squares, run in a selectable execution mode.
 #[derive(Debug, Clone, Parser)]
@@ -40,11 +40,10 @@ pub struct Config {
     #[arg(long, env = "OFFLOAD_COMPUTE_RAYON_THREADS", default_value_t = available_cores())]
     pub rayon_threads: usize,
 
-    /// OS priority (nice, 0–19) of the rayon threads. At 10 the kernel preempts a busy pool thread at once when a
-    /// tokio worker has a request to handle, so offloaded work cannot delay the runtime even when it fills every
-    /// core; the pool still gets every cycle the runtime leaves. 0 keeps the default priority.
-    #[arg(long, env = "OFFLOAD_COMPUTE_RAYON_NICE", default_value_t = 10, value_parser = clap::value_parser!(i32).range(0..=19))]
-    pub rayon_nice: i32,
+    /// OS scheduling priority of the rayon threads: `idle` (SCHED_IDLE: preempted at once whenever a tokio worker
+    /// needs the core, so offloaded work never delays the runtime), `low` (nice 10) or `normal`.
+    #[arg(long, env = "OFFLOAD_COMPUTE_RAYON_PRIORITY", value_enum, default_value_t = PoolPriority::Idle)]
+    pub rayon_priority: PoolPriority,
 
     /// Most jobs in flight at once; more are refused with RESOURCE_EXHAUSTED rather than queued. 256 keeps the
     /// worst case (256 maximal factorial replies) under a gigabyte while leaving room for high-concurrency light

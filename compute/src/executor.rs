@@ -96,20 +96,15 @@ impl Drop for CancelOnDrop {
 impl Executor {
     /// An executor with a rayon pool of `threads` threads at the OS's default priority.
     pub fn new(threads: usize) -> Result<Self, rayon::ThreadPoolBuildError> {
-        Self::with_nice(threads, 0)
+        Self::with_priority(threads, PoolPriority::Normal)
     }
 
-    /// An executor whose rayon threads run at `nice` (0 = the default priority, 19 = the lowest).
-    ///
-    /// Why lower them: when the pool has as many threads as cores and every one is busy, a tokio worker woken by a
-    /// new request must wait for the OS to give it a core, up to a scheduler time slice (milliseconds). With the
-    /// pool's threads at a lower priority the kernel preempts them at once for the worker, so the runtime stays
-    /// responsive and the pool still gets every cycle the runtime does not need.
-    pub fn with_nice(threads: usize, nice: i32) -> Result<Self, rayon::ThreadPoolBuildError> {
+    /// An executor whose rayon threads run at `priority` (see [`PoolPriority`] for why it matters).
+    pub fn with_priority(threads: usize, priority: PoolPriority) -> Result<Self, rayon::ThreadPoolBuildError> {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads.max(1))
             .thread_name(|i| format!("offload-rayon-{i}"))
-            .start_handler(move |_| set_current_thread_nice(nice))
+            .start_handler(move |_| priority.apply_to_current_thread())
             .build()?;
         Ok(Self { pool: Arc::new(pool) })
     }
@@ -171,25 +166,51 @@ fn timed<T>(
     Ok(Ran { value, queued: started - submitted, computed })
 }
 
-/// Sets the calling thread's nice value (Linux: priorities are per thread). Best effort: a failure (no permission
-/// to raise priority, another OS) leaves the default and is logged.
-fn set_current_thread_nice(nice: i32) {
-    if nice == 0 {
-        return;
-    }
-    #[cfg(target_os = "linux")]
-    {
-        // SAFETY: gettid and setpriority take plain integers and touch no memory of ours.
-        let result = unsafe {
-            let tid = libc::gettid();
-            libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice)
-        };
-        if result != 0 {
-            tracing::warn!(nice, error = %std::io::Error::last_os_error(), "cannot set the rayon threads' priority");
+/// The OS scheduling priority of the rayon threads.
+///
+/// Why it matters: when the pool has as many threads as cores and all are busy, a tokio worker woken by a new
+/// request must wait for the OS to give it a core. Linux's scheduler (EEVDF) lets the running thread finish its
+/// slice first (up to a few milliseconds) unless that thread is `SCHED_IDLE`, which any normal thread preempts at
+/// once. A lower nice value only shortens the wait. Measured with `offload-bench compare` (see the README).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PoolPriority {
+    /// The default priority: pool and runtime compete as equals.
+    Normal,
+    /// nice 10: the pool gets less CPU when the runtime wants it, but a woken worker may still wait a slice.
+    Low,
+    /// `SCHED_IDLE`: the pool runs only when no normal thread wants the core, and is preempted at once when one
+    /// does. Offloaded work then never delays the runtime; it still gets every cycle the runtime leaves.
+    Idle,
+}
+
+impl PoolPriority {
+    /// Applies the priority to the calling thread (Linux: priorities are per thread). Best effort: a failure (an
+    /// OS without these policies, a sandbox forbidding them) keeps the default and is logged.
+    fn apply_to_current_thread(self) {
+        #[cfg(target_os = "linux")]
+        {
+            // SAFETY: gettid, setpriority and sched_setscheduler take plain integers and a pointer to a local,
+            // fully initialised sched_param; none of them retains it.
+            let result = unsafe {
+                match self {
+                    Self::Normal => 0,
+                    Self::Low => libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 10),
+                    Self::Idle => {
+                        let param = libc::sched_param { sched_priority: 0 };
+                        libc::sched_setscheduler(0, libc::SCHED_IDLE, &param)
+                    }
+                }
+            };
+            if result != 0 {
+                let error = std::io::Error::last_os_error();
+                tracing::warn!(priority = ?self, %error, "cannot set the rayon threads' priority");
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
+        if self != Self::Normal {
+            tracing::warn!(priority = ?self, "rayon thread priorities are only set on Linux");
         }
     }
-    #[cfg(not(target_os = "linux"))]
-    tracing::debug!(nice, "thread priorities are only set on Linux");
 }
 
 fn panic_message(payload: &(dyn Any + Send)) -> String {

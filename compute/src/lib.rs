@@ -58,7 +58,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
     config.validate().map_err(anyhow::Error::msg).context("invalid configuration")?;
     let local_addr = listener.local_addr().context("listener has no local address")?;
     let executor =
-        Executor::with_nice(config.rayon_threads, config.rayon_nice).context("cannot start the rayon pool")?;
+        Executor::with_priority(config.rayon_threads, config.rayon_priority).context("cannot start the rayon pool")?;
     let cost_model = CostModel::calibrate(&executor).await;
     tracing::info!(
         hop_us = cost_model.hop.as_secs_f64() * 1e6,
@@ -119,7 +119,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         runtime = ?config.runtime,
         default_mode = ?config.default_mode,
         rayon_threads = executor.rayon_threads(),
-        rayon_nice = config.rayon_nice,
+        rayon_priority = ?config.rayon_priority,
         max_inflight = config.max_inflight,
         "offload-compute serving"
     );
