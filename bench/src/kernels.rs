@@ -31,7 +31,8 @@ pub struct KernelArgs {
     pub threads: usize,
 }
 
-fn best<T>(runs: usize, mut f: impl FnMut() -> T) -> Duration {
+/// The shortest of `runs` timings of `f`: the run least disturbed by the rest of the machine.
+pub fn best<T>(runs: usize, mut f: impl FnMut() -> T) -> Duration {
     (0..runs.max(1))
         .map(|_| {
             let start = Instant::now();

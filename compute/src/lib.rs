@@ -36,20 +36,13 @@ use crate::{adaptive::CostModel, executor::Executor, limits::Limits, service::Co
 /// before it is buffered.
 const MAX_REQUEST_BYTES: usize = 4 * 1024;
 
-/// Everything `main` does after parsing: builds the runtime the configuration asks for, binds `--listen`, serves
-/// until SIGTERM/SIGINT and drains. Also used by `offload-bench` to run this server as a child process.
+/// Everything `main` does after parsing: the runtime the configuration asks for, `--listen`, serve until
+/// SIGTERM/SIGINT and drain. Also used by `offload-bench` to run this server as a child process.
 pub fn serve_blocking(config: Config) -> anyhow::Result<()> {
-    let runtime = offload_serve::runtime::build(config.runtime, config.workers, "offload-compute")
-        .context("cannot start the tokio runtime")?;
-    let result = runtime.block_on(async {
-        let listener =
-            TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
-        run(listener, config, drain::signal()).await
-    });
-    // Requests abandoned by an expired drain are dropped here (which cancels their jobs); threads stuck in a job
-    // that cannot notice cancellation (INLINE) must not keep the process alive.
-    runtime.shutdown_timeout(drain::RUNTIME_SHUTDOWN);
-    result
+    let (flavor, workers, listen) = (config.runtime, config.workers, config.listen);
+    offload_serve::runtime::serve_process(flavor, workers, "offload-compute", listen, |listener, shutdown| {
+        run(listener, config, shutdown)
+    })
 }
 
 /// Serves the compute service on `listener` until `shutdown` resolves, then drains (see
@@ -88,16 +81,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_service_status(service_names::COMPUTE, ServingStatus::Serving).await;
     health.set_service_status("", ServingStatus::Serving).await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(offload_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .context("cannot build reflection v1")?;
-    let reflection_alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(offload_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1alpha()
-        .context("cannot build reflection v1alpha")?;
+    let (reflection, reflection_alpha) = transport::reflection().context("cannot build server reflection")?;
 
     let compute = ComputeServer::new(service)
         .max_decoding_message_size(MAX_REQUEST_BYTES)

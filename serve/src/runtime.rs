@@ -2,7 +2,12 @@
 //! command-line choices: `current-thread` reproduces the single event loop of the Python experiment this project
 //! grew from, `multi-thread` is tokio's production default.
 
-use std::io;
+use std::{future::Future, io, net::SocketAddr, pin::Pin};
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+use crate::drain;
 
 /// Which tokio scheduler runs the server's async tasks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -29,4 +34,29 @@ pub fn build(flavor: Flavor, workers: usize, thread_name: &str) -> io::Result<to
         }
     };
     builder.enable_all().thread_name(thread_name).build()
+}
+
+/// What a server binary does after parsing its configuration: build the runtime, bind `listen`, run the server
+/// until SIGTERM/SIGINT and its drain, then shut the runtime down with a bound. `run` is the server's
+/// `run(listener, shutdown)`.
+pub fn serve_process<F, Fut>(
+    flavor: Flavor,
+    workers: usize,
+    name: &str,
+    listen: SocketAddr,
+    run: F,
+) -> anyhow::Result<()>
+where
+    F: FnOnce(TcpListener, Pin<Box<dyn Future<Output = ()> + Send>>) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    let runtime = build(flavor, workers, name).context("cannot start the tokio runtime")?;
+    let result = runtime.block_on(async {
+        let listener = TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+        run(listener, Box::pin(drain::signal())).await
+    });
+    // Requests abandoned by an expired drain are dropped here (which cancels their jobs); threads stuck in a job
+    // that cannot notice cancellation (INLINE) must not keep the process alive.
+    runtime.shutdown_timeout(drain::RUNTIME_SHUTDOWN);
+    result
 }

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tonic::transport::{Server, server::TcpIncoming};
+use tonic_reflection::server::{v1::ServerReflection as V1, v1alpha::ServerReflection as V1Alpha};
 
 /// HTTP/2 PINGs on idle connections every 20 s (and give up after 10 s without an answer): dead peers behind a
 /// NAT or a killed pod are noticed in half a minute instead of the kernel's two hours.
@@ -21,4 +22,22 @@ pub fn server() -> Server {
     Server::builder()
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
+}
+
+/// Server reflection, v1 (current grpcurl) and v1alpha (ghz and older tools), describing the offload services and
+/// the health service, so clients need no proto files.
+#[allow(clippy::type_complexity)]
+pub fn reflection() -> Result<
+    (
+        tonic_reflection::server::v1::ServerReflectionServer<impl V1>,
+        tonic_reflection::server::v1alpha::ServerReflectionServer<impl V1Alpha>,
+    ),
+    tonic_reflection::server::Error,
+> {
+    let builder = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(offload_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    Ok((builder().build_v1()?, builder().build_v1alpha()?))
 }

@@ -16,6 +16,7 @@ use super::CompareArgs;
 use crate::{
     call::{Call, Caller},
     child::ChildServer,
+    kernels::best,
     recording::Recording,
     runner::{self, Plan},
 };
@@ -58,7 +59,7 @@ impl HeavyJob {
             "sum-of-squares" => {
                 let n = n.unwrap_or_else(|| {
                     let probe = 1 << 24;
-                    let t = best_of(3, || sum_of_squares::sum_of_squares(probe, Parallelism::Serial, &never));
+                    let t = best(3, || sum_of_squares::sum_of_squares(probe, Parallelism::Serial, &never));
                     let ns_per_element = t.as_nanos() as f64 / probe as f64;
                     (job_ms * 1e6 / ns_per_element) as u64
                 });
@@ -68,9 +69,9 @@ impl HeavyJob {
             other => bail!("--heavy-method {other:?}: use sum-of-squares or factorial"),
         };
         let job_time = if sum_of_squares {
-            best_of(5, || sum_of_squares::sum_of_squares(n, Parallelism::Serial, &never))
+            best(5, || sum_of_squares::sum_of_squares(n, Parallelism::Serial, &never))
         } else {
-            best_of(5, || factorial::factorial_decimal(n, Parallelism::Serial, &never))
+            best(5, || factorial::factorial_decimal(n, Parallelism::Serial, &never))
         };
         Ok(Self { sum_of_squares, n, job_time })
     }
@@ -92,17 +93,6 @@ impl HeavyJob {
             Call::GatewayFactorial(FactorialRequest { n: self.n, mode: mode as i32 })
         }
     }
-}
-
-fn best_of<T>(runs: usize, mut f: impl FnMut() -> T) -> Duration {
-    (0..runs)
-        .map(|_| {
-            let start = Instant::now();
-            std::hint::black_box(f());
-            start.elapsed()
-        })
-        .min()
-        .unwrap_or_default()
 }
 
 /// What one round measured.
