@@ -128,6 +128,9 @@ impl Comparison {
             );
         }
         let _ = writeln!(out, "(latencies in ms; probes measured from their scheduled send time)");
+        for r in self.rounds.iter().filter(|r| errors(r) != "0") {
+            let _ = writeln!(out, "errors in {}: {}", r.label, error_detail(r));
+        }
         if let Some(hop) = &self.hop {
             let _ = writeln!(out, "\n{}", hop_table(hop, self.setup.args.hop_concurrency));
         }
