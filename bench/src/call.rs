@@ -69,10 +69,18 @@ impl Call {
             Some(other) => bail!("-d: mode must be a name or a number, not {other}"),
         };
         Ok(match (service, name) {
-            ("offload.v1.Gateway", "Factorial") => Self::GatewayFactorial(FactorialRequest { n, mode }),
-            ("offload.v1.Gateway", "SumOfSquares") => Self::GatewaySumOfSquares(SumOfSquaresRequest { n, mode }),
-            ("offload.v1.Compute", "Factorial") => Self::ComputeFactorial(FactorialRequest { n, mode }),
-            ("offload.v1.Compute", "SumOfSquares") => Self::ComputeSumOfSquares(SumOfSquaresRequest { n, mode }),
+            ("offload.v1.Gateway", "Factorial") => {
+                Self::GatewayFactorial(FactorialRequest { n, mode, ..Default::default() })
+            }
+            ("offload.v1.Gateway", "SumOfSquares") => {
+                Self::GatewaySumOfSquares(SumOfSquaresRequest { n, mode, ..Default::default() })
+            }
+            ("offload.v1.Compute", "Factorial") => {
+                Self::ComputeFactorial(FactorialRequest { n, mode, ..Default::default() })
+            }
+            ("offload.v1.Compute", "SumOfSquares") => {
+                Self::ComputeSumOfSquares(SumOfSquaresRequest { n, mode, ..Default::default() })
+            }
             _ => bail!("--call {method:?}: not an offload.v1 method or grpc.health.v1.Health/Check"),
         })
     }
@@ -153,10 +161,13 @@ mod tests {
         let call = Call::parse("offload.v1.Gateway/Factorial", Some(r#"{"n": 20, "mode": "EXEC_MODE_RAYON"}"#));
         assert_eq!(
             call.expect("valid"),
-            Call::GatewayFactorial(FactorialRequest { n: 20, mode: ExecMode::Rayon as i32 })
+            Call::GatewayFactorial(FactorialRequest { n: 20, mode: ExecMode::Rayon as i32, ..Default::default() })
         );
         let call = Call::parse("offload.v1.Compute.SumOfSquares", Some(r#"{"n": "1000000000", "mode": 1}"#));
-        assert_eq!(call.expect("valid"), Call::ComputeSumOfSquares(SumOfSquaresRequest { n: 1_000_000_000, mode: 1 }));
+        assert_eq!(
+            call.expect("valid"),
+            Call::ComputeSumOfSquares(SumOfSquaresRequest { n: 1_000_000_000, mode: 1, ..Default::default() })
+        );
         let call = Call::parse("grpc.health.v1.Health/Check", Some(r#"{"service": "offload.v1.Compute"}"#));
         assert_eq!(call.expect("valid"), Call::HealthCheck("offload.v1.Compute".into()));
         assert_eq!(

@@ -89,6 +89,8 @@ pub struct Config {
 pub enum ModeArg {
     /// On the tokio worker, blocking it.
     Inline,
+    /// On a tokio worker, in a spawned task the handler awaits.
+    SpawnTask,
     /// On tokio's blocking pool.
     SpawnBlocking,
     /// On the tokio worker after `block_in_place` (multi-thread runtime only).
@@ -103,6 +105,7 @@ impl From<ModeArg> for ExecMode {
     fn from(m: ModeArg) -> Self {
         match m {
             ModeArg::Inline => Self::Inline,
+            ModeArg::SpawnTask => Self::SpawnTask,
             ModeArg::SpawnBlocking => Self::SpawnBlocking,
             ModeArg::BlockInPlace => Self::BlockInPlace,
             ModeArg::Rayon => Self::Rayon,

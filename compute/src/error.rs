@@ -17,7 +17,7 @@ pub enum Error {
     )]
     ReplyTooLarge { n: u64, reply_bytes: u64, limit: u64 },
     /// The request named an `ExecMode` this server does not know.
-    #[error("unknown mode {0}: expected one of the offload.v1.ExecMode values 0..=5")]
+    #[error("unknown mode {0}: expected one of the offload.v1.ExecMode values 0..=6")]
     UnknownMode(i32),
     /// The job did not produce a value.
     #[error(transparent)]

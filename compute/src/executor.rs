@@ -5,6 +5,7 @@
 //! | placement       | thread running the kernel     | the async worker meanwhile            |
 //! |-----------------|-------------------------------|---------------------------------------|
 //! | `Inline`        | the tokio worker itself       | blocked: its other tasks wait          |
+//! | `SpawnTask`     | a tokio worker, in a new task | the handler is free, a worker is not   |
 //! | `SpawnBlocking` | tokio's blocking pool (≤ 512) | free; the extra thread competes for CPU |
 //! | `BlockInPlace`  | the tokio worker itself       | its tasks are handed to a new worker    |
 //! | `Rayon`         | the dedicated rayon pool      | free; the pool is sized to the cores    |
@@ -28,6 +29,8 @@ use crate::kernel::{Cancel, Interrupted, Parallelism};
 pub enum Placement {
     /// On the async worker, inside the handler.
     Inline,
+    /// On an async worker, inside a `tokio::spawn`ed task the handler awaits.
+    SpawnTask,
     /// On tokio's blocking pool.
     SpawnBlocking,
     /// On the async worker, after `block_in_place` moved its other tasks to another thread.
@@ -42,7 +45,7 @@ impl Placement {
     fn parallelism(self) -> Parallelism {
         match self {
             Self::Rayon => Parallelism::Pool,
-            Self::Inline | Self::SpawnBlocking | Self::BlockInPlace => Parallelism::Serial,
+            Self::Inline | Self::SpawnTask | Self::SpawnBlocking | Self::BlockInPlace => Parallelism::Serial,
         }
     }
 }
@@ -125,6 +128,14 @@ impl Executor {
         let par = placement.parallelism();
         match placement {
             Placement::Inline => timed(submitted, par, &cancel, job),
+            Placement::SpawnTask => {
+                // The spawned task runs the kernel without ever yielding: whichever worker picks it up is blocked
+                // for the job's duration, exactly as INLINE's is. Only the handler's own task is freed.
+                let token = cancel.clone();
+                tokio::spawn(async move { timed(submitted, par, &token, job) })
+                    .await
+                    .map_err(|_| ExecError::WorkerGone)?
+            }
             Placement::BlockInPlace => {
                 let multi_thread = tokio::runtime::Handle::try_current()
                     .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);

@@ -62,6 +62,7 @@ impl ComputeService {
         let requested = if requested == ExecMode::Unspecified { shared.default_mode } else { requested };
         let placement = match requested {
             ExecMode::Inline => Placement::Inline,
+            ExecMode::SpawnTask => Placement::SpawnTask,
             ExecMode::SpawnBlocking => Placement::SpawnBlocking,
             ExecMode::BlockInPlace => Placement::BlockInPlace,
             ExecMode::Rayon => Placement::Rayon,
@@ -105,6 +106,7 @@ impl ComputeService {
 fn mode_of(placement: Placement) -> ExecMode {
     match placement {
         Placement::Inline => ExecMode::Inline,
+        Placement::SpawnTask => ExecMode::SpawnTask,
         Placement::SpawnBlocking => ExecMode::SpawnBlocking,
         Placement::BlockInPlace => ExecMode::BlockInPlace,
         Placement::Rayon => ExecMode::Rayon,
@@ -115,7 +117,7 @@ fn mode_of(placement: Placement) -> ExecMode {
 impl Compute for ComputeService {
     async fn factorial(&self, request: Request<FactorialRequest>) -> Result<Response<FactorialResponse>, Status> {
         let deadline = deadline::from_metadata(request.metadata(), Instant::now());
-        let FactorialRequest { n, mode } = request.into_inner();
+        let FactorialRequest { n, mode, .. } = request.into_inner();
         let (Decimal(value), execution) = self.execute(Job::Factorial(n), mode, deadline).await?;
         Ok(Response::new(FactorialResponse { digits: value.len() as u64, value, execution: Some(execution) }))
     }
@@ -125,7 +127,7 @@ impl Compute for ComputeService {
         request: Request<SumOfSquaresRequest>,
     ) -> Result<Response<SumOfSquaresResponse>, Status> {
         let deadline = deadline::from_metadata(request.metadata(), Instant::now());
-        let SumOfSquaresRequest { n, mode } = request.into_inner();
+        let SumOfSquaresRequest { n, mode, .. } = request.into_inner();
         let (Decimal(value), execution) = self.execute(Job::SumOfSquares(n), mode, deadline).await?;
         Ok(Response::new(SumOfSquaresResponse { value, execution: Some(execution) }))
     }

@@ -22,6 +22,11 @@ pub struct Config {
     #[arg(long, env = "OFFLOAD_GATEWAY_COMPUTE", value_delimiter = ',', default_value = "http://127.0.0.1:50051")]
     pub compute: Vec<String>,
 
+    /// How the gateway waits for compute when a request says UPSTREAM_WAIT_UNSPECIFIED: `async` (the right way),
+    /// `blocking` (a synchronous client called on the runtime thread), `spawn-blocking`, `spawn-task`.
+    #[arg(long, env = "OFFLOAD_GATEWAY_DEFAULT_UPSTREAM_WAIT", value_enum, default_value_t = WaitArg::Async)]
+    pub default_upstream_wait: WaitArg,
+
     /// tokio scheduler for the gateway itself.
     #[arg(long, env = "OFFLOAD_GATEWAY_RUNTIME", value_enum, default_value_t = Flavor::MultiThread)]
     pub runtime: Flavor,
@@ -62,6 +67,30 @@ pub struct Config {
     /// Log line format.
     #[arg(long, env = "OFFLOAD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+}
+
+/// The upstream-wait styles a gateway can default to (the proto's `UpstreamWait` without `UNSPECIFIED`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum WaitArg {
+    /// Await the async client.
+    Async,
+    /// Call the synchronous client on the runtime thread.
+    Blocking,
+    /// Call the synchronous client in `spawn_blocking`.
+    SpawnBlocking,
+    /// Await the async client inside `tokio::spawn`.
+    SpawnTask,
+}
+
+impl From<WaitArg> for offload_proto::v1::UpstreamWait {
+    fn from(w: WaitArg) -> Self {
+        match w {
+            WaitArg::Async => Self::Async,
+            WaitArg::Blocking => Self::Blocking,
+            WaitArg::SpawnBlocking => Self::SpawnBlocking,
+            WaitArg::SpawnTask => Self::SpawnTask,
+        }
+    }
 }
 
 impl Config {

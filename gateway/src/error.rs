@@ -7,6 +7,9 @@ use tonic::{Code, Status};
 /// A failed gateway request.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// The request named an `UpstreamWait` this gateway does not know.
+    #[error("unknown upstream_wait {0}: expected one of the offload.v1.UpstreamWait values 0..=4")]
+    UnknownUpstreamWait(i32),
     /// No compute endpoint is currently healthy.
     #[error("no healthy compute endpoint (of {configured} configured)")]
     NoHealthyUpstream { configured: usize },
@@ -21,6 +24,7 @@ pub enum Error {
 impl From<Error> for Status {
     fn from(e: Error) -> Self {
         match e {
+            Error::UnknownUpstreamWait(_) => Status::invalid_argument(e.to_string()),
             Error::NoHealthyUpstream { .. } => Status::unavailable(e.to_string()),
             Error::DeadlineExceeded { .. } => Status::deadline_exceeded(e.to_string()),
             // Keep compute's code (INVALID_ARGUMENT, RESOURCE_EXHAUSTED, …) so clients can act on it; a transport

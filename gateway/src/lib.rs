@@ -6,6 +6,7 @@
 //! graceful shutdown.
 
 pub mod balancer;
+pub mod blocking_client;
 pub mod config;
 pub mod error;
 pub mod service;
@@ -24,6 +25,7 @@ use tonic_health::{ServingStatus, server::HealthReporter};
 pub use crate::config::Config;
 use crate::{
     balancer::{Balancer, ChannelSettings},
+    blocking_client::BlockingComputeClient,
     service::GatewayService,
 };
 
@@ -43,11 +45,9 @@ pub fn serve_blocking(config: Config) -> anyhow::Result<()> {
 pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     config.validate().map_err(anyhow::Error::msg).context("invalid configuration")?;
     let local_addr = listener.local_addr().context("listener has no local address")?;
-    let balancer = Balancer::new(
-        &config.compute,
-        ChannelSettings { connect_timeout: config.connect_timeout, max_message_bytes: config.max_message_bytes },
-    )
-    .context("invalid --compute endpoint")?;
+    let settings =
+        ChannelSettings { connect_timeout: config.connect_timeout, max_message_bytes: config.max_message_bytes };
+    let balancer = Balancer::new(&config.compute, settings).context("invalid --compute endpoint")?;
     balancer.spawn_health_watchers(config.health_retry);
 
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -57,9 +57,16 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
     let follower = tokio::spawn(follow_upstream_health(Arc::clone(&balancer), health.clone()));
 
     let (reflection, reflection_alpha) = transport::reflection().context("cannot build server reflection")?;
-    let gateway = GatewayServer::new(GatewayService::new(Arc::clone(&balancer), config.default_timeout))
-        .max_decoding_message_size(MAX_REQUEST_BYTES)
-        .max_encoding_message_size(config.max_message_bytes);
+    let sync_client =
+        Arc::new(BlockingComputeClient::new(&config.compute, settings).context("cannot start the synchronous client")?);
+    let gateway = GatewayServer::new(GatewayService::new(
+        Arc::clone(&balancer),
+        config.default_timeout,
+        sync_client,
+        config.default_upstream_wait.into(),
+    ))
+    .max_decoding_message_size(MAX_REQUEST_BYTES)
+    .max_encoding_message_size(config.max_message_bytes);
     // The layer stack, outermost first.
     let layers = tower::ServiceBuilder::new()
         // Shed gateway calls beyond --max-inflight with RESOURCE_EXHAUSTED (health and reflection pass).

@@ -2,6 +2,11 @@
 //! another replica when the first is unavailable. (Admission, `--max-inflight`, is a layer in front: see
 //! [`crate::run`].)
 //!
+//! How the gateway waits for compute is selectable (`upstream_wait`), to measure the seed experiment's styles:
+//! awaiting the async client (the right way), awaiting it in a spawned task (`create_task`), or calling a
+//! synchronous client directly in the handler (`.get()` in an async handler) or in `spawn_blocking`
+//! (`run_in_executor`). Only the async styles retry on another replica; the synchronous client is a plain one.
+//!
 //! Both methods are pure functions of their request, hence idempotent: a retry can never do harm, only cost
 //! CPU. Only `UNAVAILABLE` is retried (the replica is gone or going): every other status is compute's answer.
 
@@ -12,13 +17,13 @@ use std::{
 };
 
 use offload_proto::v1::{
-    Execution, FactorialRequest, FactorialResponse, SumOfSquaresRequest, SumOfSquaresResponse,
+    Execution, FactorialRequest, FactorialResponse, SumOfSquaresRequest, SumOfSquaresResponse, UpstreamWait,
     compute_client::ComputeClient, gateway_server::Gateway,
 };
 use offload_serve::deadline;
 use tonic::{Code, Request, Response, Status, transport::Channel};
 
-use crate::{balancer::Balancer, error::Error};
+use crate::{balancer::Balancer, blocking_client::BlockingComputeClient, error::Error};
 
 /// Attempts per request: the first, plus one retry on another replica.
 const MAX_ATTEMPTS: u32 = 2;
@@ -28,6 +33,10 @@ const MAX_ATTEMPTS: u32 = 2;
 pub struct GatewayService {
     balancer: Arc<Balancer>,
     default_timeout: Duration,
+    /// The synchronous client behind `UPSTREAM_WAIT_BLOCKING` and `UPSTREAM_WAIT_SPAWN_BLOCKING`.
+    sync_client: Arc<BlockingComputeClient>,
+    /// Never `Unspecified`: what `UPSTREAM_WAIT_UNSPECIFIED` means here.
+    default_wait: UpstreamWait,
 }
 
 /// What the upstream part of a request cost.
@@ -39,8 +48,68 @@ struct Upstreamed<T> {
 
 impl GatewayService {
     /// A gateway forwarding to `balancer`'s replicas.
-    pub fn new(balancer: Arc<Balancer>, default_timeout: Duration) -> Self {
-        Self { balancer, default_timeout }
+    pub fn new(
+        balancer: Arc<Balancer>,
+        default_timeout: Duration,
+        sync_client: Arc<BlockingComputeClient>,
+        default_wait: UpstreamWait,
+    ) -> Self {
+        Self { balancer, default_timeout, sync_client, default_wait }
+    }
+
+    /// The style a request asked for, or the default.
+    fn wait_style(&self, requested: i32) -> Result<UpstreamWait, Error> {
+        match UpstreamWait::try_from(requested) {
+            Ok(UpstreamWait::Unspecified) => Ok(self.default_wait),
+            Ok(style) => Ok(style),
+            Err(_) => Err(Error::UnknownUpstreamWait(requested)),
+        }
+    }
+
+    /// Gets compute's reply in the requested style: awaited (the right way), awaited in a spawned task, or from the
+    /// synchronous client called on this thread or in `spawn_blocking`.
+    async fn upstream<Req, Resp, F, Fut, S>(
+        &self,
+        style: UpstreamWait,
+        message: Req,
+        deadline: Instant,
+        call: F,
+        sync_call: S,
+    ) -> Result<Upstreamed<Resp>, Error>
+    where
+        Req: Clone + Send + 'static,
+        Resp: Send + 'static,
+        F: Fn(ComputeClient<Channel>, Request<Req>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Response<Resp>, Status>> + Send,
+        S: FnOnce(&BlockingComputeClient, Req, Instant) -> Result<Resp, Status> + Send + 'static,
+    {
+        let started = Instant::now();
+        let synchronous = |result: Result<Resp, Status>| match result {
+            Ok(reply) => Ok(Upstreamed { reply, elapsed: started.elapsed(), attempts: 1 }),
+            Err(status) if status.code() == Code::DeadlineExceeded || is_client_timeout(&status) => {
+                Err(Error::DeadlineExceeded { waited: started.elapsed() })
+            }
+            Err(status) => Err(Error::Upstream { endpoint: "sync client".to_owned(), status }),
+        };
+        match style {
+            UpstreamWait::Async | UpstreamWait::Unspecified => self.forward(message, deadline, call).await,
+            UpstreamWait::SpawnTask => {
+                let this = self.clone();
+                tokio::spawn(async move { this.forward(message, deadline, call).await }).await.map_err(|e| {
+                    Error::Upstream { endpoint: "spawned task".to_owned(), status: Status::internal(e.to_string()) }
+                })?
+            }
+            // The mistake under study: this blocks the runtime thread until compute answers.
+            UpstreamWait::Blocking => synchronous(sync_call(&self.sync_client, message, deadline)),
+            UpstreamWait::SpawnBlocking => {
+                let client = Arc::clone(&self.sync_client);
+                let result = tokio::task::spawn_blocking(move || sync_call(&client, message, deadline))
+                    .await
+                    .map_err(|e| Status::internal(e.to_string()))
+                    .and_then(|r| r);
+                synchronous(result)
+            }
+        }
     }
 
     /// Calls compute through `call`, picking a replica per attempt, all within `deadline`.
@@ -96,11 +165,12 @@ fn is_client_timeout(status: &Status) -> bool {
 }
 
 /// Adds the gateway's timings to compute's execution report.
-fn stamp(execution: Option<Execution>, received: Instant, upstream_elapsed: Duration, attempts: u32) -> Execution {
+fn stamp<T>(execution: Option<Execution>, received: Instant, up: &Upstreamed<T>, style: UpstreamWait) -> Execution {
     Execution {
         gateway_total_us: received.elapsed().as_micros() as u64,
-        upstream_us: upstream_elapsed.as_micros() as u64,
-        upstream_attempts: attempts,
+        upstream_us: up.elapsed.as_micros() as u64,
+        upstream_attempts: up.attempts,
+        upstream_wait: style as i32,
         ..execution.unwrap_or_default()
     }
 }
@@ -110,11 +180,21 @@ impl Gateway for GatewayService {
     async fn factorial(&self, request: Request<FactorialRequest>) -> Result<Response<FactorialResponse>, Status> {
         let received = Instant::now();
         let deadline = self.deadline_of(&request, received);
+        let mut message = request.into_inner();
+        let style = self.wait_style(message.upstream_wait)?;
+        message.upstream_wait = UpstreamWait::Unspecified as i32;
         let up = self
-            .forward(request.into_inner(), deadline, |mut client, req| async move { client.factorial(req).await })
+            .upstream(
+                style,
+                message,
+                deadline,
+                |mut client, req| async move { client.factorial(req).await },
+                |sync, req, deadline| sync.factorial(req, deadline),
+            )
             .await?;
+        let execution = stamp(up.reply.execution.clone(), received, &up, style);
         let mut reply = up.reply;
-        reply.execution = Some(stamp(reply.execution, received, up.elapsed, up.attempts));
+        reply.execution = Some(execution);
         Ok(Response::new(reply))
     }
 
@@ -124,11 +204,21 @@ impl Gateway for GatewayService {
     ) -> Result<Response<SumOfSquaresResponse>, Status> {
         let received = Instant::now();
         let deadline = self.deadline_of(&request, received);
+        let mut message = request.into_inner();
+        let style = self.wait_style(message.upstream_wait)?;
+        message.upstream_wait = UpstreamWait::Unspecified as i32;
         let up = self
-            .forward(request.into_inner(), deadline, |mut client, req| async move { client.sum_of_squares(req).await })
+            .upstream(
+                style,
+                message,
+                deadline,
+                |mut client, req| async move { client.sum_of_squares(req).await },
+                |sync, req, deadline| sync.sum_of_squares(req, deadline),
+            )
             .await?;
+        let execution = stamp(up.reply.execution.clone(), received, &up, style);
         let mut reply = up.reply;
-        reply.execution = Some(stamp(reply.execution, received, up.elapsed, up.attempts));
+        reply.execution = Some(execution);
         Ok(Response::new(reply))
     }
 }

@@ -35,10 +35,27 @@ impl v1::ExecMode {
             Self::BlockInPlace => "block-in-place",
             Self::Rayon => "rayon",
             Self::Adaptive => "adaptive",
+            Self::SpawnTask => "spawn-task",
         }
     }
 
     /// Every concrete mode a client can ask for, in the order reports list them.
-    pub const REQUESTABLE: [Self; 5] =
-        [Self::Inline, Self::SpawnBlocking, Self::BlockInPlace, Self::Rayon, Self::Adaptive];
+    pub const REQUESTABLE: [Self; 6] =
+        [Self::Inline, Self::SpawnTask, Self::SpawnBlocking, Self::BlockInPlace, Self::Rayon, Self::Adaptive];
+}
+
+impl v1::UpstreamWait {
+    /// The style's short lower-case name, as used on the command line (`async`, `spawn-blocking`, …).
+    pub fn short_name(self) -> &'static str {
+        match self {
+            Self::Unspecified => "unspecified",
+            Self::Async => "async",
+            Self::Blocking => "blocking",
+            Self::SpawnBlocking => "spawn-blocking",
+            Self::SpawnTask => "spawn-task",
+        }
+    }
+
+    /// Every concrete style, in the order reports list them.
+    pub const REQUESTABLE: [Self; 4] = [Self::Async, Self::Blocking, Self::SpawnBlocking, Self::SpawnTask];
 }

@@ -14,7 +14,7 @@ use tonic::Request;
 const MINUTE_LONG_N: u64 = 1_000_000_000_000;
 
 fn long_request(mode: ExecMode, timeout: Option<Duration>) -> Request<SumOfSquaresRequest> {
-    let mut request = Request::new(SumOfSquaresRequest { n: MINUTE_LONG_N, mode: mode as i32 });
+    let mut request = Request::new(SumOfSquaresRequest { n: MINUTE_LONG_N, mode: mode as i32, ..Default::default() });
     if let Some(timeout) = timeout {
         request.set_timeout(timeout);
     }
@@ -83,10 +83,9 @@ async fn sigterm_drains_in_flight_jobs_then_exits_zero() {
     // A job of a second or two, in flight when SIGTERM arrives.
     let n = 20_000_000_000;
     let mut in_flight = client.clone();
-    let call =
-        tokio::spawn(
-            async move { in_flight.sum_of_squares(SumOfSquaresRequest { n, mode: ExecMode::Rayon as i32 }).await },
-        );
+    let call = tokio::spawn(async move {
+        in_flight.sum_of_squares(SumOfSquaresRequest { n, mode: ExecMode::Rayon as i32, ..Default::default() }).await
+    });
     tokio::time::sleep(Duration::from_millis(300)).await;
     compute.terminate();
     let reply = call.await.expect("join").expect("the in-flight job finished during the drain");
@@ -99,7 +98,7 @@ async fn sigterm_drains_in_flight_jobs_then_exits_zero() {
     .expect("join");
     assert_eq!(code.0, Some(0), "exit code after a clean drain");
     // And it no longer serves.
-    let after = client.sum_of_squares(SumOfSquaresRequest { n: 10, mode: 0 }).await;
+    let after = client.sum_of_squares(SumOfSquaresRequest { n: 10, mode: 0, ..Default::default() }).await;
     assert!(after.is_err(), "still answering after exit");
 }
 

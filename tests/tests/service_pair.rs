@@ -9,9 +9,10 @@ use offload_tests::{compute, compute_client, gateway, gateway_client, health, wa
 use tonic_health::pb::health_check_response::ServingStatus;
 
 const FACTORIAL_20: &str = "2432902008176640000";
-const ALL_MODES: [ExecMode; 6] = [
+const ALL_MODES: [ExecMode; 7] = [
     ExecMode::Unspecified,
     ExecMode::Inline,
+    ExecMode::SpawnTask,
     ExecMode::SpawnBlocking,
     ExecMode::BlockInPlace,
     ExecMode::Rayon,
@@ -27,7 +28,7 @@ async fn exact_results_in_every_mode_direct_and_through_the_gateway() {
     let mut via_gateway = gateway_client(&gateway_server).await;
 
     for mode in ALL_MODES {
-        let request = FactorialRequest { n: 20, mode: mode as i32 };
+        let request = FactorialRequest { n: 20, mode: mode as i32, ..Default::default() };
         let a = direct.factorial(request).await.expect("direct factorial").into_inner();
         let b = via_gateway.factorial(request).await.expect("gateway factorial").into_inner();
         for reply in [&a, &b] {
@@ -36,14 +37,17 @@ async fn exact_results_in_every_mode_direct_and_through_the_gateway() {
         }
 
         // sum(i*i for i in range(10**8)) in CPython.
-        let request = SumOfSquaresRequest { n: 100_000_000, mode: mode as i32 };
+        let request = SumOfSquaresRequest { n: 100_000_000, mode: mode as i32, ..Default::default() };
         let a = direct.sum_of_squares(request).await.expect("direct sum").into_inner();
         let b = via_gateway.sum_of_squares(request).await.expect("gateway sum").into_inner();
         assert_eq!(a.value, "333333328333333350000000", "{mode:?}");
         assert_eq!(b.value, a.value);
 
         for (n, expected) in [(0, "0"), (1, "0"), (2, "1"), (1_000_000, "333332833333500000")] {
-            let reply = via_gateway.sum_of_squares(SumOfSquaresRequest { n, mode: mode as i32 }).await.expect("sum");
+            let reply = via_gateway
+                .sum_of_squares(SumOfSquaresRequest { n, mode: mode as i32, ..Default::default() })
+                .await
+                .expect("sum");
             assert_eq!(reply.into_inner().value, expected, "n = {n}, {mode:?}");
         }
     }
@@ -59,7 +63,10 @@ async fn execution_report_says_what_happened() {
     let run = |mode: ExecMode, n: u64| {
         let mut client = client.clone();
         async move {
-            let reply = client.sum_of_squares(SumOfSquaresRequest { n, mode: mode as i32 }).await.expect("sum");
+            let reply = client
+                .sum_of_squares(SumOfSquaresRequest { n, mode: mode as i32, ..Default::default() })
+                .await
+                .expect("sum");
             reply.into_inner().execution.expect("execution report")
         }
     };
@@ -79,7 +86,7 @@ async fn execution_report_says_what_happened() {
 
     let direct = compute_client(&compute_server)
         .await
-        .factorial(FactorialRequest { n: 30, mode: ExecMode::Rayon as i32 })
+        .factorial(FactorialRequest { n: 30, mode: ExecMode::Rayon as i32, ..Default::default() })
         .await
         .expect("direct")
         .into_inner();
@@ -95,7 +102,10 @@ async fn the_largest_default_factorial_fits_both_hops() {
     let mut client = gateway_client(&gateway_server).await;
     let mut values = Vec::new();
     for mode in [ExecMode::Rayon, ExecMode::Inline] {
-        let reply = client.factorial(FactorialRequest { n: 100_000, mode: mode as i32 }).await.expect("100 000!");
+        let reply = client
+            .factorial(FactorialRequest { n: 100_000, mode: mode as i32, ..Default::default() })
+            .await
+            .expect("100 000!");
         let reply = reply.into_inner();
         assert_eq!(reply.digits, 456_574);
         assert_eq!(reply.value.len(), 456_574);

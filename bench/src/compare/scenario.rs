@@ -88,9 +88,9 @@ impl HeavyJob {
 
     fn call(&self, mode: ExecMode) -> Call {
         if self.sum_of_squares {
-            Call::GatewaySumOfSquares(SumOfSquaresRequest { n: self.n, mode: mode as i32 })
+            Call::GatewaySumOfSquares(SumOfSquaresRequest { n: self.n, mode: mode as i32, ..Default::default() })
         } else {
-            Call::GatewayFactorial(FactorialRequest { n: self.n, mode: mode as i32 })
+            Call::GatewayFactorial(FactorialRequest { n: self.n, mode: mode as i32, ..Default::default() })
         }
     }
 }
@@ -159,7 +159,8 @@ impl Servers {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         // The health check answers OK for NOT_SERVING too: wait for a real call to go through.
-        let probe = Call::GatewayFactorial(FactorialRequest { n: 1, mode: ExecMode::Inline as i32 });
+        let probe =
+            Call::GatewayFactorial(FactorialRequest { n: 1, mode: ExecMode::Inline as i32, ..Default::default() });
         while caller.call(&probe, Some(Duration::from_secs(1))).await.is_err() {
             if Instant::now() > deadline {
                 bail!("gateway at {} cannot reach compute", self.gateway_url);
@@ -225,7 +226,8 @@ pub async fn run_round(setup: &Setup, mode: Option<ExecMode>) -> anyhow::Result<
     let started = Instant::now();
     let probe_plan =
         Plan { concurrency: PROBE_CONCURRENCY, total: None, duration: Some(args.duration), rps: Some(args.probe_rps) };
-    let probe_call = Call::GatewayFactorial(FactorialRequest { n: 20, mode: setup.probe_mode as i32 });
+    let probe_call =
+        Call::GatewayFactorial(FactorialRequest { n: 20, mode: setup.probe_mode as i32, ..Default::default() });
     let probes = runner::run(
         probe_plan,
         move |_| {
@@ -299,8 +301,14 @@ pub async fn hop_price(setup: &Setup) -> anyhow::Result<Option<HopResult>> {
     };
     let mut results = Vec::new();
     for (url, call) in [
-        (compute_url, Call::ComputeFactorial(FactorialRequest { n: 1, mode: ExecMode::Inline as i32 })),
-        (servers.gateway_url.clone(), Call::GatewayFactorial(FactorialRequest { n: 1, mode: ExecMode::Inline as i32 })),
+        (
+            compute_url,
+            Call::ComputeFactorial(FactorialRequest { n: 1, mode: ExecMode::Inline as i32, ..Default::default() }),
+        ),
+        (
+            servers.gateway_url.clone(),
+            Call::GatewayFactorial(FactorialRequest { n: 1, mode: ExecMode::Inline as i32, ..Default::default() }),
+        ),
     ] {
         let caller = Caller::connect(&url).await?;
         let mut recordings = Vec::new();
