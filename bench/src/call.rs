@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use offload_proto::v1::{
-    ExecMode, FactorialRequest, SumOfSquaresRequest, compute_client::ComputeClient, gateway_client::GatewayClient,
+    ExecMode, FactorialRequest, SumOfSquaresRequest, UpstreamWait, compute_client::ComputeClient,
+    gateway_client::GatewayClient,
 };
 use tonic::{Request, Status, transport::Channel};
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
@@ -50,8 +51,8 @@ impl Call {
             return Ok(Self::HealthCheck(service.to_owned()));
         }
         for key in object.keys() {
-            if key != "n" && key != "mode" {
-                bail!("-d: unknown field {key:?} (requests have `n` and `mode`)");
+            if !["n", "mode", "upstream_wait", "upstreamWait"].contains(&key.as_str()) {
+                bail!("-d: unknown field {key:?} (requests have `n`, `mode` and `upstream_wait`)");
             }
         }
         let n = match object.get("n") {
@@ -68,12 +69,18 @@ impl Call {
             }
             Some(other) => bail!("-d: mode must be a name or a number, not {other}"),
         };
-        Ok(match (service, name) {
-            ("offload.v1.Gateway", "Factorial") => {
-                Self::GatewayFactorial(FactorialRequest { n, mode, ..Default::default() })
+        let upstream_wait = match object.get("upstream_wait").or_else(|| object.get("upstreamWait")) {
+            None => UpstreamWait::Unspecified as i32,
+            Some(serde_json::Value::Number(w)) => w.as_i64().context("-d: upstream_wait")? as i32,
+            Some(serde_json::Value::String(s)) => {
+                UpstreamWait::from_str_name(s).with_context(|| format!("-d: unknown upstream_wait {s:?}"))? as i32
             }
+            Some(other) => bail!("-d: upstream_wait must be a name or a number, not {other}"),
+        };
+        Ok(match (service, name) {
+            ("offload.v1.Gateway", "Factorial") => Self::GatewayFactorial(FactorialRequest { n, mode, upstream_wait }),
             ("offload.v1.Gateway", "SumOfSquares") => {
-                Self::GatewaySumOfSquares(SumOfSquaresRequest { n, mode, ..Default::default() })
+                Self::GatewaySumOfSquares(SumOfSquaresRequest { n, mode, upstream_wait })
             }
             ("offload.v1.Compute", "Factorial") => {
                 Self::ComputeFactorial(FactorialRequest { n, mode, ..Default::default() })
@@ -168,6 +175,10 @@ mod tests {
             call.expect("valid"),
             Call::ComputeSumOfSquares(SumOfSquaresRequest { n: 1_000_000_000, mode: 1, ..Default::default() })
         );
+        let call =
+            Call::parse("offload.v1.Gateway/Factorial", Some(r#"{"n": 5, "upstream_wait": "UPSTREAM_WAIT_BLOCKING"}"#));
+        let expected = FactorialRequest { n: 5, mode: 0, upstream_wait: UpstreamWait::Blocking as i32 };
+        assert_eq!(call.expect("valid"), Call::GatewayFactorial(expected));
         let call = Call::parse("grpc.health.v1.Health/Check", Some(r#"{"service": "offload.v1.Compute"}"#));
         assert_eq!(call.expect("valid"), Call::HealthCheck("offload.v1.Compute".into()));
         assert_eq!(

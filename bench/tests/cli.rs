@@ -24,19 +24,20 @@ fn a_short_compare_writes_table_json_charts_and_markdown() {
         .expect("run compare");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "compare failed:\n{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
-    let modes = ["inline", "spawn-blocking", "block-in-place", "rayon", "adaptive"];
-    for row in modes.iter().chain(&["idle", "via gateway", "INLINE: probe p99"]) {
+    let modes = ["inline", "spawn-task", "spawn-blocking", "block-in-place", "rayon", "adaptive"];
+    let waits = ["wait-async", "wait-blocking", "wait-spawn-blocking", "wait-spawn-task"];
+    for row in modes.iter().chain(&waits).chain(&["idle", "via gateway", "INLINE: probe p99", "gateway BLOCKING"]) {
         assert!(stdout.contains(row), "table lacks {row:?}:\n{stdout}");
     }
 
     let summary = json(&out.join("summary.json"));
     let rounds = summary["rounds"].as_array().expect("rounds");
-    assert_eq!(rounds.len(), 6, "idle + five modes");
+    assert_eq!(rounds.len(), 11, "idle + six modes + four upstream-wait styles");
     for round in rounds.iter().skip(1) {
         assert!(round["heavy"]["ok"].as_u64().expect("heavy ok") > 0, "{round}");
         assert!(round["compute_cpu_s"].as_f64().expect("cpu") > 0.0, "{round}");
     }
-    for mode in modes {
+    for mode in modes.iter().chain(&waits) {
         for kind in ["heavy", "probe", "health"] {
             let report = json(&out.join(format!("{mode}-{kind}.json")));
             assert!(report["count"].as_u64().expect("count") > 0, "{mode}-{kind}");
@@ -44,14 +45,17 @@ fn a_short_compare_writes_table_json_charts_and_markdown() {
             assert!(report["statusCodeDistribution"]["OK"].as_u64().is_some(), "{mode}-{kind}");
         }
     }
-    for chart in ["probe_latency.svg", "heavy_throughput.svg"] {
+    for (chart, label) in
+        [("probe_latency.svg", "rayon"), ("heavy_throughput.svg", "rayon"), ("upstream_wait_latency.svg", "wait-blocking")]
+    {
         let svg = std::fs::read_to_string(out.join(chart)).expect("chart written");
         assert!(svg.contains("<svg") && svg.contains("</svg>"), "{chart} is not an SVG");
-        assert!(svg.contains("rayon"), "{chart} lacks its labels");
+        assert!(svg.contains(label), "{chart} lacks its labels");
     }
     let md = std::fs::read_to_string(out.join("report.md")).expect("report.md");
     assert!(md.contains("![probe latency per mode](probe_latency.svg)"));
     assert!(md.contains("| rayon |"));
+    assert!(md.contains("| wait-blocking |"));
     let _ = std::fs::remove_dir_all(&out);
 }
 
@@ -85,7 +89,7 @@ fn the_shipped_ghz_configs_drive_the_load_command() {
         assert_eq!(report["options"]["call"].as_str(), Some(expected_call.as_str()), "{}", path.display());
         seen += 1;
     }
-    assert!(seen >= 9, "expected the shipped configs, found {seen}");
+    assert!(seen >= 13, "expected the shipped configs, found {seen}");
     gateway.stop(Duration::from_secs(20));
     compute.stop(Duration::from_secs(20));
 }

@@ -28,7 +28,7 @@ fn group_label(labels: &[String], x: f64) -> String {
 }
 
 /// Grouped bars: for each round, probe latency at p50, p99 and p99.9, in ms on a log axis.
-pub fn probe_latency(path: &Path, rounds: &[RoundResult]) -> anyhow::Result<()> {
+pub fn probe_latency(path: &Path, rounds: &[RoundResult], title: &str) -> anyhow::Result<()> {
     let root = SVGBackend::new(path, SIZE).into_drawing_area();
     root.fill(&WHITE).map_err(plot_error)?;
     let values: Vec<f64> = rounds
@@ -39,7 +39,7 @@ pub fn probe_latency(path: &Path, rounds: &[RoundResult]) -> anyhow::Result<()> 
     let bottom = values.iter().copied().filter(|v| *v > 0.0).fold(top, f64::min).max(1e-3) / 2.0;
     let labels: Vec<String> = rounds.iter().map(|r| r.label.clone()).collect();
     let mut chart = ChartBuilder::on(&root)
-        .caption("Probe latency while heavy jobs run (Factorial(20), open loop)", ("sans-serif", 20))
+        .caption(title, ("sans-serif", 20))
         .margin(15)
         .x_label_area_size(40)
         .y_label_area_size(70)

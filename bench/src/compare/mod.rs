@@ -9,8 +9,10 @@
 //!   work is a few nanoseconds, so their latency measures one thing only, how soon the runtime gets to a new
 //!   request while heavy work runs.
 //!
-//! A first "idle" round sends probes alone, the baseline. Then the price of the extra hop: trivial calls at high
-//! concurrency straight to compute and through the gateway. Results go to stdout as a table and to a report
+//! A first "idle" round sends probes alone, the baseline. Then the gateway rounds: the same heavy jobs, always in
+//! `RAYON` so compute is never the problem, but with the gateway waiting for compute in each `upstream_wait` style
+//! (the seed experiment's `.get()`, `run_in_executor`, `create_task`); the health probe then targets the gateway.
+//! Then the price of the extra hop: trivial calls at high concurrency straight to compute and through the gateway. Results go to stdout as a table and to a report
 //! folder (raw ghz-shaped JSON per round, SVG charts, `report.md`).
 
 mod charts;
@@ -20,10 +22,10 @@ mod scenario;
 use std::{path::PathBuf, time::Duration};
 
 use clap::Args;
-use offload_proto::v1::ExecMode;
+use offload_proto::v1::{ExecMode, UpstreamWait};
 use offload_serve::{flags::parse_duration, runtime::Flavor};
 
-pub use self::scenario::{HeavyJob, RoundResult};
+pub use self::scenario::{HeavyJob, Round, RoundResult};
 
 /// Options of the comparison. The defaults finish in about a minute on 2 cores.
 #[derive(Debug, Clone, Args)]
@@ -39,8 +41,19 @@ pub struct CompareArgs {
     #[arg(long, value_enum, default_value_t = Flavor::MultiThread)]
     pub runtime: Flavor,
     /// Modes to compare, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "inline,spawn-blocking,block-in-place,rayon,adaptive")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "inline,spawn-task,spawn-blocking,block-in-place,rayon,adaptive"
+    )]
     pub modes: Vec<String>,
+    /// Gateway upstream-wait styles to compare (heavy jobs in RAYON, so compute is never the problem),
+    /// comma-separated; `none` to skip.
+    #[arg(long, value_delimiter = ',', default_value = "async,blocking,spawn-blocking,spawn-task")]
+    pub waits: Vec<String>,
+    /// The gateway's tokio runtime: `current-thread` reproduces the seed's single event loop in front.
+    #[arg(long, value_enum, default_value_t = Flavor::MultiThread)]
+    pub gateway_runtime: Flavor,
     /// Measured time per round.
     #[arg(long, default_value = "8s", value_parser = parse_duration)]
     pub duration: Duration,
@@ -91,9 +104,26 @@ pub fn parse_mode(name: &str) -> anyhow::Result<ExecMode> {
         })
 }
 
+/// Parses an upstream-wait style (`spawn-blocking` or `UPSTREAM_WAIT_SPAWN_BLOCKING`).
+pub fn parse_wait(name: &str) -> anyhow::Result<UpstreamWait> {
+    let normalized = name.trim().to_ascii_lowercase().replace('_', "-");
+    UpstreamWait::REQUESTABLE
+        .into_iter()
+        .find(|w| w.short_name() == normalized || w.as_str_name().eq_ignore_ascii_case(name.trim()))
+        .ok_or_else(|| {
+            anyhow::anyhow!("unknown upstream wait {name:?}: use async, blocking, spawn-blocking, spawn-task")
+        })
+}
+
 /// Runs the comparison and writes its report.
 pub async fn run(args: CompareArgs) -> anyhow::Result<()> {
     let modes = args.modes.iter().map(|m| parse_mode(m)).collect::<anyhow::Result<Vec<_>>>()?;
+    let waits = args
+        .waits
+        .iter()
+        .filter(|w| !w.trim().is_empty() && w.trim() != "none")
+        .map(|w| parse_wait(w))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let probe_mode = parse_mode(&args.probe_mode)?;
     let cores = offload_serve::runtime::available_cores();
     let heavy = scenario::HeavyJob::calibrate(&args.heavy_method, args.heavy_n, args.job_ms)?;
@@ -111,9 +141,12 @@ pub async fn run(args: CompareArgs) -> anyhow::Result<()> {
         cores,
     };
     let mut rounds = Vec::new();
-    rounds.push(scenario::run_round(&setup, None).await?);
+    rounds.push(scenario::run_round(&setup, Round::Idle).await?);
     for mode in modes {
-        rounds.push(scenario::run_round(&setup, Some(mode)).await?);
+        rounds.push(scenario::run_round(&setup, Round::Mode(mode)).await?);
+    }
+    for wait in waits {
+        rounds.push(scenario::run_round(&setup, Round::Wait(wait)).await?);
     }
     let hop = if args.hop_duration.is_zero() { None } else { scenario::hop_price(&setup).await? };
     let report = output::Comparison::new(&setup, rounds, hop);
@@ -133,5 +166,8 @@ mod tests {
         assert_eq!(parse_mode("EXEC_MODE_RAYON").expect("ok"), ExecMode::Rayon);
         assert_eq!(parse_mode("block_in_place").expect("ok"), ExecMode::BlockInPlace);
         assert!(parse_mode("fast").is_err());
+        assert_eq!(parse_wait("spawn-blocking").expect("ok"), UpstreamWait::SpawnBlocking);
+        assert_eq!(parse_wait("UPSTREAM_WAIT_BLOCKING").expect("ok"), UpstreamWait::Blocking);
+        assert!(parse_wait("sometimes").is_err());
     }
 }

@@ -5,7 +5,7 @@
 use std::{fmt::Write as _, path::Path, time::Duration};
 
 use anyhow::Context;
-use offload_proto::v1::ExecMode;
+use offload_proto::v1::{ExecMode, UpstreamWait};
 
 use super::{
     charts,
@@ -66,11 +66,25 @@ impl Comparison {
     }
 
     fn idle(&self) -> Option<&RoundResult> {
-        self.rounds.iter().find(|r| r.mode.is_none())
+        self.rounds.iter().find(|r| r.mode.is_none() && r.wait.is_none())
     }
 
     fn round(&self, mode: ExecMode) -> Option<&RoundResult> {
         self.rounds.iter().find(|r| r.mode == Some(mode))
+    }
+
+    fn wait_round(&self, wait: UpstreamWait) -> Option<&RoundResult> {
+        self.rounds.iter().find(|r| r.wait == Some(wait))
+    }
+
+    /// The idle baseline and the execution-mode rounds.
+    fn mode_rounds(&self) -> Vec<&RoundResult> {
+        self.rounds.iter().filter(|r| r.wait.is_none()).collect()
+    }
+
+    /// The gateway upstream-wait rounds.
+    fn wait_rounds(&self) -> Vec<&RoundResult> {
+        self.rounds.iter().filter(|r| r.wait.is_some()).collect()
     }
 
     fn ideal(&self) -> f64 {
@@ -91,10 +105,33 @@ impl Comparison {
             self.setup.probe_mode.short_name(),
             self.setup.args.probe_rps,
         );
+        out.push_str(&self.terminal_rows("mode", &self.mode_rounds()));
+        let waits = self.wait_rounds();
+        if !waits.is_empty() {
+            let _ = writeln!(
+                out,
+                "\nhow the gateway waits for compute (heavy jobs in RAYON; health probes to the gateway; gateway runtime {:?})",
+                self.setup.args.gateway_runtime
+            );
+            out.push_str(&self.terminal_rows("upstream wait", &waits));
+        }
+        let _ = writeln!(out, "(latencies in ms; probes measured from their scheduled send time)");
+        for r in self.rounds.iter().filter(|r| errors(r) != "0") {
+            let _ = writeln!(out, "errors in {}: {}", r.label, error_detail(r));
+        }
+        if let Some(hop) = &self.hop {
+            let _ = writeln!(out, "\n{}", hop_table(hop, self.setup.args.hop_concurrency));
+        }
+        let _ = writeln!(out, "\n{}", self.verdicts().join("\n"));
+        out
+    }
+
+    fn terminal_rows(&self, first: &str, rounds: &[&RoundResult]) -> String {
+        let mut out = String::new();
         let _ = writeln!(
             out,
-            "{:<15} {:>8} {:>7} {:>9} {:>9} {:>9} {:>9} {:>10} {:>10} {:>7} {:>8} {:>8}",
-            "mode",
+            "{:<20} {:>8} {:>7} {:>9} {:>9} {:>9} {:>9} {:>10} {:>10} {:>7} {:>8} {:>8}",
+            first,
             "heavy/s",
             "%ideal",
             "heavy p50",
@@ -107,12 +144,12 @@ impl Comparison {
             "cpu cmp",
             "cpu gw"
         );
-        for r in &self.rounds {
+        for r in rounds {
             let heavy = r.heavy.as_ref();
             let cell = |f: &dyn Fn(&Recording) -> String| heavy.map_or("-".to_owned(), f);
             let _ = writeln!(
                 out,
-                "{:<15} {:>8} {:>7} {:>9} {:>9} {:>9} {:>9} {:>10} {:>10} {:>7} {:>8} {:>8}",
+                "{:<20} {:>8} {:>7} {:>9} {:>9} {:>9} {:>9} {:>10} {:>10} {:>7} {:>8} {:>8}",
                 r.label,
                 cell(&|h| format!("{:.1}", h.ok_rps())),
                 cell(&|h| format!("{:.0}%", 100.0 * h.ok_rps() / self.ideal())),
@@ -127,14 +164,6 @@ impl Comparison {
                 r.gateway_cpu.map_or("-".to_owned(), |c| format!("{:.1}s", c.as_secs_f64())),
             );
         }
-        let _ = writeln!(out, "(latencies in ms; probes measured from their scheduled send time)");
-        for r in self.rounds.iter().filter(|r| errors(r) != "0") {
-            let _ = writeln!(out, "errors in {}: {}", r.label, error_detail(r));
-        }
-        if let Some(hop) = &self.hop {
-            let _ = writeln!(out, "\n{}", hop_table(hop, self.setup.args.hop_concurrency));
-        }
-        let _ = writeln!(out, "\n{}", self.verdicts().join("\n"));
         out
     }
 
@@ -191,6 +220,25 @@ impl Comparison {
                 ms(inline.probe.percentile(99.0)),
             ));
         }
+        if let Some(awaited) = self.wait_round(UpstreamWait::Async) {
+            let base = awaited.probe.percentile(99.0);
+            for wait in [UpstreamWait::Blocking, UpstreamWait::SpawnBlocking, UpstreamWait::SpawnTask] {
+                let Some(round) = self.wait_round(wait) else { continue };
+                let p99 = round.probe.percentile(99.0);
+                let health = round.health.as_ref().map_or(Duration::ZERO, |h| h.percentile(99.0));
+                let failed = round.probe.failed() + round.heavy.as_ref().map_or(0, Recording::failed);
+                lines.push(format!(
+                    "gateway {}: probe p99 {} ms vs {} ms when awaiting (×{:.1}), gateway health p99 {} ms, {} failed calls{}",
+                    wait.short_name().to_uppercase(),
+                    ms(p99),
+                    ms(base),
+                    p99.as_secs_f64() / base.as_secs_f64().max(1e-9),
+                    ms(health),
+                    failed,
+                    if wait == UpstreamWait::Blocking && p99 < base * 2 { " — NOT the stall expected" } else { "" },
+                ));
+            }
+        }
         if let Some(hop) = &self.hop {
             let share = hop.via_gateway.ok_rps() / hop.direct.ok_rps().max(f64::MIN_POSITIVE);
             let added = hop.via_gateway_serial.percentile(50.0).saturating_sub(hop.direct_serial.percentile(50.0));
@@ -212,7 +260,11 @@ impl Comparison {
             std::fs::write(dir.join(name), text).with_context(|| format!("cannot write {}", dir.join(name).display()))
         };
         for r in &self.rounds {
-            let heavy_call = r.mode.map(|m| format!("{} {}", self.setup.heavy.describe(), m.as_str_name()));
+            let heavy_call = match (r.mode, r.wait) {
+                (_, Some(w)) => Some(format!("{} EXEC_MODE_RAYON {}", self.setup.heavy.describe(), w.as_str_name())),
+                (Some(m), None) => Some(format!("{} {}", self.setup.heavy.describe(), m.as_str_name())),
+                (None, None) => None,
+            };
             if let (Some(h), Some(call)) = (&r.heavy, heavy_call) {
                 write(&format!("{}-heavy.json", r.label), self.ghz(h, &call, self.setup.heavy_concurrency, None)?)?;
             }
@@ -228,10 +280,52 @@ impl Comparison {
             }
         }
         write("summary.json", serde_json::to_string_pretty(&self.summary_json())?)?;
-        charts::probe_latency(&dir.join("probe_latency.svg"), &self.rounds)?;
-        charts::heavy_throughput(&dir.join("heavy_throughput.svg"), &self.rounds, self.ideal())?;
+        let modes: Vec<RoundResult> = self.mode_rounds().into_iter().cloned().collect();
+        charts::probe_latency(
+            &dir.join("probe_latency.svg"),
+            &modes,
+            "Probe latency while heavy jobs run (Factorial(20), open loop)",
+        )?;
+        charts::heavy_throughput(&dir.join("heavy_throughput.svg"), &modes, self.ideal())?;
+        let waits: Vec<RoundResult> = self.wait_rounds().into_iter().cloned().collect();
+        if !waits.is_empty() {
+            charts::probe_latency(
+                &dir.join("upstream_wait_latency.svg"),
+                &waits,
+                "Gateway probe latency by how the gateway waits for compute",
+            )?;
+        }
         write("report.md", self.markdown())?;
         Ok(())
+    }
+
+    fn markdown_rows(&self, first: &str, rounds: &[&RoundResult]) -> String {
+        let mut md = String::new();
+        let _ = writeln!(
+            md,
+            "| {first} | heavy/s | % of ideal | heavy p50 ms | heavy p99 ms | probe p50 ms | probe p99 ms | probe p99.9 ms | health p99 ms | errors | compute CPU s | gateway CPU s |"
+        );
+        let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|");
+        for r in rounds {
+            let h = r.heavy.as_ref();
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                r.label,
+                h.map_or("-".into(), |h| format!("{:.1}", h.ok_rps())),
+                h.map_or("-".into(), |h| format!("{:.0}%", 100.0 * h.ok_rps() / self.ideal())),
+                h.map_or("-".into(), |h| ms(h.percentile(50.0))),
+                h.map_or("-".into(), |h| ms(h.percentile(99.0))),
+                ms(r.probe.percentile(50.0)),
+                ms(r.probe.percentile(99.0)),
+                ms(r.probe.percentile(99.9)),
+                r.health.as_ref().map_or("-".into(), |h| ms(h.percentile(99.0))),
+                error_detail(r),
+                r.compute_cpu.map_or("-".into(), |c| format!("{:.1}", c.as_secs_f64())),
+                r.gateway_cpu.map_or("-".into(), |c| format!("{:.1}", c.as_secs_f64())),
+            );
+        }
+        md
     }
 
     fn ghz(&self, recording: &Recording, call: &str, concurrency: usize, rps: Option<f64>) -> anyhow::Result<String> {
@@ -267,7 +361,9 @@ impl Comparison {
             "heavy_job": { "call": self.setup.heavy.describe(), "job_ms": self.setup.heavy.job_time.as_secs_f64() * 1e3,
                            "concurrency": self.setup.heavy_concurrency, "ideal_rps": self.ideal() },
             "rounds": self.rounds.iter().map(|r| serde_json::json!({
-                "mode": r.label,
+                "round": r.label,
+                "mode": r.mode.map(|m| m.as_str_name()),
+                "upstream_wait": r.wait.map(|w| w.as_str_name()),
                 "heavy": r.heavy.as_ref().map(rec),
                 "heavy_share_of_ideal": r.heavy.as_ref().map(|h| h.ok_rps() / self.ideal()),
                 "probe": rec(&r.probe),
@@ -304,34 +400,23 @@ impl Comparison {
             self.setup.args.runtime,
             self.setup.args.duration.as_secs_f64()
         );
-        let _ = writeln!(
-            md,
-            "| mode | heavy/s | % of ideal | heavy p50 ms | heavy p99 ms | probe p50 ms | probe p99 ms | probe p99.9 ms | health p99 ms | errors | compute CPU s | gateway CPU s |"
-        );
-        let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|");
-        for r in &self.rounds {
-            let h = r.heavy.as_ref();
-            let _ = writeln!(
-                md,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-                r.label,
-                h.map_or("-".into(), |h| format!("{:.1}", h.ok_rps())),
-                h.map_or("-".into(), |h| format!("{:.0}%", 100.0 * h.ok_rps() / self.ideal())),
-                h.map_or("-".into(), |h| ms(h.percentile(50.0))),
-                h.map_or("-".into(), |h| ms(h.percentile(99.0))),
-                ms(r.probe.percentile(50.0)),
-                ms(r.probe.percentile(99.0)),
-                ms(r.probe.percentile(99.9)),
-                r.health.as_ref().map_or("-".into(), |h| ms(h.percentile(99.0))),
-                error_detail(r),
-                r.compute_cpu.map_or("-".into(), |c| format!("{:.1}", c.as_secs_f64())),
-                r.gateway_cpu.map_or("-".into(), |c| format!("{:.1}", c.as_secs_f64())),
-            );
-        }
+        md.push_str(&self.markdown_rows("mode", &self.mode_rounds()));
         let _ = writeln!(
             md,
             "\n![probe latency per mode](probe_latency.svg)\n\n![heavy throughput per mode](heavy_throughput.svg)\n"
         );
+        let waits = self.wait_rounds();
+        if !waits.is_empty() {
+            let _ = writeln!(
+                md,
+                "## How the gateway waits for compute\n\nThe same heavy jobs, in `RAYON` so compute is never the problem; the gateway \
+                 (runtime {:?}) waits for compute in each `upstream_wait` style; probes are `Factorial(20)` through the \
+                 gateway awaited the right way, and health checks go to the gateway itself.\n",
+                self.setup.args.gateway_runtime
+            );
+            md.push_str(&self.markdown_rows("upstream wait", &waits));
+            let _ = writeln!(md, "\n![gateway probe latency per upstream-wait style](upstream_wait_latency.svg)\n");
+        }
         if let Some(hop) = &self.hop {
             let _ = writeln!(
                 md,

@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 use offload_compute::kernel::{Cancel, Parallelism, factorial, sum_of_squares};
 use offload_proto::{
     service_names,
-    v1::{ExecMode, FactorialRequest, SumOfSquaresRequest},
+    v1::{ExecMode, FactorialRequest, SumOfSquaresRequest, UpstreamWait},
 };
 
 use super::CompareArgs;
@@ -86,11 +86,12 @@ impl HeavyJob {
         format!("{}(n = {})", if self.sum_of_squares { "SumOfSquares" } else { "Factorial" }, self.n)
     }
 
-    fn call(&self, mode: ExecMode) -> Call {
+    fn call(&self, mode: ExecMode, wait: UpstreamWait) -> Call {
+        let (n, mode, upstream_wait) = (self.n, mode as i32, wait as i32);
         if self.sum_of_squares {
-            Call::GatewaySumOfSquares(SumOfSquaresRequest { n: self.n, mode: mode as i32, ..Default::default() })
+            Call::GatewaySumOfSquares(SumOfSquaresRequest { n, mode, upstream_wait })
         } else {
-            Call::GatewayFactorial(FactorialRequest { n: self.n, mode: mode as i32, ..Default::default() })
+            Call::GatewayFactorial(FactorialRequest { n, mode, upstream_wait })
         }
     }
 }
@@ -102,6 +103,8 @@ pub struct RoundResult {
     pub label: String,
     /// The heavy jobs' mode (`None` for the idle round).
     pub mode: Option<ExecMode>,
+    /// For the gateway rounds: how the gateway waited for compute (heavy jobs then run in `RAYON`).
+    pub wait: Option<UpstreamWait>,
     pub heavy: Option<Recording>,
     pub probe: Recording,
     pub health: Option<Recording>,
@@ -137,8 +140,12 @@ impl Servers {
         let mut command = Command::new(&exe);
         command.args(["compute", "--listen", "127.0.0.1:0", "--runtime", runtime]);
         let compute = ChildServer::start(command)?;
+        let gateway_runtime = match args.gateway_runtime {
+            offload_serve::runtime::Flavor::CurrentThread => "current-thread",
+            offload_serve::runtime::Flavor::MultiThread => "multi-thread",
+        };
         let mut command = Command::new(&exe);
-        command.args(["gateway", "--listen", "127.0.0.1:0", "--compute", &compute.url()]);
+        command.args(["gateway", "--listen", "127.0.0.1:0", "--runtime", gateway_runtime, "--compute", &compute.url()]);
         let gateway = ChildServer::start(command)?;
         Ok(Self {
             gateway_url: gateway.url(),
@@ -188,23 +195,43 @@ fn delta(after: Option<Duration>, before: Option<Duration>) -> Option<Duration> 
     Some(after?.saturating_sub(before?))
 }
 
-/// Runs one round: `mode` for the heavy jobs, or `None` for probes alone (the idle baseline).
-pub async fn run_round(setup: &Setup, mode: Option<ExecMode>) -> anyhow::Result<RoundResult> {
+/// What a round puts under load.
+#[derive(Debug, Clone, Copy)]
+pub enum Round {
+    /// Probes alone: the baseline.
+    Idle,
+    /// Heavy jobs in this execution mode; health probes go to compute.
+    Mode(ExecMode),
+    /// Heavy jobs in `RAYON`, waited for by the gateway in this style; health probes go to the gateway.
+    Wait(UpstreamWait),
+}
+
+/// Runs one round.
+pub async fn run_round(setup: &Setup, round: Round) -> anyhow::Result<RoundResult> {
     let args = &setup.args;
-    let label = mode.map_or("idle".to_owned(), |m| m.short_name().to_owned());
+    let (mode, wait, label) = match round {
+        Round::Idle => (None, None, "idle".to_owned()),
+        Round::Mode(mode) => (Some(mode), None, mode.short_name().to_owned()),
+        Round::Wait(wait) => (Some(ExecMode::Rayon), Some(wait), format!("wait-{}", wait.short_name())),
+    };
     eprintln!("round: {label}");
     let servers = Servers::start(args)?;
     servers.wait_ready().await?;
     let heavy_caller = Caller::connect(&servers.gateway_url).await?;
     let probe_caller = Caller::connect(&servers.gateway_url).await?;
-    let health_caller = match &servers.compute_url {
+    // The health probe watches the server whose runtime the round stresses.
+    let (health_url, health_service) = match wait {
+        Some(_) => (Some(servers.gateway_url.clone()), service_names::GATEWAY),
+        None => (servers.compute_url.clone(), service_names::COMPUTE),
+    };
+    let health_caller = match &health_url {
         Some(url) => Some(Caller::connect(url).await?),
         None => None,
     };
 
     let heavy_load = |duration: Duration, label: &str| {
         mode.map(|mode| {
-            let call = setup.heavy.call(mode);
+            let call = setup.heavy.call(mode, wait.unwrap_or(UpstreamWait::Async));
             let caller = heavy_caller.clone();
             let plan = Plan { concurrency: setup.heavy_concurrency, total: None, duration: Some(duration), rps: None };
             let progress = runner::progress_bar(&plan, label, args.quiet);
@@ -237,7 +264,7 @@ pub async fn run_round(setup: &Setup, mode: Option<ExecMode>) -> anyhow::Result<
         None,
     );
     let health_probes = health_caller.map(|caller| {
-        let call = Call::HealthCheck(service_names::COMPUTE.to_owned());
+        let call = Call::HealthCheck(health_service.to_owned());
         runner::run(
             probe_plan,
             move |_| {
@@ -268,7 +295,8 @@ pub async fn run_round(setup: &Setup, mode: Option<ExecMode>) -> anyhow::Result<
     servers.stop();
     Ok(RoundResult {
         label,
-        mode,
+        mode: if wait.is_some() { None } else { mode },
+        wait,
         heavy,
         probe,
         health,
