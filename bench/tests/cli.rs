@@ -45,9 +45,11 @@ fn a_short_compare_writes_table_json_charts_and_markdown() {
             assert!(report["statusCodeDistribution"]["OK"].as_u64().is_some(), "{mode}-{kind}");
         }
     }
-    for (chart, label) in
-        [("probe_latency.svg", "rayon"), ("heavy_throughput.svg", "rayon"), ("upstream_wait_latency.svg", "wait-blocking")]
-    {
+    for (chart, label) in [
+        ("probe_latency.svg", "rayon"),
+        ("heavy_throughput.svg", "rayon"),
+        ("upstream_wait_latency.svg", "wait-blocking"),
+    ] {
         let svg = std::fs::read_to_string(out.join(chart)).expect("chart written");
         assert!(svg.contains("<svg") && svg.contains("</svg>"), "{chart} is not an SVG");
         assert!(svg.contains(label), "{chart} lacks its labels");

@@ -21,6 +21,7 @@ fn help_documents_every_flag_with_its_env_var() {
         "--max-sum-of-squares-n",
         "--max-message-bytes",
         "--drain-timeout",
+        "--rayon-priority",
     ] {
         assert!(help.contains(flag), "--help lacks {flag}");
         let env = format!("OFFLOAD_COMPUTE_{}", flag.trim_start_matches("--").replace('-', "_").to_uppercase());

@@ -1,4 +1,5 @@
 //! `offload-bench compare`: the same mixed load against every execution mode, and what each one cost.
+//! The defaults take about a minute and a half on 2 cores.
 //!
 //! For each mode, fresh compute and gateway processes (this binary's hidden `compute` / `gateway` subcommands,
 //! which run exactly the servers' library code) take:
@@ -54,8 +55,8 @@ pub struct CompareArgs {
     /// The gateway's tokio runtime: `current-thread` reproduces the seed's single event loop in front.
     #[arg(long, value_enum, default_value_t = Flavor::MultiThread)]
     pub gateway_runtime: Flavor,
-    /// Measured time per round.
-    #[arg(long, default_value = "8s", value_parser = parse_duration)]
+    /// Measured time per round (eleven rounds by default, so the whole comparison takes about a minute and a half).
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub duration: Duration,
     /// Heavy load before each measured round, so pools and connections are warm.
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
@@ -73,13 +74,13 @@ pub struct CompareArgs {
     #[arg(long)]
     pub heavy_concurrency: Option<usize>,
     /// Probe rate per second (Factorial(20) through the gateway; health checks to compute at the same rate).
-    #[arg(long, default_value_t = 100.0)]
+    #[arg(long, default_value_t = 200.0)]
     pub probe_rps: f64,
     /// Mode the probes ask for.
     #[arg(long, default_value = "inline")]
     pub probe_mode: String,
     /// Measured time of each side of the hop comparison (0 to skip it).
-    #[arg(long, default_value = "3s", value_parser = parse_duration)]
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
     pub hop_duration: Duration,
     /// Concurrency of the hop comparison.
     #[arg(long, default_value_t = 64)]
