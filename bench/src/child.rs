@@ -17,6 +17,8 @@ pub struct ChildServer {
     child: Child,
     /// Where it listens, as it logged.
     pub addr: SocketAddr,
+    /// Where it serves `/metrics`, if `--metrics-listen` was given.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 impl ChildServer {
@@ -37,19 +39,22 @@ impl ChildServer {
             let mut sent = false;
             // Keep reading to the end, so the child never blocks on a full pipe.
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if !sent && let Some(addr) = line.split(" addr=").nth(1).and_then(|s| s.split_whitespace().next()) {
-                    sent = tx.send(addr.to_owned()).is_ok();
+                if !sent && line.contains(" addr=") {
+                    sent = tx.send(line).is_ok();
                 }
             }
         });
-        let addr = match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(addr) => addr,
+        let line = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(line) => line,
             Err(_) => {
                 let _ = child.kill();
                 anyhow::bail!("{command:?} did not report its address (see its output above)");
             }
         };
-        Ok(Self { child, addr: addr.parse().with_context(|| format!("bad address {addr:?}"))? })
+        let field = |key: &str| line.split(key).nth(1).and_then(|s| s.split_whitespace().next()).map(str::to_owned);
+        let addr = field(" addr=").context("no addr= in the serving line")?;
+        let metrics_addr = field(" metrics_addr=").and_then(|a| a.trim_matches('"').parse().ok());
+        Ok(Self { child, addr: addr.parse().with_context(|| format!("bad address {addr:?}"))?, metrics_addr })
     }
 
     /// `http://addr`.

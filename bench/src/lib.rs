@@ -4,7 +4,7 @@
 //!
 //! Layout: [`call`] is what is sent, [`runner`] how (closed or open loop), [`recording`] what was seen,
 //! [`report`] ghz's JSON shape; [`load`] is the ghz-like command, [`compare`] the main job, [`kernels`] the
-//! in-process kernel benchmark; [`child`] runs servers as child processes.
+//! in-process kernel benchmark; [`child`] runs servers as child processes, [`scrape`] reads their `/metrics`.
 
 pub mod call;
 pub mod child;
@@ -14,3 +14,4 @@ pub mod load;
 pub mod recording;
 pub mod report;
 pub mod runner;
+pub mod scrape;

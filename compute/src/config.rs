@@ -79,6 +79,10 @@ pub struct Config {
     #[arg(long, env = "OFFLOAD_COMPUTE_PANIC_ON_N")]
     pub panic_on_n: Option<u64>,
 
+    /// Admin address serving Prometheus metrics at `/metrics` (for example `0.0.0.0:9090`). Off unless set.
+    #[arg(long, env = "OFFLOAD_COMPUTE_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+
     /// Log line format.
     #[arg(long, env = "OFFLOAD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

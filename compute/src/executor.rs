@@ -16,7 +16,10 @@
 use std::{
     any::Any,
     panic::{AssertUnwindSafe, catch_unwind},
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicI64, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -84,6 +87,10 @@ pub struct Executor {
     /// The dedicated CPU pool: named threads (`offload-rayon-N`), sized by `--rayon-threads`, separate from
     /// rayon's global pool so nothing else in the process can steal its threads.
     pool: Arc<rayon::ThreadPool>,
+    /// Jobs handed to the pool and not yet started, for the `offload_rayon_queue_depth` metric.
+    rayon_queued: Arc<AtomicI64>,
+    /// Jobs on tokio's blocking pool (queued or running), for `offload_blocking_in_flight`.
+    blocking: Arc<AtomicI64>,
 }
 
 /// Cancels the job when the request's future is dropped (client gone, deadline hit in the transport, shutdown),
@@ -109,7 +116,17 @@ impl Executor {
             .thread_name(|i| format!("offload-rayon-{i}"))
             .start_handler(move |_| priority.apply_to_current_thread())
             .build()?;
-        Ok(Self { pool: Arc::new(pool) })
+        Ok(Self { pool: Arc::new(pool), rayon_queued: Arc::default(), blocking: Arc::default() })
+    }
+
+    /// Jobs waiting for a rayon thread right now.
+    pub fn rayon_queue_depth(&self) -> i64 {
+        self.rayon_queued.load(Ordering::Relaxed)
+    }
+
+    /// Jobs on tokio's blocking pool right now.
+    pub fn blocking_in_flight(&self) -> i64 {
+        self.blocking.load(Ordering::Relaxed)
     }
 
     /// Threads in the rayon pool.
@@ -146,14 +163,23 @@ impl Executor {
             }
             Placement::SpawnBlocking => {
                 let token = cancel.clone();
-                tokio::task::spawn_blocking(move || timed(submitted, par, &token, job))
-                    .await
-                    .map_err(|_| ExecError::WorkerGone)?
+                let blocking = Arc::clone(&self.blocking);
+                blocking.fetch_add(1, Ordering::Relaxed);
+                tokio::task::spawn_blocking(move || {
+                    let ran = timed(submitted, par, &token, job);
+                    blocking.fetch_sub(1, Ordering::Relaxed);
+                    ran
+                })
+                .await
+                .map_err(|_| ExecError::WorkerGone)?
             }
             Placement::Rayon => {
                 let (tx, rx) = oneshot::channel();
                 let token = cancel.clone();
+                let queued = Arc::clone(&self.rayon_queued);
+                queued.fetch_add(1, Ordering::Relaxed);
                 self.pool.spawn(move || {
+                    queued.fetch_sub(1, Ordering::Relaxed);
                     // The receiver may be gone (request cancelled): then nobody needs the answer.
                     let _ = tx.send(timed(submitted, par, &token, job));
                 });

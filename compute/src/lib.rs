@@ -15,7 +15,7 @@ pub mod kernel;
 pub mod limits;
 pub mod service;
 
-use std::future::Future;
+use std::{future::Future, sync::Arc};
 
 use anyhow::Context;
 use offload_proto::{
@@ -26,6 +26,7 @@ use offload_serve::{
     admission::{Admission, AdmissionLayer},
     drain, transport,
 };
+use offload_telemetry::metrics::{self, Metrics};
 use tokio::net::TcpListener;
 use tonic_health::ServingStatus;
 
@@ -69,6 +70,26 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         max_sum_of_squares_n: config.max_sum_of_squares_n,
         max_message_bytes: config.max_message_bytes as u64,
     };
+    let metrics = Metrics::new("compute");
+    metrics::spawn_schedule_probe(&metrics);
+    let admission = Admission::new(config.max_inflight);
+    let metrics_server = match config.metrics_listen {
+        Some(addr) => {
+            let listener =
+                TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr} for metrics"))?;
+            let bound = listener.local_addr().context("metrics listener has no address")?;
+            let (admission, executor) = (admission.clone(), executor.clone());
+            let on_scrape = Arc::new(move |m: &Metrics| {
+                m.in_flight.set(admission.in_flight() as i64);
+                m.shed.set(admission.shed());
+                m.rayon_queue_depth.set(executor.rayon_queue_depth());
+                m.blocking_in_flight.set(executor.blocking_in_flight());
+            });
+            let task = tokio::spawn(metrics::serve(listener, metrics.clone(), on_scrape, std::future::pending()));
+            Some((bound, task))
+        }
+        None => None,
+    };
     let service = ComputeService::new(
         executor.clone(),
         cost_model,
@@ -76,6 +97,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         ExecMode::from(config.default_mode),
         instance_id.clone(),
         config.panic_on_n,
+        metrics,
     );
 
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -90,7 +112,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
     let layers = tower::ServiceBuilder::new()
         // Shed compute calls beyond --max-inflight with RESOURCE_EXHAUSTED before any work (health and
         // reflection pass: an overloaded server is busy, not dead).
-        .layer(AdmissionLayer::new(Admission::new(config.max_inflight), "/offload.v1.Compute/", "--max-inflight"));
+        .layer(AdmissionLayer::new(admission, "/offload.v1.Compute/", "--max-inflight"));
     let router = transport::server()
         .layer(layers)
         .add_service(health_service)
@@ -105,6 +127,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         rayon_threads = executor.rayon_threads(),
         rayon_priority = ?config.rayon_priority,
         max_inflight = config.max_inflight,
+        metrics_addr = metrics_server.as_ref().map_or("off".to_owned(), |(a, _)| a.to_string()),
         "offload-compute serving"
     );
 
@@ -120,6 +143,9 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         },
     )
     .await?;
+    if let Some((_, task)) = metrics_server {
+        task.abort();
+    }
     tracing::info!(?drained, "offload-compute stopped");
     Ok(())
 }

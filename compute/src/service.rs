@@ -11,6 +11,7 @@ use offload_proto::v1::{
     compute_server::Compute,
 };
 use offload_serve::deadline;
+use offload_telemetry::metrics::Metrics;
 use tonic::{Request, Response, Status};
 
 use crate::{
@@ -38,6 +39,7 @@ struct Shared {
     instance_id: String,
     /// `--panic-on-n`: fault injection for tests.
     panic_on_n: Option<u64>,
+    metrics: Metrics,
 }
 
 impl ComputeService {
@@ -49,9 +51,12 @@ impl ComputeService {
         default_mode: ExecMode,
         instance_id: String,
         panic_on_n: Option<u64>,
+        metrics: Metrics,
     ) -> Self {
         debug_assert_ne!(default_mode, ExecMode::Unspecified);
-        Self { shared: Arc::new(Shared { executor, cost_model, limits, default_mode, instance_id, panic_on_n }) }
+        Self {
+            shared: Arc::new(Shared { executor, cost_model, limits, default_mode, instance_id, panic_on_n, metrics }),
+        }
     }
 
     /// Runs one request's job end to end.
@@ -103,6 +108,21 @@ impl ComputeService {
     }
 }
 
+impl ComputeService {
+    /// Runs `job` and counts it in the request metrics, labelled with the mode it ran in (or, if it failed before
+    /// running, the mode it asked for).
+    async fn handle(&self, job: Job, mode: i32, deadline: Option<Instant>) -> Result<(Decimal, Execution), Status> {
+        let started = Instant::now();
+        let result = self.execute(job, mode, deadline).await;
+        let (label, code) = match &result {
+            Ok((_, execution)) => (execution.mode().short_name(), tonic::Code::Ok),
+            Err(status) => (ExecMode::try_from(mode).map_or("unknown", ExecMode::short_name), status.code()),
+        };
+        self.shared.metrics.observe_request(job.method(), label, code, started.elapsed());
+        result
+    }
+}
+
 fn mode_of(placement: Placement) -> ExecMode {
     match placement {
         Placement::Inline => ExecMode::Inline,
@@ -118,7 +138,7 @@ impl Compute for ComputeService {
     async fn factorial(&self, request: Request<FactorialRequest>) -> Result<Response<FactorialResponse>, Status> {
         let deadline = deadline::from_metadata(request.metadata(), Instant::now());
         let FactorialRequest { n, mode, .. } = request.into_inner();
-        let (Decimal(value), execution) = self.execute(Job::Factorial(n), mode, deadline).await?;
+        let (Decimal(value), execution) = self.handle(Job::Factorial(n), mode, deadline).await?;
         Ok(Response::new(FactorialResponse { digits: value.len() as u64, value, execution: Some(execution) }))
     }
 
@@ -128,7 +148,7 @@ impl Compute for ComputeService {
     ) -> Result<Response<SumOfSquaresResponse>, Status> {
         let deadline = deadline::from_metadata(request.metadata(), Instant::now());
         let SumOfSquaresRequest { n, mode, .. } = request.into_inner();
-        let (Decimal(value), execution) = self.execute(Job::SumOfSquares(n), mode, deadline).await?;
+        let (Decimal(value), execution) = self.handle(Job::SumOfSquares(n), mode, deadline).await?;
         Ok(Response::new(SumOfSquaresResponse { value, execution: Some(execution) }))
     }
 }

@@ -64,6 +64,10 @@ pub struct Config {
     #[arg(long, env = "OFFLOAD_GATEWAY_DRAIN_TIMEOUT", default_value = "15s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
 
+    /// Admin address serving Prometheus metrics at `/metrics` (for example `0.0.0.0:9090`). Off unless set.
+    #[arg(long, env = "OFFLOAD_GATEWAY_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+
     /// Log line format.
     #[arg(long, env = "OFFLOAD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

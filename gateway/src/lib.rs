@@ -19,6 +19,7 @@ use offload_serve::{
     admission::{Admission, AdmissionLayer},
     drain, transport,
 };
+use offload_telemetry::metrics::{self, Metrics};
 use tokio::net::TcpListener;
 use tonic_health::{ServingStatus, server::HealthReporter};
 
@@ -57,6 +58,24 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
     let follower = tokio::spawn(follow_upstream_health(Arc::clone(&balancer), health.clone()));
 
     let (reflection, reflection_alpha) = transport::reflection().context("cannot build server reflection")?;
+    let metrics = Metrics::new("gateway");
+    metrics::spawn_schedule_probe(&metrics);
+    let admission = Admission::new(config.max_inflight);
+    let metrics_server = match config.metrics_listen {
+        Some(addr) => {
+            let listener =
+                TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr} for metrics"))?;
+            let bound = listener.local_addr().context("metrics listener has no address")?;
+            let admission = admission.clone();
+            let on_scrape = Arc::new(move |m: &Metrics| {
+                m.in_flight.set(admission.in_flight() as i64);
+                m.shed.set(admission.shed());
+            });
+            let task = tokio::spawn(metrics::serve(listener, metrics.clone(), on_scrape, std::future::pending()));
+            Some((bound, task))
+        }
+        None => None,
+    };
     let sync_client =
         Arc::new(BlockingComputeClient::new(&config.compute, settings).context("cannot start the synchronous client")?);
     let gateway = GatewayServer::new(GatewayService::new(
@@ -64,20 +83,27 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         config.default_timeout,
         sync_client,
         config.default_upstream_wait.into(),
+        metrics,
     ))
     .max_decoding_message_size(MAX_REQUEST_BYTES)
     .max_encoding_message_size(config.max_message_bytes);
     // The layer stack, outermost first.
     let layers = tower::ServiceBuilder::new()
         // Shed gateway calls beyond --max-inflight with RESOURCE_EXHAUSTED (health and reflection pass).
-        .layer(AdmissionLayer::new(Admission::new(config.max_inflight), "/offload.v1.Gateway/", "--max-inflight"));
+        .layer(AdmissionLayer::new(admission, "/offload.v1.Gateway/", "--max-inflight"));
     let router = transport::server()
         .layer(layers)
         .add_service(health_service)
         .add_service(reflection)
         .add_service(reflection_alpha)
         .add_service(gateway);
-    tracing::info!(addr = %local_addr, compute = ?config.compute, runtime = ?config.runtime, "offload-gateway serving");
+    tracing::info!(
+        addr = %local_addr,
+        compute = ?config.compute,
+        runtime = ?config.runtime,
+        metrics_addr = metrics_server.as_ref().map_or("off".to_owned(), |(a, _)| a.to_string()),
+        "offload-gateway serving"
+    );
 
     let incoming = transport::incoming(listener);
     let drained = drain::serve_until(
@@ -91,6 +117,9 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         },
     )
     .await?;
+    if let Some((_, task)) = metrics_server {
+        task.abort();
+    }
     tracing::info!(?drained, "offload-gateway stopped");
     Ok(())
 }

@@ -21,6 +21,7 @@ use offload_proto::v1::{
     compute_client::ComputeClient, gateway_server::Gateway,
 };
 use offload_serve::deadline;
+use offload_telemetry::metrics::Metrics;
 use tonic::{Code, Request, Response, Status, transport::Channel};
 
 use crate::{balancer::Balancer, blocking_client::BlockingComputeClient, error::Error};
@@ -37,6 +38,7 @@ pub struct GatewayService {
     sync_client: Arc<BlockingComputeClient>,
     /// Never `Unspecified`: what `UPSTREAM_WAIT_UNSPECIFIED` means here.
     default_wait: UpstreamWait,
+    metrics: Metrics,
 }
 
 /// What the upstream part of a request cost.
@@ -53,8 +55,9 @@ impl GatewayService {
         default_timeout: Duration,
         sync_client: Arc<BlockingComputeClient>,
         default_wait: UpstreamWait,
+        metrics: Metrics,
     ) -> Self {
-        Self { balancer, default_timeout, sync_client, default_wait }
+        Self { balancer, default_timeout, sync_client, default_wait, metrics }
     }
 
     /// The style a request asked for, or the default.
@@ -175,50 +178,106 @@ fn stamp<T>(execution: Option<Execution>, received: Instant, up: &Upstreamed<T>,
     }
 }
 
-#[tonic::async_trait]
-impl Gateway for GatewayService {
-    async fn factorial(&self, request: Request<FactorialRequest>) -> Result<Response<FactorialResponse>, Status> {
+/// What the gateway needs to know of a request message.
+trait Forwarded: Clone + Send + 'static {
+    fn upstream_wait(&mut self) -> &mut i32;
+}
+
+/// What the gateway needs to know of a reply message.
+trait Answered: Send + 'static {
+    fn execution(&mut self) -> &mut Option<Execution>;
+}
+
+impl Forwarded for FactorialRequest {
+    fn upstream_wait(&mut self) -> &mut i32 {
+        &mut self.upstream_wait
+    }
+}
+
+impl Forwarded for SumOfSquaresRequest {
+    fn upstream_wait(&mut self) -> &mut i32 {
+        &mut self.upstream_wait
+    }
+}
+
+impl Answered for FactorialResponse {
+    fn execution(&mut self) -> &mut Option<Execution> {
+        &mut self.execution
+    }
+}
+
+impl Answered for SumOfSquaresResponse {
+    fn execution(&mut self) -> &mut Option<Execution> {
+        &mut self.execution
+    }
+}
+
+impl GatewayService {
+    /// One gateway call end to end: deadline, style, upstream, timings, metrics.
+    async fn handle<Req, Resp, F, Fut, S>(
+        &self,
+        method: &'static str,
+        request: Request<Req>,
+        call: F,
+        sync_call: S,
+    ) -> Result<Response<Resp>, Status>
+    where
+        Req: Forwarded,
+        Resp: Answered,
+        F: Fn(ComputeClient<Channel>, Request<Req>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Response<Resp>, Status>> + Send,
+        S: FnOnce(&BlockingComputeClient, Req, Instant) -> Result<Resp, Status> + Send + 'static,
+    {
         let received = Instant::now();
         let deadline = self.deadline_of(&request, received);
         let mut message = request.into_inner();
-        let style = self.wait_style(message.upstream_wait)?;
-        message.upstream_wait = UpstreamWait::Unspecified as i32;
-        let up = self
-            .upstream(
-                style,
-                message,
-                deadline,
-                |mut client, req| async move { client.factorial(req).await },
-                |sync, req, deadline| sync.factorial(req, deadline),
-            )
-            .await?;
-        let execution = stamp(up.reply.execution.clone(), received, &up, style);
-        let mut reply = up.reply;
-        reply.execution = Some(execution);
-        Ok(Response::new(reply))
+        let requested = *message.upstream_wait();
+        *message.upstream_wait() = UpstreamWait::Unspecified as i32;
+        let result = async {
+            let style = self.wait_style(requested)?;
+            let mut up = self.upstream(style, message, deadline, call, sync_call).await?;
+            let execution = stamp(up.reply_execution(), received, &up, style);
+            let mut reply = up.reply;
+            *reply.execution() = Some(execution);
+            Ok::<_, Error>(reply)
+        }
+        .await
+        .map_err(Status::from);
+        let style = self.wait_style(requested).map_or("unknown", UpstreamWait::short_name);
+        let code = result.as_ref().map_or_else(Status::code, |_| tonic::Code::Ok);
+        self.metrics.observe_request(method, style, code, received.elapsed());
+        result.map(Response::new)
+    }
+}
+
+impl<T: Answered> Upstreamed<T> {
+    fn reply_execution(&mut self) -> Option<Execution> {
+        self.reply.execution().take()
+    }
+}
+
+#[tonic::async_trait]
+impl Gateway for GatewayService {
+    async fn factorial(&self, request: Request<FactorialRequest>) -> Result<Response<FactorialResponse>, Status> {
+        self.handle(
+            "Factorial",
+            request,
+            |mut client, req| async move { client.factorial(req).await },
+            |sync, req, deadline| sync.factorial(req, deadline),
+        )
+        .await
     }
 
     async fn sum_of_squares(
         &self,
         request: Request<SumOfSquaresRequest>,
     ) -> Result<Response<SumOfSquaresResponse>, Status> {
-        let received = Instant::now();
-        let deadline = self.deadline_of(&request, received);
-        let mut message = request.into_inner();
-        let style = self.wait_style(message.upstream_wait)?;
-        message.upstream_wait = UpstreamWait::Unspecified as i32;
-        let up = self
-            .upstream(
-                style,
-                message,
-                deadline,
-                |mut client, req| async move { client.sum_of_squares(req).await },
-                |sync, req, deadline| sync.sum_of_squares(req, deadline),
-            )
-            .await?;
-        let execution = stamp(up.reply.execution.clone(), received, &up, style);
-        let mut reply = up.reply;
-        reply.execution = Some(execution);
-        Ok(Response::new(reply))
+        self.handle(
+            "SumOfSquares",
+            request,
+            |mut client, req| async move { client.sum_of_squares(req).await },
+            |sync, req, deadline| sync.sum_of_squares(req, deadline),
+        )
+        .await
     }
 }

@@ -22,6 +22,8 @@ pub struct Admission {
     /// One permit per request allowed in flight; a request holds its permit until its reply is produced.
     permits: Arc<Semaphore>,
     limit: usize,
+    /// Requests refused since start, for the `offload_shed` metric.
+    shed: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Holding this means the request was admitted; dropping it frees the slot.
@@ -33,7 +35,7 @@ pub struct Admitted {
 impl Admission {
     /// At most `limit` requests in flight.
     pub fn new(limit: usize) -> Self {
-        Self { permits: Arc::new(Semaphore::new(limit)), limit }
+        Self { permits: Arc::new(Semaphore::new(limit)), limit, shed: Arc::default() }
     }
 
     /// Admits a request, or refuses it with a `RESOURCE_EXHAUSTED` status naming the limit.
@@ -41,15 +43,24 @@ impl Admission {
     pub fn try_admit(&self, flag: &str) -> Result<Admitted, tonic::Status> {
         match Arc::clone(&self.permits).try_acquire_owned() {
             Ok(permit) => Ok(Admitted { _permit: permit }),
-            Err(TryAcquireError::NoPermits | TryAcquireError::Closed) => Err(tonic::Status::resource_exhausted(
-                format!("server busy: {} requests already in flight ({flag}={})", self.limit, self.limit),
-            )),
+            Err(TryAcquireError::NoPermits | TryAcquireError::Closed) => Err({
+                self.shed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tonic::Status::resource_exhausted(format!(
+                    "server busy: {} requests already in flight ({flag}={})",
+                    self.limit, self.limit
+                ))
+            }),
         }
     }
 
     /// Requests in flight right now.
     pub fn in_flight(&self) -> usize {
         self.limit - self.permits.available_permits()
+    }
+
+    /// Requests refused since start.
+    pub fn shed(&self) -> u64 {
+        self.shed.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The ceiling.

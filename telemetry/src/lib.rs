@@ -1,6 +1,9 @@
 //! Telemetry set-up, once for every offload binary: the `tracing` subscriber and its output format.
 //!
-//! Filtering follows `RUST_LOG` (default `info`), so operators use the convention they already know.
+//! Filtering follows `RUST_LOG` (default `info`), so operators use the convention they already know. Metrics (and
+//! the admin port that serves them) are in [`metrics`].
+
+pub mod metrics;
 
 use std::io::IsTerminal;
 

@@ -115,7 +115,11 @@ impl Comparison {
             );
             out.push_str(&self.terminal_rows("upstream wait", &waits));
         }
-        let _ = writeln!(out, "(latencies in ms; probes measured from their scheduled send time)");
+        let _ = writeln!(
+            out,
+            "(latencies in ms; probes measured from their scheduled send time; sched p99: the stressed server's \
+             scheduling delay, an upper bucket bound)"
+        );
         for r in self.rounds.iter().filter(|r| errors(r) != "0") {
             let _ = writeln!(out, "errors in {}: {}", r.label, error_detail(r));
         }
@@ -130,7 +134,7 @@ impl Comparison {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "{:<20} {:>8} {:>7} {:>9} {:>9} {:>9} {:>9} {:>10} {:>10} {:>7} {:>8} {:>8}",
+            "{:<20} {:>8} {:>7} {:>9} {:>9} {:>9} {:>9} {:>10} {:>10} {:>9} {:>7} {:>8} {:>8}",
             first,
             "heavy/s",
             "%ideal",
@@ -140,6 +144,7 @@ impl Comparison {
             "probe p99",
             "probe p99.9",
             "health p99",
+            "sched p99",
             "errors",
             "cpu cmp",
             "cpu gw"
@@ -149,7 +154,7 @@ impl Comparison {
             let cell = |f: &dyn Fn(&Recording) -> String| heavy.map_or("-".to_owned(), f);
             let _ = writeln!(
                 out,
-                "{:<20} {:>8} {:>7} {:>9} {:>9} {:>9} {:>9} {:>10} {:>10} {:>7} {:>8} {:>8}",
+                "{:<20} {:>8} {:>7} {:>9} {:>9} {:>9} {:>9} {:>10} {:>10} {:>9} {:>7} {:>8} {:>8}",
                 r.label,
                 cell(&|h| format!("{:.1}", h.ok_rps())),
                 cell(&|h| format!("{:.0}%", 100.0 * h.ok_rps() / self.ideal())),
@@ -159,6 +164,7 @@ impl Comparison {
                 ms(r.probe.percentile(99.0)),
                 ms(r.probe.percentile(99.9)),
                 r.health.as_ref().map_or("-".to_owned(), |h| ms(h.percentile(99.0))),
+                schedule_delay(r),
                 errors(r),
                 r.compute_cpu.map_or("-".to_owned(), |c| format!("{:.1}s", c.as_secs_f64())),
                 r.gateway_cpu.map_or("-".to_owned(), |c| format!("{:.1}s", c.as_secs_f64())),
@@ -303,14 +309,14 @@ impl Comparison {
         let mut md = String::new();
         let _ = writeln!(
             md,
-            "| {first} | heavy/s | % of ideal | heavy p50 ms | heavy p99 ms | probe p50 ms | probe p99 ms | probe p99.9 ms | health p99 ms | errors | compute CPU s | gateway CPU s |"
+            "| {first} | heavy/s | % of ideal | heavy p50 ms | heavy p99 ms | probe p50 ms | probe p99 ms | probe p99.9 ms | health p99 ms | scheduling delay p99 ms | errors | compute CPU s | gateway CPU s |"
         );
-        let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|");
+        let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|");
         for r in rounds {
             let h = r.heavy.as_ref();
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 r.label,
                 h.map_or("-".into(), |h| format!("{:.1}", h.ok_rps())),
                 h.map_or("-".into(), |h| format!("{:.0}%", 100.0 * h.ok_rps() / self.ideal())),
@@ -320,6 +326,7 @@ impl Comparison {
                 ms(r.probe.percentile(99.0)),
                 ms(r.probe.percentile(99.9)),
                 r.health.as_ref().map_or("-".into(), |h| ms(h.percentile(99.0))),
+                schedule_delay(r),
                 error_detail(r),
                 r.compute_cpu.map_or("-".into(), |c| format!("{:.1}", c.as_secs_f64())),
                 r.gateway_cpu.map_or("-".into(), |c| format!("{:.1}", c.as_secs_f64())),
@@ -371,6 +378,9 @@ impl Comparison {
                 "compute_cpu_s": r.compute_cpu.map(|c| c.as_secs_f64()),
                 "gateway_cpu_s": r.gateway_cpu.map(|c| c.as_secs_f64()),
                 "window_s": r.window.as_secs_f64(),
+                "schedule_delay": r.schedule_delay.map(|d| serde_json::json!({
+                    "count": d.count, "mean_ms": d.mean * 1e3, "p99_upper_bound_ms": d.upper_bound * 1e3,
+                })),
             })).collect::<Vec<_>>(),
             "hop": self.hop.as_ref().map(|h| serde_json::json!({
                 "direct": rec(&h.direct), "via_gateway": rec(&h.via_gateway),
@@ -434,6 +444,11 @@ impl Comparison {
         );
         md
     }
+}
+
+/// `≤ 3.20`: the bucket bound under which 99 % of the probe's wake-ups fell.
+fn schedule_delay(r: &RoundResult) -> String {
+    r.schedule_delay.map_or("-".to_owned(), |d| format!("≤{:.2}", d.upper_bound * 1e3))
 }
 
 fn errors(r: &RoundResult) -> String {

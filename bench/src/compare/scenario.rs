@@ -19,6 +19,7 @@ use crate::{
     kernels::best,
     recording::Recording,
     runner::{self, Plan},
+    scrape::{self, HistogramDelta},
 };
 
 /// Deadline of a heavy call: far above any job, so only a truly stuck server fails it.
@@ -112,6 +113,9 @@ pub struct RoundResult {
     pub compute_cpu: Option<Duration>,
     pub gateway_cpu: Option<Duration>,
     pub window: Duration,
+    /// The stressed server's scheduling-delay probe over the window (compute's in mode rounds, the gateway's in
+    /// upstream-wait rounds), from its `/metrics`.
+    pub schedule_delay: Option<HistogramDelta>,
 }
 
 /// The servers of a round: started here, or the ones `--gateway` points at.
@@ -138,7 +142,7 @@ impl Servers {
             offload_serve::runtime::Flavor::MultiThread => "multi-thread",
         };
         let mut command = Command::new(&exe);
-        command.args(["compute", "--listen", "127.0.0.1:0", "--runtime", runtime]);
+        command.args(["compute", "--listen", "127.0.0.1:0", "--runtime", runtime, "--metrics-listen", "127.0.0.1:0"]);
         let compute = ChildServer::start(command)?;
         let gateway_runtime = match args.gateway_runtime {
             offload_serve::runtime::Flavor::CurrentThread => "current-thread",
@@ -146,6 +150,7 @@ impl Servers {
         };
         let mut command = Command::new(&exe);
         command.args(["gateway", "--listen", "127.0.0.1:0", "--runtime", gateway_runtime, "--compute", &compute.url()]);
+        command.args(["--metrics-listen", "127.0.0.1:0"]);
         let gateway = ChildServer::start(command)?;
         Ok(Self {
             gateway_url: gateway.url(),
@@ -249,6 +254,10 @@ pub async fn run_round(setup: &Setup, round: Round) -> anyhow::Result<RoundResul
         warmup.await;
     }
 
+    // The scheduling-delay probe of the server this round stresses.
+    let stressed = if wait.is_some() { &servers.gateway } else { &servers.compute };
+    let metrics_addr = stressed.as_ref().and_then(|s| s.metrics_addr);
+    let delay_before = metrics_addr.and_then(|a| scrape::scrape(a).ok());
     let (compute_before, gateway_before) = servers.cpu();
     let started = Instant::now();
     let probe_plan =
@@ -292,6 +301,13 @@ pub async fn run_round(setup: &Setup, round: Round) -> anyhow::Result<RoundResul
     );
     let window = started.elapsed();
     let (compute_after, gateway_after) = servers.cpu();
+    let delay_after = metrics_addr.and_then(|a| scrape::scrape(a).ok());
+    let schedule_delay = match (&delay_before, &delay_after) {
+        (Some(before), Some(after)) => {
+            scrape::histogram_delta(before, after, "offload_runtime_schedule_delay_seconds", 99.0)
+        }
+        _ => None,
+    };
     servers.stop();
     Ok(RoundResult {
         label,
@@ -303,6 +319,7 @@ pub async fn run_round(setup: &Setup, round: Round) -> anyhow::Result<RoundResul
         compute_cpu: delta(compute_after, compute_before),
         gateway_cpu: delta(gateway_after, gateway_before),
         window,
+        schedule_delay,
     })
 }
 

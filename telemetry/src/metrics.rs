@@ -1,0 +1,231 @@
+//! Prometheus metrics for both servers, and the admin HTTP port that serves them (`--metrics-listen`).
+//!
+//! The heart of it is [`spawn_schedule_probe`]: a tiny task that asks to wake every few milliseconds and records how
+//! late it actually ran. On a healthy runtime that is well under a millisecond; when handlers block the workers
+//! (`INLINE`) it grows to the length of a job. It turns "the runtime feels stuck" into a histogram.
+//!
+//! Everything is registered once in [`Metrics::new`]; values that live elsewhere (in-flight requests, queue depths,
+//! tokio's own runtime metrics) are read at scrape time by the server's `on_scrape` hook, so the hot path pays only
+//! for the request counters it updates.
+
+use std::{
+    sync::{Arc, atomic::AtomicU64},
+    time::{Duration, Instant},
+};
+
+use prometheus_client::{
+    encoding::{EncodeLabelSet, text::encode},
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+    registry::Registry,
+};
+use tokio::net::TcpListener;
+
+/// How often the scheduling-delay probe asks to wake: often enough to catch stalls of a few milliseconds, rarely
+/// enough to cost nothing (200 wake-ups a second).
+pub const SCHEDULE_PROBE_INTERVAL: Duration = Duration::from_millis(5);
+
+/// Labels of a request metric.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// `Factorial` or `SumOfSquares`.
+    pub method: String,
+    /// The execution mode (compute) or upstream-wait style (gateway) actually used, lower-case.
+    pub mode: String,
+    /// The gRPC status code name (`OK`, `DEADLINE_EXCEEDED`, …).
+    pub code: String,
+}
+
+/// The metrics of one server.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    registry: Arc<Registry>,
+    /// Requests handled, by method, mode and status.
+    pub requests: Family<RequestLabels, Counter>,
+    /// Request latency in seconds (handler entry to reply), by method, mode and status.
+    pub request_seconds: Family<RequestLabels, Histogram>,
+    /// Requests in flight (admitted, not yet answered).
+    pub in_flight: Gauge,
+    /// Requests refused at admission with RESOURCE_EXHAUSTED (a copy of the admission counter, set at scrape).
+    pub shed: Gauge<u64, AtomicU64>,
+    /// Jobs waiting in the rayon pool's queue (compute only).
+    pub rayon_queue_depth: Gauge,
+    /// How late the scheduling-delay probe woke, in seconds.
+    pub schedule_delay_seconds: Histogram,
+    /// tokio: worker threads.
+    pub runtime_workers: Gauge,
+    /// tokio: tasks alive.
+    pub runtime_alive_tasks: Gauge,
+    /// tokio: tasks in the global (injection) queue.
+    pub runtime_global_queue_depth: Gauge,
+    /// tokio: per-worker busy time since start, in seconds (a counter; its rate is the busy ratio).
+    pub runtime_worker_busy_seconds: Family<WorkerLabel, Gauge<f64, AtomicU64>>,
+    /// Blocking-pool jobs in flight (compute's `SPAWN_BLOCKING` jobs).
+    pub blocking_in_flight: Gauge,
+}
+
+/// A tokio worker's index.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WorkerLabel {
+    pub worker: String,
+}
+
+/// Request latency buckets, seconds: 50 µs to ~100 s, doubling.
+fn latency_buckets() -> impl Iterator<Item = f64> {
+    prometheus_client::metrics::histogram::exponential_buckets(50e-6, 2.0, 22)
+}
+
+/// Scheduling-delay buckets, seconds: 25 µs to ~3.3 s, doubling.
+fn delay_buckets() -> impl Iterator<Item = f64> {
+    prometheus_client::metrics::histogram::exponential_buckets(25e-6, 2.0, 18)
+}
+
+impl Metrics {
+    /// Registers every metric under the `offload_` prefix, labelled with `server` (`compute` or `gateway`).
+    pub fn new(server: &str) -> Self {
+        let mut registry = Registry::with_prefix_and_labels(
+            "offload",
+            [(std::borrow::Cow::Borrowed("server"), std::borrow::Cow::Owned(server.to_owned()))].into_iter(),
+        );
+        let requests = Family::<RequestLabels, Counter>::default();
+        let request_seconds =
+            Family::<RequestLabels, Histogram>::new_with_constructor(|| Histogram::new(latency_buckets()));
+        let metrics = Self {
+            requests: requests.clone(),
+            request_seconds: request_seconds.clone(),
+            in_flight: Gauge::default(),
+            shed: Gauge::default(),
+            rayon_queue_depth: Gauge::default(),
+            schedule_delay_seconds: Histogram::new(delay_buckets()),
+            runtime_workers: Gauge::default(),
+            runtime_alive_tasks: Gauge::default(),
+            runtime_global_queue_depth: Gauge::default(),
+            runtime_worker_busy_seconds: Family::default(),
+            blocking_in_flight: Gauge::default(),
+            registry: Arc::new(Registry::default()),
+        };
+        registry.register("requests", "Requests handled, by method, mode and gRPC status", requests);
+        registry.register(
+            "request_seconds",
+            "Request latency in seconds, by method, mode and gRPC status",
+            request_seconds,
+        );
+        registry.register("in_flight", "Requests admitted and not yet answered", metrics.in_flight.clone());
+        registry.register("shed", "Requests refused with RESOURCE_EXHAUSTED since start", metrics.shed.clone());
+        registry.register("rayon_queue_depth", "Jobs waiting for a rayon thread", metrics.rayon_queue_depth.clone());
+        registry.register(
+            "runtime_schedule_delay_seconds",
+            "How late a task asking to wake every 5 ms actually ran: the runtime's responsiveness",
+            metrics.schedule_delay_seconds.clone(),
+        );
+        registry.register("runtime_workers", "tokio worker threads", metrics.runtime_workers.clone());
+        registry.register("runtime_alive_tasks", "tokio tasks alive", metrics.runtime_alive_tasks.clone());
+        registry.register(
+            "runtime_global_queue_depth",
+            "tokio tasks waiting in the global queue",
+            metrics.runtime_global_queue_depth.clone(),
+        );
+        registry.register(
+            "runtime_worker_busy_seconds",
+            "Seconds each tokio worker has been busy since start (its rate is the worker's busy ratio)",
+            metrics.runtime_worker_busy_seconds.clone(),
+        );
+        registry.register(
+            "blocking_in_flight",
+            "Jobs running or queued on tokio's blocking pool",
+            metrics.blocking_in_flight.clone(),
+        );
+        Self { registry: Arc::new(registry), ..metrics }
+    }
+
+    /// Counts one finished request.
+    pub fn observe_request(&self, method: &str, mode: &str, code: tonic::Code, elapsed: Duration) {
+        let labels =
+            RequestLabels { method: method.to_owned(), mode: mode.to_owned(), code: code_name(code).to_owned() };
+        self.requests.get_or_create(&labels).inc();
+        self.request_seconds.get_or_create(&labels).observe(elapsed.as_secs_f64());
+    }
+
+    /// Reads tokio's runtime metrics from the current runtime into the gauges.
+    pub fn sample_runtime(&self) {
+        let Ok(handle) = tokio::runtime::Handle::try_current() else { return };
+        let m = handle.metrics();
+        self.runtime_workers.set(m.num_workers() as i64);
+        self.runtime_alive_tasks.set(m.num_alive_tasks() as i64);
+        self.runtime_global_queue_depth.set(m.global_queue_depth() as i64);
+        #[cfg(target_has_atomic = "64")]
+        for worker in 0..m.num_workers() {
+            let busy = m.worker_total_busy_duration(worker).as_secs_f64();
+            self.runtime_worker_busy_seconds.get_or_create(&WorkerLabel { worker: worker.to_string() }).set(busy);
+        }
+    }
+
+    /// The exposition text (OpenMetrics, which Prometheus scrapes natively).
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// A gRPC status code's name as the gRPC spec writes it (`OK`, `DEADLINE_EXCEEDED`, …).
+pub fn code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code;
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+/// Starts the scheduling-delay probe on the current runtime; it runs until the runtime stops.
+pub fn spawn_schedule_probe(metrics: &Metrics) {
+    let histogram = metrics.schedule_delay_seconds.clone();
+    tokio::spawn(async move {
+        loop {
+            let due = Instant::now() + SCHEDULE_PROBE_INTERVAL;
+            tokio::time::sleep_until(due.into()).await;
+            histogram.observe(Instant::now().saturating_duration_since(due).as_secs_f64());
+        }
+    });
+}
+
+/// Serves `GET /metrics` on `listener` until `shutdown` resolves. `on_scrape` refreshes the values read at scrape
+/// time before each encoding.
+pub async fn serve(
+    listener: TcpListener,
+    metrics: Metrics,
+    on_scrape: Arc<dyn Fn(&Metrics) + Send + Sync>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let (metrics, on_scrape) = (metrics.clone(), Arc::clone(&on_scrape));
+            async move {
+                metrics.sample_runtime();
+                on_scrape(&metrics);
+                (
+                    [(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+                    metrics.encode(),
+                )
+            }
+        }),
+    );
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+    Ok(())
+}
