@@ -15,7 +15,7 @@ pub mod kernel;
 pub mod limits;
 pub mod service;
 
-use std::{future::Future, sync::Arc};
+use std::future::Future;
 
 use anyhow::Context;
 use offload_proto::{
@@ -73,22 +73,15 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
     let metrics = Metrics::new("compute");
     metrics::spawn_schedule_probe(&metrics);
     let admission = Admission::new(config.max_inflight);
-    let metrics_server = match config.metrics_listen {
-        Some(addr) => {
-            let listener =
-                TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr} for metrics"))?;
-            let bound = listener.local_addr().context("metrics listener has no address")?;
-            let (admission, executor) = (admission.clone(), executor.clone());
-            let on_scrape = Arc::new(move |m: &Metrics| {
-                m.in_flight.set(admission.in_flight() as i64);
-                m.shed.set(admission.shed());
-                m.rayon_queue_depth.set(executor.rayon_queue_depth());
-                m.blocking_in_flight.set(executor.blocking_in_flight());
-            });
-            let task = tokio::spawn(metrics::serve(listener, metrics.clone(), on_scrape, std::future::pending()));
-            Some((bound, task))
-        }
-        None => None,
+    let admin = {
+        let (admission, executor) = (admission.clone(), executor.clone());
+        metrics::start_admin(config.metrics_listen, &metrics, move |m| {
+            m.in_flight.set(admission.in_flight() as i64);
+            m.shed.set(admission.shed());
+            m.rayon_queue_depth.set(executor.rayon_queue_depth());
+            m.blocking_in_flight.set(executor.blocking_in_flight());
+        })
+        .await?
     };
     let service = ComputeService::new(
         executor.clone(),
@@ -127,7 +120,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         rayon_threads = executor.rayon_threads(),
         rayon_priority = ?config.rayon_priority,
         max_inflight = config.max_inflight,
-        metrics_addr = metrics_server.as_ref().map_or("off".to_owned(), |(a, _)| a.to_string()),
+        metrics_addr = admin.as_ref().map_or("off".to_owned(), |a| a.addr.to_string()),
         "offload-compute serving"
     );
 
@@ -143,9 +136,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         },
     )
     .await?;
-    if let Some((_, task)) = metrics_server {
-        task.abort();
-    }
+    drop(admin);
     tracing::info!(?drained, "offload-compute stopped");
     Ok(())
 }

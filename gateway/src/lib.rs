@@ -61,20 +61,13 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
     let metrics = Metrics::new("gateway");
     metrics::spawn_schedule_probe(&metrics);
     let admission = Admission::new(config.max_inflight);
-    let metrics_server = match config.metrics_listen {
-        Some(addr) => {
-            let listener =
-                TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr} for metrics"))?;
-            let bound = listener.local_addr().context("metrics listener has no address")?;
-            let admission = admission.clone();
-            let on_scrape = Arc::new(move |m: &Metrics| {
-                m.in_flight.set(admission.in_flight() as i64);
-                m.shed.set(admission.shed());
-            });
-            let task = tokio::spawn(metrics::serve(listener, metrics.clone(), on_scrape, std::future::pending()));
-            Some((bound, task))
-        }
-        None => None,
+    let admin = {
+        let admission = admission.clone();
+        metrics::start_admin(config.metrics_listen, &metrics, move |m| {
+            m.in_flight.set(admission.in_flight() as i64);
+            m.shed.set(admission.shed());
+        })
+        .await?
     };
     let sync_client =
         Arc::new(BlockingComputeClient::new(&config.compute, settings).context("cannot start the synchronous client")?);
@@ -101,7 +94,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         addr = %local_addr,
         compute = ?config.compute,
         runtime = ?config.runtime,
-        metrics_addr = metrics_server.as_ref().map_or("off".to_owned(), |(a, _)| a.to_string()),
+        metrics_addr = admin.as_ref().map_or("off".to_owned(), |a| a.addr.to_string()),
         "offload-gateway serving"
     );
 
@@ -117,9 +110,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         },
     )
     .await?;
-    if let Some((_, task)) = metrics_server {
-        task.abort();
-    }
+    drop(admin);
     tracing::info!(?drained, "offload-gateway stopped");
     Ok(())
 }

@@ -204,6 +204,34 @@ pub fn spawn_schedule_probe(metrics: &Metrics) {
     });
 }
 
+/// The admin HTTP server of `--metrics-listen`, stopped when dropped.
+#[derive(Debug)]
+pub struct AdminServer {
+    /// Where it listens (the real port when the flag said port 0).
+    pub addr: std::net::SocketAddr,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Drop for AdminServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Starts the admin server on `addr` if one was configured; `on_scrape` refreshes scrape-time values.
+pub async fn start_admin(
+    addr: Option<std::net::SocketAddr>,
+    metrics: &Metrics,
+    on_scrape: impl Fn(&Metrics) + Send + Sync + 'static,
+) -> anyhow::Result<Option<AdminServer>> {
+    use anyhow::Context;
+    let Some(addr) = addr else { return Ok(None) };
+    let listener = TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr} for metrics"))?;
+    let addr = listener.local_addr().context("metrics listener has no address")?;
+    let task = tokio::spawn(serve(listener, metrics.clone(), Arc::new(on_scrape), std::future::pending()));
+    Ok(Some(AdminServer { addr, task }))
+}
+
 /// Serves `GET /metrics` on `listener` until `shutdown` resolves. `on_scrape` refreshes the values read at scrape
 /// time before each encoding.
 pub async fn serve(
