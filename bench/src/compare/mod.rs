@@ -17,6 +17,7 @@
 //! folder (raw ghz-shaped JSON per round, SVG charts, `report.md`).
 
 mod charts;
+mod folder;
 mod output;
 mod scenario;
 
