@@ -128,12 +128,17 @@ impl GatewayService {
         Fut: Future<Output = Result<Response<Resp>, Status>>,
     {
         let started = Instant::now();
-        let mut failed: Option<String> = None;
+        // The replica of a failed attempt and its answer: the retry avoids it, and if no other replica is healthy
+        // the client gets that answer rather than a vaguer one.
+        let mut failed: Option<(String, Status)> = None;
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let Some(upstream) = self.balancer.pick(failed.as_deref()) else {
-                return Err(Error::NoHealthyUpstream { configured: self.balancer.len() });
+            let Some(upstream) = self.balancer.pick(failed.as_ref().map(|(url, _)| url.as_str())) else {
+                return Err(match failed {
+                    Some((endpoint, status)) => Error::Upstream { endpoint, status },
+                    None => Error::NoHealthyUpstream { configured: self.balancer.len() },
+                });
             };
             let remaining = deadline.saturating_duration_since(Instant::now());
             let mut request = Request::new(message.clone());
@@ -144,12 +149,19 @@ impl GatewayService {
                 Ok(Ok(reply)) => {
                     return Ok(Upstreamed { reply: reply.into_inner(), elapsed: started.elapsed(), attempts });
                 }
-                Ok(Err(status)) if status.code() == Code::Unavailable && attempts < MAX_ATTEMPTS => {
+                Ok(Err(status)) if is_transport_failure(&status) && attempts < MAX_ATTEMPTS => {
+                    // Before compute answered: the connection failed (refused, reset, replica killed). Both methods
+                    // are pure, so running the call again elsewhere is safe even if it had started here.
+                    let status = Status::unavailable(format!("transport failure: {}", status.message()));
                     tracing::debug!(url = upstream.url, %status, "compute unavailable; retrying on another replica");
-                    failed = Some(upstream.url.clone());
+                    failed = Some((upstream.url.clone(), status));
                 }
                 Ok(Err(status)) if status.code() == Code::DeadlineExceeded || is_client_timeout(&status) => {
                     return Err(Error::DeadlineExceeded { waited: started.elapsed() });
+                }
+                Ok(Err(status)) if is_transport_failure(&status) => {
+                    let status = Status::unavailable(format!("transport failure: {}", status.message()));
+                    return Err(Error::Upstream { endpoint: upstream.url.clone(), status });
                 }
                 Ok(Err(status)) => return Err(Error::Upstream { endpoint: upstream.url.clone(), status }),
             }
@@ -159,6 +171,16 @@ impl GatewayService {
     fn deadline_of<T>(&self, request: &Request<T>, now: Instant) -> Instant {
         deadline::from_metadata(request.metadata(), now).unwrap_or(now + self.default_timeout)
     }
+}
+
+/// Whether the call failed in the transport rather than in compute: `UNAVAILABLE` (refused, draining), or what
+/// tonic reports when a connection breaks mid-call (`UNKNOWN` "transport error", from a hyper/h2 error).
+fn is_transport_failure(status: &Status) -> bool {
+    use std::error::Error as _;
+    status.code() == Code::Unavailable
+        || (status.code() == Code::Unknown
+            && (status.source().is_some_and(|e| e.downcast_ref::<tonic::transport::Error>().is_some())
+                || status.message() == "transport error"))
 }
 
 /// tonic's client runs its own timer for the `grpc-timeout` it sends and, when that fires first, reports
