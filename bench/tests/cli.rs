@@ -95,3 +95,33 @@ fn the_shipped_ghz_configs_drive_the_load_command() {
     gateway.stop(Duration::from_secs(20));
     compute.stop(Duration::from_secs(20));
 }
+
+#[test]
+fn compare_measures_servers_that_are_already_running() {
+    let mut compute = Command::new(BIN);
+    compute.args(["compute", "--listen", "127.0.0.1:0"]);
+    let compute = ChildServer::start(compute).expect("compute");
+    let mut gateway = Command::new(BIN);
+    gateway.args(["gateway", "--listen", "127.0.0.1:0", "--compute", &compute.url()]);
+    let gateway = ChildServer::start(gateway).expect("gateway");
+    let out = std::env::temp_dir().join(format!("offload-compare-running-{}", std::process::id()));
+    let output = Command::new(BIN)
+        .args(["compare", "--quiet", "--gateway", &gateway.url(), "--compute", &compute.url()])
+        .args(["--modes", "inline,rayon", "--waits", "none", "--duration", "500ms", "--warmup", "100ms"])
+        .args(["--job-ms", "2", "--probe-rps", "50", "--hop-duration", "200ms", "--hop-concurrency", "4", "--out"])
+        .arg(&out)
+        .output()
+        .expect("run compare");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    let summary = json(&out.join("summary.json"));
+    let rounds = summary["rounds"].as_array().expect("rounds");
+    assert_eq!(rounds.len(), 3, "idle + two modes");
+    // Servers it did not start: no CPU accounting, but real load went through them.
+    assert!(rounds[1]["compute_cpu_s"].is_null());
+    assert!(rounds[2]["heavy"]["ok"].as_u64().expect("ok") > 0);
+    assert!(stdout.contains("via gateway"), "{stdout}");
+    let _ = std::fs::remove_dir_all(&out);
+    gateway.stop(Duration::from_secs(20));
+    compute.stop(Duration::from_secs(20));
+}
