@@ -12,6 +12,17 @@ fn json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()))
 }
 
+/// A compute server and a gateway in front of it, as child processes of this binary.
+fn start_pair() -> (ChildServer, ChildServer) {
+    let mut compute = Command::new(BIN);
+    compute.args(["compute", "--listen", "127.0.0.1:0"]);
+    let compute = ChildServer::start(compute).expect("compute");
+    let mut gateway = Command::new(BIN);
+    gateway.args(["gateway", "--listen", "127.0.0.1:0", "--compute", &compute.url()]);
+    let gateway = ChildServer::start(gateway).expect("gateway");
+    (compute, gateway)
+}
+
 #[test]
 fn a_short_compare_writes_table_json_charts_and_markdown() {
     let out = std::env::temp_dir().join(format!("offload-compare-{}", std::process::id()));
@@ -63,12 +74,7 @@ fn a_short_compare_writes_table_json_charts_and_markdown() {
 
 #[test]
 fn the_shipped_ghz_configs_drive_the_load_command() {
-    let mut compute = Command::new(BIN);
-    compute.args(["compute", "--listen", "127.0.0.1:0"]);
-    let compute = ChildServer::start(compute).expect("compute");
-    let mut gateway = Command::new(BIN);
-    gateway.args(["gateway", "--listen", "127.0.0.1:0", "--compute", &compute.url()]);
-    let gateway = ChildServer::start(gateway).expect("gateway");
+    let (compute, gateway) = start_pair();
 
     let configs = Path::new(env!("CARGO_MANIFEST_DIR")).join("ghz");
     let mut seen = 0;
@@ -98,12 +104,7 @@ fn the_shipped_ghz_configs_drive_the_load_command() {
 
 #[test]
 fn compare_measures_servers_that_are_already_running() {
-    let mut compute = Command::new(BIN);
-    compute.args(["compute", "--listen", "127.0.0.1:0"]);
-    let compute = ChildServer::start(compute).expect("compute");
-    let mut gateway = Command::new(BIN);
-    gateway.args(["gateway", "--listen", "127.0.0.1:0", "--compute", &compute.url()]);
-    let gateway = ChildServer::start(gateway).expect("gateway");
+    let (compute, gateway) = start_pair();
     let out = std::env::temp_dir().join(format!("offload-compare-running-{}", std::process::id()));
     let output = Command::new(BIN)
         .args(["compare", "--quiet", "--gateway", &gateway.url(), "--compute", &compute.url()])
