@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use offload_compute::{
+    adaptive::best_of,
     executor::{Executor, Placement},
     kernel::{Cancel, Parallelism, factorial, sum_of_squares},
 };
@@ -31,18 +32,6 @@ pub struct KernelArgs {
     pub threads: usize,
 }
 
-/// The shortest of `runs` timings of `f`: the run least disturbed by the rest of the machine.
-pub fn best<T>(runs: usize, mut f: impl FnMut() -> T) -> Duration {
-    (0..runs.max(1))
-        .map(|_| {
-            let start = Instant::now();
-            std::hint::black_box(f());
-            start.elapsed()
-        })
-        .min()
-        .unwrap_or_default()
-}
-
 fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1e3)
 }
@@ -58,9 +47,9 @@ pub fn run(args: &KernelArgs) -> anyhow::Result<()> {
     // Interleaved, so a noisy neighbour on a shared machine hits all three alike; best of each.
     let (mut reference, mut ours, mut ours_serial) = (Duration::MAX, Duration::MAX, Duration::MAX);
     for _ in 0..args.runs.max(1) {
-        reference = reference.min(best(1, || factorial::reference_factorial_decimal(n)));
-        ours = ours.min(best(1, || pool.install(|| factorial::factorial_decimal(n, Parallelism::Pool, &never))));
-        ours_serial = ours_serial.min(best(1, || factorial::factorial_decimal(n, Parallelism::Serial, &never)));
+        reference = reference.min(best_of(1, || factorial::reference_factorial_decimal(n)));
+        ours = ours.min(best_of(1, || pool.install(|| factorial::factorial_decimal(n, Parallelism::Pool, &never))));
+        ours_serial = ours_serial.min(best_of(1, || factorial::factorial_decimal(n, Parallelism::Serial, &never)));
     }
     println!("factorial({n}) to decimal ({} digits)", factorial::estimated_digits(n));
     println!("  reference (malachite factorial + to_string, serial)  {:>10}", ms(reference));
@@ -76,7 +65,7 @@ pub fn run(args: &KernelArgs) -> anyhow::Result<()> {
     let mut base = None;
     for k in [1, 2, 4] {
         let n = args.sum_n * k;
-        let t = best(args.runs, || pool.install(|| sum_of_squares::sum_of_squares(n, Parallelism::Pool, &never)));
+        let t = best_of(args.runs, || pool.install(|| sum_of_squares::sum_of_squares(n, Parallelism::Pool, &never)));
         let rate = n as f64 / t.as_nanos() as f64;
         let ratio = base.map_or(String::new(), |b: Duration| {
             format!("   time {:.2}× n={}", t.as_secs_f64() / b.as_secs_f64(), args.sum_n)
@@ -85,7 +74,7 @@ pub fn run(args: &KernelArgs) -> anyhow::Result<()> {
         println!("  n = {n:>14}  {:>10}  {rate:>6.2} elements/ns{ratio}", ms(t));
     }
     let serial_n = args.sum_n / 4;
-    let t = best(args.runs, || sum_of_squares::sum_of_squares(serial_n, Parallelism::Serial, &never));
+    let t = best_of(args.runs, || sum_of_squares::sum_of_squares(serial_n, Parallelism::Serial, &never));
     println!("  one thread, n = {serial_n}: {:.2} elements/ns", serial_n as f64 / t.as_nanos() as f64);
     println!();
 

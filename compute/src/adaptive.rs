@@ -72,11 +72,13 @@ impl CostModel {
     }
 }
 
-fn best_of(runs: usize, mut f: impl FnMut()) -> Duration {
-    (0..runs)
+/// The shortest of `runs` timings of `f`: the run least disturbed by the rest of the machine. Shared with
+/// `offload-bench`, which times the kernels the same way.
+pub fn best_of<T>(runs: usize, mut f: impl FnMut() -> T) -> Duration {
+    (0..runs.max(1))
         .map(|_| {
             let start = Instant::now();
-            f();
+            std::hint::black_box(f());
             start.elapsed()
         })
         .min()

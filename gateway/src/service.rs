@@ -255,8 +255,10 @@ impl GatewayService {
         let mut message = request.into_inner();
         let requested = *message.upstream_wait();
         *message.upstream_wait() = UpstreamWait::Unspecified as i32;
+        let style = self.wait_style(requested);
+        let label = style.as_ref().map_or("unknown", |s| s.short_name());
         let result = async {
-            let style = self.wait_style(requested)?;
+            let style = style?;
             let mut up = self.upstream(style, message, deadline, call, sync_call).await?;
             let execution = stamp(up.reply_execution(), received, &up, style);
             let mut reply = up.reply;
@@ -265,9 +267,8 @@ impl GatewayService {
         }
         .await
         .map_err(Status::from);
-        let style = self.wait_style(requested).map_or("unknown", UpstreamWait::short_name);
         let code = result.as_ref().map_or_else(Status::code, |_| tonic::Code::Ok);
-        self.metrics.observe_request(method, style, code, received.elapsed());
+        self.metrics.observe_request(method, label, code, received.elapsed());
         result.map(Response::new)
     }
 }

@@ -86,12 +86,9 @@ impl Metrics {
             "offload",
             [(std::borrow::Cow::Borrowed("server"), std::borrow::Cow::Owned(server.to_owned()))].into_iter(),
         );
-        let requests = Family::<RequestLabels, Counter>::default();
-        let request_seconds =
-            Family::<RequestLabels, Histogram>::new_with_constructor(|| Histogram::new(latency_buckets()));
-        let metrics = Self {
-            requests: requests.clone(),
-            request_seconds: request_seconds.clone(),
+        let mut metrics = Self {
+            requests: Family::default(),
+            request_seconds: Family::new_with_constructor(|| Histogram::new(latency_buckets())),
             in_flight: Gauge::default(),
             shed: Gauge::default(),
             rayon_queue_depth: Gauge::default(),
@@ -101,13 +98,14 @@ impl Metrics {
             runtime_global_queue_depth: Gauge::default(),
             runtime_worker_busy_seconds: Family::default(),
             blocking_in_flight: Gauge::default(),
-            registry: Arc::new(Registry::default()),
+            // Replaced below, once every metric above is registered in it.
+            registry: Arc::default(),
         };
-        registry.register("requests", "Requests handled, by method, mode and gRPC status", requests);
+        registry.register("requests", "Requests handled, by method, mode and gRPC status", metrics.requests.clone());
         registry.register(
             "request_seconds",
             "Request latency in seconds, by method, mode and gRPC status",
-            request_seconds,
+            metrics.request_seconds.clone(),
         );
         registry.register("in_flight", "Requests admitted and not yet answered", metrics.in_flight.clone());
         registry.register("shed", "Requests refused with RESOURCE_EXHAUSTED since start", metrics.shed.clone());
@@ -134,7 +132,8 @@ impl Metrics {
             "Jobs running or queued on tokio's blocking pool",
             metrics.blocking_in_flight.clone(),
         );
-        Self { registry: Arc::new(registry), ..metrics }
+        metrics.registry = Arc::new(registry);
+        metrics
     }
 
     /// Counts one finished request.
@@ -228,18 +227,18 @@ pub async fn start_admin(
     let Some(addr) = addr else { return Ok(None) };
     let listener = TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr} for metrics"))?;
     let addr = listener.local_addr().context("metrics listener has no address")?;
-    let task = tokio::spawn(serve(listener, metrics.clone(), Arc::new(on_scrape), std::future::pending()));
+    let task = tokio::spawn(serve(listener, metrics.clone(), on_scrape));
     Ok(Some(AdminServer { addr, task }))
 }
 
-/// Serves `GET /metrics` on `listener` until `shutdown` resolves. `on_scrape` refreshes the values read at scrape
-/// time before each encoding.
-pub async fn serve(
+/// Serves `GET /metrics` on `listener` until the task is aborted ([`AdminServer`]'s drop). `on_scrape` refreshes
+/// the values read at scrape time before each encoding.
+async fn serve(
     listener: TcpListener,
     metrics: Metrics,
-    on_scrape: Arc<dyn Fn(&Metrics) + Send + Sync>,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    on_scrape: impl Fn(&Metrics) + Send + Sync + 'static,
 ) -> anyhow::Result<()> {
+    let on_scrape = Arc::new(on_scrape);
     let app = axum::Router::new().route(
         "/metrics",
         axum::routing::get(move || {
@@ -254,6 +253,6 @@ pub async fn serve(
             }
         }),
     );
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+    axum::serve(listener, app).await?;
     Ok(())
 }

@@ -6,7 +6,10 @@ use std::{
 };
 
 use anyhow::{Context, bail};
-use offload_compute::kernel::{Cancel, Parallelism, factorial, sum_of_squares};
+use offload_compute::{
+    adaptive::best_of,
+    kernel::{Cancel, Parallelism, factorial, sum_of_squares},
+};
 use offload_proto::{
     service_names,
     v1::{ExecMode, FactorialRequest, SumOfSquaresRequest, UpstreamWait},
@@ -16,7 +19,6 @@ use super::CompareArgs;
 use crate::{
     call::{Call, Caller},
     child::ChildServer,
-    kernels::best,
     recording::Recording,
     runner::{self, Plan},
     scrape::{self, HistogramDelta},
@@ -60,7 +62,7 @@ impl HeavyJob {
             "sum-of-squares" => {
                 let n = n.unwrap_or_else(|| {
                     let probe = 1 << 24;
-                    let t = best(3, || sum_of_squares::sum_of_squares(probe, Parallelism::Serial, &never));
+                    let t = best_of(3, || sum_of_squares::sum_of_squares(probe, Parallelism::Serial, &never));
                     let ns_per_element = t.as_nanos() as f64 / probe as f64;
                     (job_ms * 1e6 / ns_per_element) as u64
                 });
@@ -70,9 +72,9 @@ impl HeavyJob {
             other => bail!("--heavy-method {other:?}: use sum-of-squares or factorial"),
         };
         let job_time = if sum_of_squares {
-            best(5, || sum_of_squares::sum_of_squares(n, Parallelism::Serial, &never))
+            best_of(5, || sum_of_squares::sum_of_squares(n, Parallelism::Serial, &never))
         } else {
-            best(5, || factorial::factorial_decimal(n, Parallelism::Serial, &never))
+            best_of(5, || factorial::factorial_decimal(n, Parallelism::Serial, &never))
         };
         Ok(Self { sum_of_squares, n, job_time })
     }
