@@ -6,7 +6,7 @@ use anyhow::Context;
 
 use super::{
     charts,
-    output::{Comparison, error_detail, hop_table, ms, schedule_delay},
+    output::{Comparison, error_detail, hop_table},
     scenario::RoundResult,
 };
 use crate::{
@@ -69,23 +69,15 @@ impl Comparison {
         );
         let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|");
         for r in rounds {
-            let h = r.heavy.as_ref();
+            let cpu = |c: Option<std::time::Duration>| c.map_or("-".to_owned(), |c| format!("{:.1}", c.as_secs_f64()));
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} |",
                 r.label,
-                h.map_or("-".into(), |h| format!("{:.1}", h.ok_rps())),
-                h.map_or("-".into(), |h| format!("{:.0}%", 100.0 * h.ok_rps() / self.ideal())),
-                h.map_or("-".into(), |h| ms(h.percentile(50.0))),
-                h.map_or("-".into(), |h| ms(h.percentile(99.0))),
-                ms(r.probe.percentile(50.0)),
-                ms(r.probe.percentile(99.0)),
-                ms(r.probe.percentile(99.9)),
-                r.health.as_ref().map_or("-".into(), |h| ms(h.percentile(99.0))),
-                schedule_delay(r),
+                self.measure_cells(r).join(" | "),
                 error_detail(r),
-                r.compute_cpu.map_or("-".into(), |c| format!("{:.1}", c.as_secs_f64())),
-                r.gateway_cpu.map_or("-".into(), |c| format!("{:.1}", c.as_secs_f64())),
+                cpu(r.compute_cpu),
+                cpu(r.gateway_cpu),
             );
         }
         md

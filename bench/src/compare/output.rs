@@ -123,6 +123,23 @@ impl Comparison {
         out
     }
 
+    /// A round's measurement cells, shared by the terminal table and the markdown table so their columns cannot
+    /// drift: heavy/s, % of ideal, heavy p50/p99, probe p50/p99/p99.9, health p99 (ms), scheduling delay p99.
+    pub(super) fn measure_cells(&self, r: &RoundResult) -> [String; 9] {
+        let heavy = |f: &dyn Fn(&Recording) -> String| r.heavy.as_ref().map_or("-".to_owned(), f);
+        [
+            heavy(&|h| format!("{:.1}", h.ok_rps())),
+            heavy(&|h| format!("{:.0}%", 100.0 * h.ok_rps() / self.ideal())),
+            heavy(&|h| ms(h.percentile(50.0))),
+            heavy(&|h| ms(h.percentile(99.0))),
+            ms(r.probe.percentile(50.0)),
+            ms(r.probe.percentile(99.0)),
+            ms(r.probe.percentile(99.9)),
+            r.health.as_ref().map_or("-".to_owned(), |h| ms(h.percentile(99.0))),
+            schedule_delay(r),
+        ]
+    }
+
     fn terminal_rows(&self, first: &str, rounds: &[&RoundResult]) -> String {
         let mut out = String::new();
         let _ = writeln!(
@@ -143,24 +160,25 @@ impl Comparison {
             "cpu gw"
         );
         for r in rounds {
-            let heavy = r.heavy.as_ref();
-            let cell = |f: &dyn Fn(&Recording) -> String| heavy.map_or("-".to_owned(), f);
+            let [heavy_rps, share, heavy_p50, heavy_p99, probe_p50, probe_p99, probe_p999, health_p99, sched] =
+                self.measure_cells(r);
+            let cpu = |c: Option<Duration>| c.map_or("-".to_owned(), |c| format!("{:.1}s", c.as_secs_f64()));
             let _ = writeln!(
                 out,
                 "{:<20} {:>8} {:>7} {:>9} {:>9} {:>9} {:>9} {:>10} {:>10} {:>9} {:>7} {:>8} {:>8}",
                 r.label,
-                cell(&|h| format!("{:.1}", h.ok_rps())),
-                cell(&|h| format!("{:.0}%", 100.0 * h.ok_rps() / self.ideal())),
-                cell(&|h| ms(h.percentile(50.0))),
-                cell(&|h| ms(h.percentile(99.0))),
-                ms(r.probe.percentile(50.0)),
-                ms(r.probe.percentile(99.0)),
-                ms(r.probe.percentile(99.9)),
-                r.health.as_ref().map_or("-".to_owned(), |h| ms(h.percentile(99.0))),
-                schedule_delay(r),
+                heavy_rps,
+                share,
+                heavy_p50,
+                heavy_p99,
+                probe_p50,
+                probe_p99,
+                probe_p999,
+                health_p99,
+                sched,
                 errors(r),
-                r.compute_cpu.map_or("-".to_owned(), |c| format!("{:.1}s", c.as_secs_f64())),
-                r.gateway_cpu.map_or("-".to_owned(), |c| format!("{:.1}s", c.as_secs_f64())),
+                cpu(r.compute_cpu),
+                cpu(r.gateway_cpu),
             );
         }
         out
