@@ -31,11 +31,11 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Compute(config) => {
-            offload_telemetry::init(config.log_format);
+            let _telemetry = offload_telemetry::init("offload-compute", config.log_format)?;
             offload_compute::serve_blocking(config)
         }
         Command::Gateway(config) => {
-            offload_telemetry::init(config.log_format);
+            let _telemetry = offload_telemetry::init("offload-gateway", config.log_format)?;
             offload_gateway::serve_blocking(config)
         }
         Command::Kernels(args) => kernels::run(&args),

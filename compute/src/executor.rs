@@ -12,6 +12,10 @@
 //!
 //! All placements catch a panicking job and report it as an error for that request only, time the queue and the
 //! work separately, and cancel the job (through its [`Cancel`]) when the awaiting future is dropped.
+//!
+//! Each job is traced as two spans, children of the span current when it was submitted (the request's): `queue`,
+//! from submission until a thread picks the job up, and `compute`, opened on that thread, so a trace shows the
+//! rayon or blocking-pool thread that did the work under the request that asked for it.
 
 use std::{
     any::Any,
@@ -24,6 +28,7 @@ use std::{
 };
 
 use tokio::sync::oneshot;
+use tracing::Span;
 
 use crate::kernel::{Cancel, Interrupted, Parallelism};
 
@@ -79,6 +84,27 @@ pub enum ExecError {
     /// The thread running the job went away without an answer (runtime or pool shutting down).
     #[error("the job's worker went away before answering")]
     WorkerGone,
+}
+
+/// A job's spans while it travels to its thread (see the module docs).
+struct JobSpans {
+    /// The request's span, current at submission: the parent of both.
+    parent: Span,
+    /// Open from submission until the job starts.
+    queue: Span,
+    placement: Placement,
+}
+
+impl JobSpans {
+    fn submitted(placement: Placement) -> Self {
+        Self { parent: Span::current(), queue: tracing::info_span!("queue", ?placement), placement }
+    }
+
+    /// Closes `queue` and opens `compute` on the calling thread, the one about to run the job.
+    fn started(self) -> Span {
+        drop(self.queue);
+        tracing::info_span!(parent: &self.parent, "compute", placement = ?self.placement)
+    }
 }
 
 /// Runs jobs in the requested placement. Cheap to clone.
@@ -142,14 +168,15 @@ impl Executor {
     {
         let _cancel_on_drop = CancelOnDrop(cancel.clone());
         let submitted = Instant::now();
+        let spans = JobSpans::submitted(placement);
         let par = placement.parallelism();
         match placement {
-            Placement::Inline => timed(submitted, par, &cancel, job),
+            Placement::Inline => timed(submitted, spans, par, &cancel, job),
             Placement::SpawnTask => {
                 // The spawned task runs the kernel without ever yielding: whichever worker picks it up is blocked
                 // for the job's duration, exactly as INLINE's is. Only the handler's own task is freed.
                 let token = cancel.clone();
-                tokio::spawn(async move { timed(submitted, par, &token, job) })
+                tokio::spawn(async move { timed(submitted, spans, par, &token, job) })
                     .await
                     .map_err(|_| ExecError::WorkerGone)?
             }
@@ -159,14 +186,14 @@ impl Executor {
                 if !multi_thread {
                     return Err(ExecError::BlockInPlaceUnsupported);
                 }
-                tokio::task::block_in_place(|| timed(submitted, par, &cancel, job))
+                tokio::task::block_in_place(|| timed(submitted, spans, par, &cancel, job))
             }
             Placement::SpawnBlocking => {
                 let token = cancel.clone();
                 let blocking = Arc::clone(&self.blocking);
                 blocking.fetch_add(1, Ordering::Relaxed);
                 tokio::task::spawn_blocking(move || {
-                    let ran = timed(submitted, par, &token, job);
+                    let ran = timed(submitted, spans, par, &token, job);
                     blocking.fetch_sub(1, Ordering::Relaxed);
                     ran
                 })
@@ -181,7 +208,7 @@ impl Executor {
                 self.pool.spawn(move || {
                     queued.fetch_sub(1, Ordering::Relaxed);
                     // The receiver may be gone (request cancelled): then nobody needs the answer.
-                    let _ = tx.send(timed(submitted, par, &token, job));
+                    let _ = tx.send(timed(submitted, spans, par, &token, job));
                 });
                 rx.await.map_err(|_| ExecError::WorkerGone)?
             }
@@ -192,12 +219,14 @@ impl Executor {
 /// Runs the job on the current thread, timing queue and work, and turning a panic into an error.
 fn timed<T>(
     submitted: Instant,
+    spans: JobSpans,
     par: Parallelism,
     cancel: &Cancel,
     job: impl FnOnce(Parallelism, &Cancel) -> Result<T, Interrupted>,
 ) -> Result<Ran<T>, ExecError> {
     let started = Instant::now();
-    let outcome = catch_unwind(AssertUnwindSafe(|| job(par, cancel)));
+    let span = spans.started();
+    let outcome = span.in_scope(|| catch_unwind(AssertUnwindSafe(|| job(par, cancel))));
     let computed = started.elapsed();
     let value = outcome.map_err(|payload| ExecError::Panicked(panic_message(payload.as_ref())))??;
     Ok(Ran { value, queued: started - submitted, computed })

@@ -26,7 +26,10 @@ use offload_serve::{
     admission::{Admission, AdmissionLayer},
     drain, transport,
 };
-use offload_telemetry::metrics::{self, Metrics};
+use offload_telemetry::{
+    grpc_trace,
+    metrics::{self, Metrics},
+};
 use tokio::net::TcpListener;
 use tonic_health::ServingStatus;
 
@@ -103,6 +106,8 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         .max_encoding_message_size(config.max_message_bytes);
     // The layer stack, outermost first.
     let layers = tower::ServiceBuilder::new()
+        // A server span per call, continuing the caller's W3C trace context; shed calls are traced too.
+        .layer(grpc_trace::ServerTraceLayer)
         // Shed compute calls beyond --max-inflight with RESOURCE_EXHAUSTED before any work (health and
         // reflection pass: an overloaded server is busy, not dead).
         .layer(AdmissionLayer::new(admission, "/offload.v1.Compute/", "--max-inflight"));

@@ -3,6 +3,10 @@
 //! Admission (at most `--max-inflight` jobs, the rest shed at once) happens before a request gets here, in the
 //! server's tower stack (see [`crate::run`]); then cheap validation, placement, and the job itself under the
 //! client's deadline.
+//!
+//! Tracing: the server span (opened by [`offload_telemetry::grpc_trace::ServerTraceLayer`]) gets a `job` child
+//! naming the method, `n`, the requested and actual mode and the queue and compute times; the executor adds
+//! `queue` and `compute` (on the thread that ran the kernel) under it.
 
 use std::{sync::Arc, time::Instant};
 
@@ -13,6 +17,7 @@ use offload_proto::v1::{
 use offload_serve::deadline;
 use offload_telemetry::metrics::Metrics;
 use tonic::{Request, Response, Status};
+use tracing::{Instrument, field};
 
 use crate::{
     adaptive::CostModel,
@@ -73,13 +78,25 @@ impl ComputeService {
             ExecMode::Rayon => Placement::Rayon,
             ExecMode::Adaptive | ExecMode::Unspecified => shared.cost_model.placement(job),
         };
+        let span = tracing::info_span!(
+            "job",
+            method = job.method(),
+            n = job.n(),
+            mode.requested = requested.short_name(),
+            mode = mode_of(placement).short_name(),
+            queue_us = field::Empty,
+            compute_us = field::Empty,
+        );
         let panic_on_n = shared.panic_on_n;
-        let run = shared.executor.run(placement, Cancel::new(deadline), move |par, cancel| {
-            if panic_on_n == Some(job.n()) {
-                panic!("injected panic: n = {} matches --panic-on-n", job.n());
-            }
-            job.run(par, cancel)
-        });
+        let run = shared
+            .executor
+            .run(placement, Cancel::new(deadline), move |par, cancel| {
+                if panic_on_n == Some(job.n()) {
+                    panic!("injected panic: n = {} matches --panic-on-n", job.n());
+                }
+                job.run(par, cancel)
+            })
+            .instrument(span.clone());
         // INLINE and BLOCK_IN_PLACE never yield, so this timer cannot fire for them: their kernel checks the same
         // deadline itself. For the other modes the timer answers on time even if the job is between checks.
         let ran = match deadline {
@@ -89,18 +106,14 @@ impl ComputeService {
             None => run.await,
         }
         .map_err(Error::from)?;
-        tracing::debug!(
-            method = job.method(),
-            n = job.n(),
-            mode = requested.short_name(),
-            queue_us = ran.queued.as_micros() as u64,
-            compute_us = ran.computed.as_micros() as u64,
-            "job done"
-        );
+        let (queue_us, compute_us) = (ran.queued.as_micros() as u64, ran.computed.as_micros() as u64);
+        span.record("queue_us", queue_us);
+        span.record("compute_us", compute_us);
+        span.in_scope(|| tracing::debug!("job done"));
         let execution = Execution {
             mode: mode_of(placement) as i32,
-            queue_us: ran.queued.as_micros() as u64,
-            compute_us: ran.computed.as_micros() as u64,
+            queue_us,
+            compute_us,
             served_by: shared.instance_id.clone(),
             ..Execution::default()
         };

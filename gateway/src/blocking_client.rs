@@ -13,13 +13,18 @@ use std::{
     time::{Duration, Instant},
 };
 
-use offload_proto::v1::{
-    FactorialRequest, FactorialResponse, SumOfSquaresRequest, SumOfSquaresResponse, compute_client::ComputeClient,
+use offload_proto::{
+    service_names,
+    v1::{
+        FactorialRequest, FactorialResponse, SumOfSquaresRequest, SumOfSquaresResponse, compute_client::ComputeClient,
+    },
 };
+use offload_telemetry::grpc_trace;
 use tonic::{
     Request, Response, Status,
     transport::{Channel, Endpoint},
 };
+use tracing::Instrument;
 
 use crate::balancer::ChannelSettings;
 
@@ -57,7 +62,7 @@ impl BlockingComputeClient {
 
     /// `Compute/Factorial`, blocking until the reply or `deadline`.
     pub fn factorial(&self, request: FactorialRequest, deadline: Instant) -> Result<FactorialResponse, Status> {
-        self.call(request, deadline, |mut client, request| async move { client.factorial(request).await })
+        self.call("Factorial", request, deadline, |mut client, request| async move { client.factorial(request).await })
     }
 
     /// `Compute/SumOfSquares`, blocking until the reply or `deadline`.
@@ -66,10 +71,13 @@ impl BlockingComputeClient {
         request: SumOfSquaresRequest,
         deadline: Instant,
     ) -> Result<SumOfSquaresResponse, Status> {
-        self.call(request, deadline, |mut client, request| async move { client.sum_of_squares(request).await })
+        self.call("SumOfSquares", request, deadline, |mut client, request| async move {
+            client.sum_of_squares(request).await
+        })
     }
 
-    fn call<Req, Resp, F, Fut>(&self, message: Req, deadline: Instant, call: F) -> Result<Resp, Status>
+    /// One call, traced as a client span of the caller's current span (the request's).
+    fn call<Req, Resp, F, Fut>(&self, method: &str, message: Req, deadline: Instant, call: F) -> Result<Resp, Status>
     where
         Req: Send + 'static,
         Resp: Send + 'static,
@@ -78,19 +86,23 @@ impl BlockingComputeClient {
     {
         let Some(runtime) = &self.runtime else { return Err(Status::unavailable("sync client closed")) };
         let remaining = deadline.saturating_duration_since(Instant::now());
+        let span = grpc_trace::client_span(service_names::COMPUTE, method, "sync client");
         let mut request = Request::new(message);
         request.set_timeout(remaining);
+        grpc_trace::inject(&span, request.metadata_mut());
         let (tx, rx) = mpsc::sync_channel(1);
-        let reply = call(self.client.clone(), request);
+        let reply = call(self.client.clone(), request).instrument(span.clone());
         runtime.spawn(async move {
             let _ = tx.send(reply.await.map(Response::into_inner));
         });
         // A plain OS-level wait: this is what blocks the caller's thread.
-        match rx.recv_timeout(remaining.max(Duration::from_millis(1))) {
+        let result = match rx.recv_timeout(remaining.max(Duration::from_millis(1))) {
             Ok(reply) => reply,
             Err(mpsc::RecvTimeoutError::Timeout) => Err(Status::deadline_exceeded("sync client: deadline exceeded")),
             Err(mpsc::RecvTimeoutError::Disconnected) => Err(Status::unavailable("sync client: I/O thread gone")),
-        }
+        };
+        grpc_trace::record_status(&span, result.as_ref().map_or_else(Status::code, |_| tonic::Code::Ok), false);
+        result
     }
 }
 

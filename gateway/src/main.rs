@@ -1,9 +1,10 @@
-//! `offload-gateway`: parse the configuration, set up logging, serve until SIGTERM/SIGINT.
+//! `offload-gateway`: parse the configuration, set up logs and traces, serve until SIGTERM/SIGINT (the
+//! telemetry guard, dropped last, flushes the spans not yet exported).
 
 use clap::Parser;
 
 fn main() -> anyhow::Result<()> {
     let config = offload_gateway::Config::parse();
-    offload_telemetry::init(config.log_format);
+    let _telemetry = offload_telemetry::init("offload-gateway", config.log_format)?;
     offload_gateway::serve_blocking(config)
 }

@@ -16,13 +16,15 @@ use std::{
     time::{Duration, Instant},
 };
 
+use offload_proto::service_names;
 use offload_proto::v1::{
     Execution, FactorialRequest, FactorialResponse, SumOfSquaresRequest, SumOfSquaresResponse, UpstreamWait,
     compute_client::ComputeClient, gateway_server::Gateway,
 };
 use offload_serve::deadline;
-use offload_telemetry::metrics::Metrics;
+use offload_telemetry::{grpc_trace, metrics::Metrics};
 use tonic::{Code, Request, Response, Status, transport::Channel};
+use tracing::{Instrument, Span};
 
 use crate::{balancer::Balancer, blocking_client::BlockingComputeClient, error::Error};
 
@@ -73,6 +75,7 @@ impl GatewayService {
     /// synchronous client called on this thread or in `spawn_blocking`.
     async fn upstream<Req, Resp, F, Fut, S>(
         &self,
+        method: &'static str,
         style: UpstreamWait,
         message: Req,
         deadline: Instant,
@@ -95,21 +98,26 @@ impl GatewayService {
             Err(status) => Err(Error::Upstream { endpoint: "sync client".to_owned(), status }),
         };
         match style {
-            UpstreamWait::Async | UpstreamWait::Unspecified => self.forward(message, deadline, call).await,
+            UpstreamWait::Async | UpstreamWait::Unspecified => self.forward(method, message, deadline, call).await,
             UpstreamWait::SpawnTask => {
                 let this = self.clone();
-                tokio::spawn(async move { this.forward(message, deadline, call).await }).await.map_err(|e| {
-                    Error::Upstream { endpoint: "spawned task".to_owned(), status: Status::internal(e.to_string()) }
+                // A spawned task starts outside the request's span: carry it, or the trace breaks here.
+                let forwarded = async move { this.forward(method, message, deadline, call).await };
+                tokio::spawn(forwarded.instrument(Span::current())).await.map_err(|e| Error::Upstream {
+                    endpoint: "spawned task".to_owned(),
+                    status: Status::internal(e.to_string()),
                 })?
             }
             // The mistake under study: this blocks the runtime thread until compute answers.
             UpstreamWait::Blocking => synchronous(sync_call(&self.sync_client, message, deadline)),
             UpstreamWait::SpawnBlocking => {
                 let client = Arc::clone(&self.sync_client);
-                let result = tokio::task::spawn_blocking(move || sync_call(&client, message, deadline))
-                    .await
-                    .map_err(|e| Status::internal(e.to_string()))
-                    .and_then(|r| r);
+                let span = Span::current();
+                let result =
+                    tokio::task::spawn_blocking(move || span.in_scope(|| sync_call(&client, message, deadline)))
+                        .await
+                        .map_err(|e| Status::internal(e.to_string()))
+                        .and_then(|r| r);
                 synchronous(result)
             }
         }
@@ -118,6 +126,7 @@ impl GatewayService {
     /// Calls compute through `call`, picking a replica per attempt, all within `deadline`.
     async fn forward<Req, Resp, F, Fut>(
         &self,
+        method: &'static str,
         message: Req,
         deadline: Instant,
         call: F,
@@ -141,9 +150,18 @@ impl GatewayService {
                 });
             };
             let remaining = deadline.saturating_duration_since(Instant::now());
+            let span = grpc_trace::client_span(service_names::COMPUTE, method, &upstream.url);
             let mut request = Request::new(message.clone());
             request.set_timeout(remaining);
-            let outcome = tokio::time::timeout_at(deadline.into(), call(upstream.client.clone(), request)).await;
+            grpc_trace::inject(&span, request.metadata_mut());
+            let attempt = call(upstream.client.clone(), request).instrument(span.clone());
+            let outcome = tokio::time::timeout_at(deadline.into(), attempt).await;
+            let code = match &outcome {
+                Ok(Ok(_)) => Code::Ok,
+                Ok(Err(status)) => status.code(),
+                Err(_) => Code::DeadlineExceeded,
+            };
+            grpc_trace::record_status(&span, code, false);
             match outcome {
                 Err(_) => return Err(Error::DeadlineExceeded { waited: started.elapsed() }),
                 Ok(Ok(reply)) => {
@@ -259,7 +277,7 @@ impl GatewayService {
         let label = style.as_ref().map_or("unknown", |s| s.short_name());
         let result = async {
             let style = style?;
-            let mut up = self.upstream(style, message, deadline, call, sync_call).await?;
+            let mut up = self.upstream(method, style, message, deadline, call, sync_call).await?;
             let execution = stamp(up.reply_execution(), received, &up, style);
             let mut reply = up.reply;
             *reply.execution() = Some(execution);

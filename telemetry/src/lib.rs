@@ -1,12 +1,18 @@
-//! Telemetry set-up, once for every offload binary: the `tracing` subscriber and its output format.
+//! Telemetry set-up, once for every offload binary: logs, traces and metrics.
 //!
-//! Filtering follows `RUST_LOG` (default `info`), so operators use the convention they already know. Metrics (and
-//! the admin port that serves them) are in [`metrics`].
+//! - Logs: the `tracing` subscriber, human-readable or JSON (`--log-format`), filtered by `RUST_LOG` (default
+//!   `info`), the convention operators already know.
+//! - Traces: an OpenTelemetry layer on the same subscriber, exporting OTLP when the standard `OTEL_*` environment
+//!   asks for it ([`otel`]); gRPC server/client spans and W3C trace context in [`grpc_trace`].
+//! - Metrics: Prometheus text on an admin port, in [`metrics`].
 
+pub mod grpc_trace;
 pub mod metrics;
+mod otel;
 
 use std::io::IsTerminal;
 
+use opentelemetry::trace::TracerProvider as _;
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
 /// How log lines are written.
@@ -19,17 +25,56 @@ pub enum LogFormat {
     Json,
 }
 
-/// Installs the global subscriber. Call once, first thing in `main`. Safe to call again (tests): later calls
-/// leave the first subscriber in place.
-pub fn init(format: LogFormat) {
+/// Keeps the trace exporter alive; dropping it flushes the spans not yet exported (bounded to a few seconds).
+/// Hold it in `main` until the server has stopped.
+#[derive(Debug)]
+#[must_use = "dropping the guard stops trace export"]
+pub struct Telemetry {
+    exporter: Option<otel::Exporter>,
+}
+
+impl Telemetry {
+    /// Whether spans are being exported.
+    pub fn exporting(&self) -> bool {
+        self.exporter.is_some()
+    }
+}
+
+impl Drop for Telemetry {
+    fn drop(&mut self) {
+        if let Some(exporter) = &mut self.exporter {
+            exporter.shutdown();
+        }
+    }
+}
+
+/// Installs the global subscriber for the process named `service` (the default `service.name` of its traces).
+/// Call once, first thing in `main`. Safe to call again (tests): later calls leave the first subscriber in place
+/// and export nothing.
+pub fn init(service: &str, format: LogFormat) -> anyhow::Result<Telemetry> {
+    let mut exporter = otel::from_env(service)?;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let registry = tracing_subscriber::registry().with(filter);
-    let _ = match format {
+    let otel_layer = exporter.as_ref().map(|e| {
+        // Thread names show which pool ran a span (`offload-rayon-0`, a tokio worker, the blocking pool).
+        tracing_opentelemetry::layer().with_tracer(e.provider.tracer("offload")).with_threads(true)
+    });
+    let registry = tracing_subscriber::registry().with(filter).with(otel_layer);
+    let installed = match format {
         LogFormat::Text => {
             // Colour only for a person at a terminal: escape codes in a file or a pipe are noise.
             let ansi = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
             registry.with(fmt::layer().with_target(false).with_ansi(ansi)).try_init()
         }
-        LogFormat::Json => registry.with(fmt::layer().json().flatten_event(true)).try_init(),
+        // The span list carries the request span's `trace_id` into every line written during a request.
+        LogFormat::Json => registry.with(fmt::layer().json().flatten_event(true).with_span_list(true)).try_init(),
     };
+    if installed.is_err()
+        && let Some(mut unused) = exporter.take()
+    {
+        unused.shutdown();
+    }
+    if exporter.is_some() {
+        tracing::info!(service, "exporting traces over OTLP (OTEL_EXPORTER_OTLP_* from the environment)");
+    }
+    Ok(Telemetry { exporter })
 }

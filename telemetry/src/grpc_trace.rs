@@ -1,0 +1,217 @@
+//! Spans and W3C trace context for gRPC, written once for both servers and the gateway's client.
+//!
+//! - Incoming: [`ServerTraceLayer`] (a tower layer in front of a tonic server's routes) opens each call's server
+//!   span, continuing the caller's trace when the request carries `traceparent`/`tracestate`, and records the gRPC
+//!   status the call ended with.
+//! - Outgoing: [`client_span`] opens the client span of one upstream attempt and [`inject`] writes a span's context
+//!   into the request's metadata, so the next service continues the same trace.
+//!
+//! Span names and attributes follow OpenTelemetry's RPC conventions (`otel.name` = `package.Service/Method`,
+//! `rpc.system`, `rpc.service`, `rpc.method`, `rpc.grpc.status_code`). Every server span also carries `trace_id`
+//! as a plain field, so each log line written during a request names its trace (a client's `traceparent` is read
+//! even when export is off). `grpc.*` services (health, reflection) are infrastructure, polled constantly by
+//! probes and balancers: they pass untraced.
+
+use std::{
+    future::Future,
+    pin::Pin,
+    task::{Context, Poll},
+};
+
+use opentelemetry::{
+    propagation::{Extractor, Injector, TextMapPropagator},
+    trace::{TraceContextExt, TraceId},
+};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use tonic::{
+    codegen::http,
+    metadata::{MetadataKey, MetadataMap, MetadataValue},
+};
+use tracing::{Instrument, Span, field};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+/// Paths under this prefix (`grpc.health.v1`, `grpc.reflection.*`) are not traced.
+const UNTRACED_PREFIX: &str = "/grpc.";
+
+/// Reads trace context from HTTP/2 request headers (gRPC metadata is headers).
+struct HeaderExtractor<'a>(&'a http::HeaderMap);
+
+impl Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(http::HeaderName::as_str).collect()
+    }
+}
+
+/// Writes trace context into a tonic request's metadata.
+struct MetadataInjector<'a>(&'a mut MetadataMap);
+
+impl Injector for MetadataInjector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if let (Ok(key), Ok(value)) = (MetadataKey::from_bytes(key.as_bytes()), MetadataValue::try_from(&value)) {
+            self.0.insert(key, value);
+        }
+    }
+}
+
+/// The trace context a request carries (`traceparent`, `tracestate`), or an empty context.
+pub fn extract(headers: &http::HeaderMap) -> opentelemetry::Context {
+    TraceContextPropagator::new().extract(&HeaderExtractor(headers))
+}
+
+/// Writes `span`'s trace context into `metadata` as `traceparent`/`tracestate`. Writes nothing when export is off
+/// (the span then has no OpenTelemetry context).
+pub fn inject(span: &Span, metadata: &mut MetadataMap) {
+    TraceContextPropagator::new().inject_context(&span.context(), &mut MetadataInjector(metadata));
+}
+
+/// The span of one outgoing call to `service/method` (e.g. `offload.v1.Compute`, `Factorial`), a child of the
+/// current span. Record the outcome with [`record_status`].
+pub fn client_span(service: &str, method: &str, peer: &str) -> Span {
+    let span = tracing::info_span!(
+        "grpc.client",
+        otel.name = format_args!("{service}/{method}"),
+        otel.kind = "client",
+        peer,
+        rpc.grpc.status_code = field::Empty,
+        otel.status_code = field::Empty,
+    );
+    span.set_attribute("rpc.system", "grpc");
+    span.set_attribute("rpc.service", service.to_owned());
+    span.set_attribute("rpc.method", method.to_owned());
+    span
+}
+
+/// Records a call's gRPC status on its span. Server spans mark only the codes that mean the server failed as
+/// errors (OpenTelemetry's RPC conventions: a client's bad argument is not the server's error); client spans mark
+/// every non-OK code.
+pub fn record_status(span: &Span, code: tonic::Code, server: bool) {
+    use tonic::Code;
+    span.record("rpc.grpc.status_code", code as i32);
+    let server_fault = matches!(
+        code,
+        Code::Unknown
+            | Code::DeadlineExceeded
+            | Code::Unimplemented
+            | Code::Internal
+            | Code::Unavailable
+            | Code::DataLoss
+    );
+    if code != Code::Ok && (server_fault || !server) {
+        span.record("otel.status_code", "ERROR");
+    }
+}
+
+/// The trace a span belongs to: its OpenTelemetry trace when export is on, else the caller's (from `parent`), if
+/// any.
+fn trace_id_of(span: &Span, parent: &opentelemetry::Context) -> Option<TraceId> {
+    let own = span.context().span().span_context().clone();
+    let remote = parent.span().span_context().clone();
+    [own, remote].into_iter().find(|c| c.is_valid()).map(|c| c.trace_id())
+}
+
+/// A tower layer that opens a server span per gRPC call (see the module docs).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ServerTraceLayer;
+
+impl<S> tower::Layer<S> for ServerTraceLayer {
+    type Service = ServerTrace<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        ServerTrace { inner }
+    }
+}
+
+/// The service [`ServerTraceLayer`] wraps around a server's routes.
+#[derive(Debug, Clone)]
+pub struct ServerTrace<S> {
+    inner: S,
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+impl<S, B, R> tower::Service<http::Request<B>> for ServerTrace<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<R>>,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    R: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<S::Response, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let path = request.uri().path();
+        if path.starts_with(UNTRACED_PREFIX) {
+            return Box::pin(self.inner.call(request));
+        }
+        let rpc = path.trim_start_matches('/');
+        let (service, method) = rpc.split_once('/').unwrap_or((rpc, ""));
+        let span = tracing::info_span!(
+            "grpc.server",
+            otel.name = rpc,
+            otel.kind = "server",
+            trace_id = field::Empty,
+            rpc.grpc.status_code = field::Empty,
+            otel.status_code = field::Empty,
+        );
+        span.set_attribute("rpc.system", "grpc");
+        span.set_attribute("rpc.service", service.to_owned());
+        span.set_attribute("rpc.method", method.to_owned());
+        let parent = extract(request.headers());
+        // Fails only when export is off (no OpenTelemetry layer) or the span is filtered out: nothing to continue.
+        let _ = span.set_parent(parent.clone());
+        if let Some(trace_id) = trace_id_of(&span, &parent) {
+            span.record("trace_id", field::display(trace_id));
+        }
+        let response = span.in_scope(|| self.inner.call(request));
+        Box::pin(async move {
+            let response = response.instrument(span.clone()).await;
+            // A handler's error travels in the headers (a trailers-only response); an OK reply's status is in the
+            // trailers, which only a successful reply has.
+            let code = match &response {
+                Ok(response) => response
+                    .headers()
+                    .get("grpc-status")
+                    .and_then(|v| v.to_str().ok()?.parse::<i32>().ok())
+                    .map_or(tonic::Code::Ok, tonic::Code::from),
+                Err(_) => tonic::Code::Unknown,
+            };
+            record_status(&span, code, true);
+            response
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_traceparent_round_trips_through_metadata() {
+        let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let mut headers = http::HeaderMap::new();
+        headers.insert("traceparent", http::HeaderValue::from_static(traceparent));
+        let cx = extract(&headers);
+        assert_eq!(cx.span().span_context().trace_id().to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
+
+        let mut metadata = MetadataMap::new();
+        TraceContextPropagator::new().inject_context(&cx, &mut MetadataInjector(&mut metadata));
+        assert_eq!(metadata.get("traceparent").and_then(|v| v.to_str().ok()), Some(traceparent));
+    }
+
+    #[test]
+    fn garbage_traceparent_is_ignored() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert("traceparent", http::HeaderValue::from_static("not-a-trace"));
+        assert!(!extract(&headers).span().span_context().is_valid());
+    }
+}
