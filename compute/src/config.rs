@@ -1,7 +1,7 @@
 //! Configuration of `offload-compute`: one documented struct; every flag also reads an `OFFLOAD_COMPUTE_*`
 //! environment variable, and every default works on a laptop.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::Parser;
 use offload_proto::v1::ExecMode;
@@ -86,6 +86,18 @@ pub struct Config {
     /// Log line format.
     #[arg(long, env = "OFFLOAD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// Serve gRPC over TLS with this certificate chain (PEM). Needs --tls-key. Plaintext unless set.
+    #[arg(long, env = "OFFLOAD_COMPUTE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, env = "OFFLOAD_COMPUTE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Mutual TLS: accept only clients presenting a certificate signed by this CA (PEM). Needs --tls-cert.
+    #[arg(long, env = "OFFLOAD_COMPUTE_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
 }
 
 /// The modes a server can default to (the proto's `ExecMode` without `UNSPECIFIED`).

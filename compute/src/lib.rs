@@ -111,7 +111,12 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         // Shed compute calls beyond --max-inflight with RESOURCE_EXHAUSTED before any work (health and
         // reflection pass: an overloaded server is busy, not dead).
         .layer(AdmissionLayer::new(admission, "/offload.v1.Compute/", "--max-inflight"));
-    let router = transport::server()
+    let mut server = transport::server();
+    if let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) {
+        let tls = transport::server_tls(cert, key, config.tls_client_ca.as_deref())?;
+        server = server.tls_config(tls).context("invalid TLS configuration")?;
+    }
+    let router = server
         .layer(layers)
         .add_service(health_service)
         .add_service(reflection)
@@ -125,6 +130,11 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         rayon_threads = executor.rayon_threads(),
         rayon_priority = ?config.rayon_priority,
         max_inflight = config.max_inflight,
+        tls = match (&config.tls_cert, &config.tls_client_ca) {
+            (None, _) => "off",
+            (Some(_), None) => "on",
+            (Some(_), Some(_)) => "mutual",
+        },
         metrics_addr = admin.as_ref().map_or("off".to_owned(), |a| a.addr.to_string()),
         "offload-compute serving"
     );

@@ -1,5 +1,6 @@
 //! The compute replicas the gateway spreads requests over, and which of them may receive traffic.
 //!
+//! The set of endpoints comes from [`crate::discovery`] and may change at any time (pods joining and leaving).
 //! Each endpoint has one HTTP/2 channel (multiplexed: one connection carries every concurrent call) and a task
 //! that watches its `grpc.health.v1` status for `offload.v1.Compute` as a stream. A replica is picked only while
 //! that stream says `SERVING`: a killed process breaks the stream at once, a draining one says `NOT_SERVING`
@@ -8,19 +9,24 @@
 //! Picking is "power of two choices" over in-flight counts (the least busy of two candidates, taken round-robin),
 //! which is what tower's balancer does. It is written here rather than taken from `Channel::balance_list` because
 //! the gateway must retry a failed call on a *different* replica and fail fast when none is healthy; tonic's
-//! balanced channel hides which replica served a call and waits (until the deadline) when none is ready.
+//! balanced channel hides which replica served a call and waits (until the deadline) when none is ready. (The
+//! gateway's synchronous client, which does not retry, does use tonic's `balance_channel`, fed by the same
+//! discovery.)
 
 use std::{
+    collections::BTreeSet,
     sync::{
-        Arc,
+        Arc, RwLock,
         atomic::{AtomicBool, AtomicUsize, Ordering},
     },
     time::Duration,
 };
 
 use offload_proto::{service_names, v1::compute_client::ComputeClient};
-use tokio::sync::Notify;
-use tonic::transport::{Channel, Endpoint};
+use tokio::{sync::Notify, task::AbortHandle};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
+
+use crate::discovery::Endpoints;
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
 
 /// HTTP/2 PING interval on upstream connections, also while idle: a replica that vanished without closing its
@@ -40,6 +46,8 @@ pub struct Upstream {
     in_flight: AtomicUsize,
     /// What the replica's health stream last said.
     healthy: AtomicBool,
+    /// The health-watching task, stopped when the endpoint leaves the set.
+    watcher: std::sync::OnceLock<AbortHandle>,
 }
 
 /// Marks one call in flight on an upstream until dropped.
@@ -62,74 +70,91 @@ impl Drop for InFlight {
 /// The set of replicas and the picking policy.
 #[derive(Debug)]
 pub struct Balancer {
-    upstreams: Vec<Arc<Upstream>>,
+    /// The current endpoints, replaced by [`Endpoints::set_endpoints`]; read (cheaply) on every pick.
+    upstreams: RwLock<Vec<Arc<Upstream>>>,
     /// Round-robin cursor for the first candidate.
     next: AtomicUsize,
-    /// Woken whenever a replica's health changes, so the gateway's own health can follow.
-    changed: Notify,
+    /// Woken whenever a replica's health (or the set) changes, so the gateway's own health can follow.
+    changed: Arc<Notify>,
+    settings: ChannelSettings,
+    /// Pause before re-watching a replica whose health stream broke.
+    health_retry: Duration,
 }
 
 /// Settings for the upstream channels.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ChannelSettings {
     pub connect_timeout: Duration,
     pub max_message_bytes: usize,
+    /// TLS (and the client certificate, for mTLS) towards compute; plaintext when `None`.
+    pub tls: Option<ClientTlsConfig>,
+}
+
+impl ChannelSettings {
+    /// The endpoint for `url` with these settings (both of the gateway's clients build theirs here).
+    pub fn endpoint(&self, url: &str) -> Result<Endpoint, tonic::transport::Error> {
+        let endpoint = Endpoint::from_shared(url.to_owned())?
+            .connect_timeout(self.connect_timeout)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(KEEPALIVE)
+            .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+            .keep_alive_while_idle(true);
+        match &self.tls {
+            Some(tls) => endpoint.tls_config(tls.clone()),
+            None => Ok(endpoint),
+        }
+    }
 }
 
 impl Balancer {
-    /// Channels (connected lazily) to every URL. Nothing is healthy until its health stream says so.
-    pub fn new(urls: &[String], settings: ChannelSettings) -> Result<Arc<Self>, tonic::transport::Error> {
-        let upstreams = urls
-            .iter()
-            .map(|url| {
-                let channel = Endpoint::from_shared(url.clone())?
-                    .connect_timeout(settings.connect_timeout)
-                    .tcp_nodelay(true)
-                    .http2_keep_alive_interval(KEEPALIVE)
-                    .keep_alive_timeout(KEEPALIVE_TIMEOUT)
-                    .keep_alive_while_idle(true)
-                    .connect_lazy();
-                let client = ComputeClient::new(channel.clone())
-                    .max_decoding_message_size(settings.max_message_bytes)
-                    .max_encoding_message_size(settings.max_message_bytes);
-                Ok(Arc::new(Upstream {
-                    url: url.clone(),
-                    client,
-                    channel,
-                    in_flight: AtomicUsize::new(0),
-                    healthy: AtomicBool::new(false),
-                }))
-            })
-            .collect::<Result<Vec<_>, tonic::transport::Error>>()?;
-        Ok(Arc::new(Self { upstreams, next: AtomicUsize::new(0), changed: Notify::new() }))
+    /// A balancer with no endpoints yet (see [`Endpoints::set_endpoints`]). Nothing is healthy until its health
+    /// stream says so.
+    pub fn new(settings: ChannelSettings, health_retry: Duration) -> Arc<Self> {
+        Arc::new(Self {
+            upstreams: RwLock::default(),
+            next: AtomicUsize::new(0),
+            changed: Arc::new(Notify::new()),
+            settings,
+            health_retry,
+        })
     }
 
-    /// Replicas configured.
+    fn current(&self) -> std::sync::RwLockReadGuard<'_, Vec<Arc<Upstream>>> {
+        self.upstreams.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Endpoints known now.
     pub fn len(&self) -> usize {
-        self.upstreams.len()
+        self.current().len()
     }
 
-    /// Whether no replica is configured.
+    /// Whether no endpoint is known.
     pub fn is_empty(&self) -> bool {
-        self.upstreams.is_empty()
+        self.current().is_empty()
     }
 
-    /// Replicas currently healthy.
+    /// Endpoints currently healthy.
     pub fn healthy(&self) -> usize {
-        self.upstreams.iter().filter(|u| u.healthy.load(Ordering::Relaxed)).count()
+        self.current().iter().filter(|u| u.healthy.load(Ordering::Relaxed)).count()
     }
 
-    /// Resolves after the next health change of any replica.
+    /// The endpoint URLs known now.
+    pub fn urls(&self) -> Vec<String> {
+        self.current().iter().map(|u| u.url.clone()).collect()
+    }
+
+    /// Resolves after the next health change of any replica, or a change of the set.
     pub async fn health_changed(&self) {
         self.changed.notified().await;
     }
 
     /// The less busy of two healthy candidates, skipping `exclude` (the replica a failed attempt used).
     pub fn pick(&self, exclude: Option<&str>) -> Option<InFlight> {
-        let n = self.upstreams.len();
+        let upstreams = self.current();
+        let n = upstreams.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         let mut candidates = (0..n)
-            .map(|i| &self.upstreams[(start + i) % n])
+            .map(|i| &upstreams[(start + i) % n])
             .filter(|u| u.healthy.load(Ordering::Relaxed) && Some(u.url.as_str()) != exclude);
         let first = candidates.next()?;
         let chosen = match candidates.next() {
@@ -142,48 +167,100 @@ impl Balancer {
         Some(InFlight(Arc::clone(chosen)))
     }
 
-    /// Starts one health-watching task per replica. They run until the runtime stops.
-    pub fn spawn_health_watchers(self: &Arc<Self>, retry: Duration) {
-        for upstream in &self.upstreams {
-            let balancer = Arc::clone(self);
-            let upstream = Arc::clone(upstream);
-            tokio::spawn(async move { balancer.watch(&upstream, retry).await });
+    /// A new upstream for `url` (connected lazily) with its health watcher running.
+    fn connect(&self, url: &str) -> Result<Arc<Upstream>, tonic::transport::Error> {
+        let channel = self.settings.endpoint(url)?.connect_lazy();
+        let client = ComputeClient::new(channel.clone())
+            .max_decoding_message_size(self.settings.max_message_bytes)
+            .max_encoding_message_size(self.settings.max_message_bytes);
+        let upstream = Arc::new(Upstream {
+            url: url.to_owned(),
+            client,
+            channel,
+            in_flight: AtomicUsize::new(0),
+            healthy: AtomicBool::new(false),
+            watcher: std::sync::OnceLock::new(),
+        });
+        let watched = Arc::clone(&upstream);
+        let (changed, retry) = (Arc::clone(&self.changed), self.health_retry);
+        let task = tokio::spawn(async move { watch(&watched, &changed, retry).await });
+        let _ = upstream.watcher.set(task.abort_handle());
+        Ok(upstream)
+    }
+}
+
+impl Endpoints for Balancer {
+    /// Adds channels (and health watchers) for new URLs and drops the ones no longer listed. Calls in flight on a
+    /// removed replica finish on their connection; new calls no longer go there.
+    fn set_endpoints(&self, urls: &BTreeSet<String>) {
+        let mut upstreams = self.upstreams.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let before = upstreams.len();
+        upstreams.retain(|u| {
+            let keep = urls.contains(&u.url);
+            if !keep {
+                tracing::info!(url = u.url, "compute endpoint removed");
+                if let Some(watcher) = u.watcher.get() {
+                    watcher.abort();
+                }
+                u.healthy.store(false, Ordering::Relaxed);
+            }
+            keep
+        });
+        let removed = before != upstreams.len();
+        let mut added = false;
+        for url in urls {
+            if upstreams.iter().any(|u| &u.url == url) {
+                continue;
+            }
+            match self.connect(url) {
+                Ok(upstream) => {
+                    tracing::info!(url, "compute endpoint added");
+                    upstreams.push(upstream);
+                    added = true;
+                }
+                Err(error) => tracing::warn!(url, %error, "ignoring an unusable compute endpoint"),
+            }
+        }
+        drop(upstreams);
+        if removed || added {
+            self.changed.notify_waiters();
         }
     }
+}
 
-    async fn watch(&self, upstream: &Upstream, retry: Duration) {
-        let mut health = HealthClient::new(upstream.channel.clone());
-        loop {
-            let request = HealthCheckRequest { service: service_names::COMPUTE.to_owned() };
-            match health.watch(request).await {
-                Ok(response) => {
-                    let mut stream = response.into_inner();
-                    loop {
-                        match stream.message().await {
-                            Ok(Some(update)) => self.set_health(upstream, update.status() == ServingStatus::Serving),
-                            Ok(None) => break,
-                            Err(status) => {
-                                tracing::debug!(url = upstream.url, %status, "health stream broke");
-                                break;
-                            }
+/// Watches one replica's health stream for as long as it is in the set, re-watching `retry` after it breaks.
+async fn watch(upstream: &Upstream, changed: &Notify, retry: Duration) {
+    let mut health = HealthClient::new(upstream.channel.clone());
+    loop {
+        let request = HealthCheckRequest { service: service_names::COMPUTE.to_owned() };
+        match health.watch(request).await {
+            Ok(response) => {
+                let mut stream = response.into_inner();
+                loop {
+                    match stream.message().await {
+                        Ok(Some(update)) => set_health(upstream, changed, update.status() == ServingStatus::Serving),
+                        Ok(None) => break,
+                        Err(status) => {
+                            tracing::debug!(url = upstream.url, %status, "health stream broke");
+                            break;
                         }
                     }
                 }
-                Err(status) => tracing::debug!(url = upstream.url, %status, "health watch failed"),
             }
-            self.set_health(upstream, false);
-            tokio::time::sleep(retry).await;
+            Err(status) => tracing::debug!(url = upstream.url, %status, "health watch failed"),
         }
+        set_health(upstream, changed, false);
+        tokio::time::sleep(retry).await;
     }
+}
 
-    fn set_health(&self, upstream: &Upstream, healthy: bool) {
-        if upstream.healthy.swap(healthy, Ordering::Relaxed) != healthy {
-            if healthy {
-                tracing::info!(url = upstream.url, "compute endpoint healthy");
-            } else {
-                tracing::warn!(url = upstream.url, "compute endpoint unhealthy: no longer routed to");
-            }
-            self.changed.notify_waiters();
+fn set_health(upstream: &Upstream, changed: &Notify, healthy: bool) {
+    if upstream.healthy.swap(healthy, Ordering::Relaxed) != healthy {
+        if healthy {
+            tracing::info!(url = upstream.url, "compute endpoint healthy");
+        } else {
+            tracing::warn!(url = upstream.url, "compute endpoint unhealthy: no longer routed to");
         }
+        changed.notify_waiters();
     }
 }

@@ -8,8 +8,9 @@
 //! deadline (sent to compute as `grpc-timeout` and enforced locally while waiting).
 
 use std::{
+    collections::BTreeSet,
     future::Future,
-    sync::mpsc,
+    sync::{Mutex, mpsc},
     time::{Duration, Instant},
 };
 
@@ -20,44 +21,50 @@ use offload_proto::{
     },
 };
 use offload_telemetry::grpc_trace;
+use tokio::sync::mpsc::Sender;
 use tonic::{
     Request, Response, Status,
-    transport::{Channel, Endpoint},
+    transport::{Channel, Endpoint, channel::Change},
 };
 use tracing::Instrument;
 
-use crate::balancer::ChannelSettings;
+use crate::{balancer::ChannelSettings, discovery::Endpoints};
 
-/// A blocking client over all compute endpoints (tonic's balanced channel: this client does not retry).
+/// Room for endpoint changes not yet taken in by the balanced channel (a whole re-resolution's worth).
+const CHANGES_BUFFERED: usize = 1024;
+
+/// A blocking client over all compute endpoints (tonic's dynamically balanced channel, fed by discovery; this
+/// client does not retry).
 #[derive(Debug)]
 pub struct BlockingComputeClient {
     /// The I/O thread. An `Option` only so that `Drop` can take it and shut it down without blocking.
     runtime: Option<tokio::runtime::Runtime>,
     client: ComputeClient<Channel>,
+    /// Inserts and removals for the balanced channel, and the endpoints it has now.
+    changes: Sender<Change<String, Endpoint>>,
+    endpoints: Mutex<BTreeSet<String>>,
+    settings: ChannelSettings,
 }
 
 impl BlockingComputeClient {
-    /// A client whose connections are opened on first use, on its own I/O thread.
-    pub fn new(urls: &[String], settings: ChannelSettings) -> anyhow::Result<Self> {
+    /// A client with no endpoints yet (see [`Endpoints::set_endpoints`]) whose connections are opened on first
+    /// use, on its own I/O thread.
+    pub fn new(settings: ChannelSettings) -> anyhow::Result<Self> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("sync-client-io")
             .enable_all()
             .build()?;
-        let client = {
+        let (client, changes) = {
             // The channel's connection tasks must live on the client's own runtime, not the caller's.
             let _entered = runtime.enter();
-            let endpoints = urls
-                .iter()
-                .map(|url| {
-                    Ok(Endpoint::from_shared(url.clone())?.connect_timeout(settings.connect_timeout).tcp_nodelay(true))
-                })
-                .collect::<Result<Vec<_>, tonic::transport::Error>>()?;
-            ComputeClient::new(Channel::balance_list(endpoints.into_iter()))
+            let (channel, changes) = Channel::balance_channel(CHANGES_BUFFERED);
+            let client = ComputeClient::new(channel)
                 .max_decoding_message_size(settings.max_message_bytes)
-                .max_encoding_message_size(settings.max_message_bytes)
+                .max_encoding_message_size(settings.max_message_bytes);
+            (client, changes)
         };
-        Ok(Self { runtime: Some(runtime), client })
+        Ok(Self { runtime: Some(runtime), client, changes, endpoints: Mutex::default(), settings })
     }
 
     /// `Compute/Factorial`, blocking until the reply or `deadline`.
@@ -103,6 +110,27 @@ impl BlockingComputeClient {
         };
         grpc_trace::record_status(&span, result.as_ref().map_or_else(Status::code, |_| tonic::Code::Ok), false);
         result
+    }
+}
+
+impl Endpoints for BlockingComputeClient {
+    fn set_endpoints(&self, urls: &BTreeSet<String>) {
+        let mut current = self.endpoints.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let removed = current.difference(urls).cloned().map(Change::Remove);
+        let inserted = urls.difference(&current).filter_map(|url| match self.settings.endpoint(url) {
+            Ok(endpoint) => Some(Change::Insert(url.clone(), endpoint)),
+            Err(error) => {
+                tracing::warn!(url, %error, "sync client: ignoring an unusable compute endpoint");
+                None
+            }
+        });
+        for change in removed.chain(inserted).collect::<Vec<_>>() {
+            // The buffer holds far more than one resolution's changes; only a client being dropped refuses them.
+            if self.changes.try_send(change).is_err() {
+                tracing::warn!("sync client: endpoint change dropped");
+            }
+        }
+        current.clone_from(urls);
     }
 }
 

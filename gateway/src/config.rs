@@ -1,14 +1,18 @@
 //! Configuration of `offload-gateway`: one documented struct; every flag also reads an `OFFLOAD_GATEWAY_*`
 //! environment variable, and the defaults point at a compute server on its default address.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::Parser;
 use offload_serve::{
     flags::parse_duration,
     runtime::{Flavor, available_cores},
+    transport::read_pem,
 };
 use offload_telemetry::LogFormat;
+use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+
+use crate::discovery::Target;
 
 /// The offload gateway: accepts offload.v1 requests and forwards them to a balanced set of compute replicas.
 #[derive(Debug, Clone, Parser)]
@@ -18,9 +22,32 @@ pub struct Config {
     #[arg(long, env = "OFFLOAD_GATEWAY_LISTEN", default_value = "127.0.0.1:50050")]
     pub listen: SocketAddr,
 
-    /// Compute endpoints to balance over, comma-separated (`http://host:port`).
+    /// Compute endpoints to balance over, comma-separated: `http://host:port`, `https://host:port` (with
+    /// --compute-tls-ca), or `dns:///name:port`, every address of the name, re-resolved every --dns-refresh (a
+    /// Kubernetes headless Service: one address per ready pod).
     #[arg(long, env = "OFFLOAD_GATEWAY_COMPUTE", value_delimiter = ',', default_value = "http://127.0.0.1:50051")]
     pub compute: Vec<String>,
+
+    /// How often `dns:///` compute names are resolved again, so pods joining and leaving are seen.
+    #[arg(long, env = "OFFLOAD_GATEWAY_DNS_REFRESH", default_value = "5s", value_parser = parse_duration)]
+    pub dns_refresh: Duration,
+
+    /// Call compute over TLS, trusting this CA (PEM) for compute's certificate. Plaintext unless set.
+    #[arg(long, env = "OFFLOAD_GATEWAY_COMPUTE_TLS_CA")]
+    pub compute_tls_ca: Option<PathBuf>,
+
+    /// Mutual TLS: the gateway's client certificate chain (PEM) presented to compute. Needs --compute-tls-key.
+    #[arg(long, env = "OFFLOAD_GATEWAY_COMPUTE_TLS_CERT", requires_all = ["compute_tls_key", "compute_tls_ca"])]
+    pub compute_tls_cert: Option<PathBuf>,
+
+    /// The private key (PEM) of --compute-tls-cert.
+    #[arg(long, env = "OFFLOAD_GATEWAY_COMPUTE_TLS_KEY", requires = "compute_tls_cert")]
+    pub compute_tls_key: Option<PathBuf>,
+
+    /// The name compute's certificate must carry. Discovered endpoints are pod IPs, so set this to the name in
+    /// the certificate (e.g. `compute.offload.svc`). Default: each URL's host.
+    #[arg(long, env = "OFFLOAD_GATEWAY_COMPUTE_TLS_SERVER_NAME", requires = "compute_tls_ca")]
+    pub compute_tls_server_name: Option<String>,
 
     /// How the gateway waits for compute when a request says UPSTREAM_WAIT_UNSPECIFIED: `async` (the right way),
     /// `blocking` (a synchronous client called on the runtime thread), `spawn-blocking`, `spawn-task`.
@@ -98,13 +125,44 @@ impl From<WaitArg> for offload_proto::v1::UpstreamWait {
 }
 
 impl Config {
+    /// The parsed `--compute` entries.
+    pub fn targets(&self) -> Result<Vec<Target>, String> {
+        self.compute.iter().filter(|c| !c.trim().is_empty()).map(|c| Target::parse(c)).collect()
+    }
+
+    /// The TLS settings towards compute (`None`: plaintext), reading the PEM files.
+    pub fn compute_tls(&self) -> anyhow::Result<Option<ClientTlsConfig>> {
+        let Some(ca) = &self.compute_tls_ca else { return Ok(None) };
+        let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read_pem(ca, "--compute-tls-ca")?));
+        if let (Some(cert), Some(key)) = (&self.compute_tls_cert, &self.compute_tls_key) {
+            let identity =
+                Identity::from_pem(read_pem(cert, "--compute-tls-cert")?, read_pem(key, "--compute-tls-key")?);
+            tls = tls.identity(identity);
+        }
+        if let Some(name) = &self.compute_tls_server_name {
+            tls = tls.domain_name(name.clone());
+        }
+        Ok(Some(tls))
+    }
+
     /// Checks what clap cannot. Fails with a message naming the flag.
     pub fn validate(&self) -> Result<(), String> {
         if self.compute.iter().all(|c| c.trim().is_empty()) {
             return Err("--compute needs at least one endpoint URL".into());
         }
-        for url in &self.compute {
-            url.parse::<tonic::transport::Uri>().map_err(|e| format!("--compute: {url:?} is not a URL: {e}"))?;
+        for target in self.targets()? {
+            match target {
+                Target::Url(url) if url.starts_with("https:") && self.compute_tls_ca.is_none() => {
+                    return Err(format!("--compute: {url:?} is https: give --compute-tls-ca"));
+                }
+                Target::Url(url) if url.starts_with("http:") && self.compute_tls_ca.is_some() => {
+                    return Err(format!("--compute: {url:?} is plaintext but --compute-tls-ca asks for TLS"));
+                }
+                _ => {}
+            }
+        }
+        if self.dns_refresh.is_zero() {
+            return Err("--dns-refresh must be above zero".into());
         }
         if self.max_inflight == 0 || self.workers == 0 {
             return Err("--max-inflight and --workers must be at least 1".into());
@@ -130,5 +188,20 @@ mod tests {
         assert_eq!(config.compute.len(), 2);
         let bad = Config::parse_from(["offload-gateway", "--compute", "not a url"]);
         assert!(bad.validate().is_err());
+    }
+
+    #[test]
+    fn dns_targets_and_tls_must_agree_with_the_urls() {
+        let dns = Config::parse_from(["offload-gateway", "--compute", "dns:///compute.offload:50051,http://x:1"]);
+        dns.validate().expect("valid");
+        assert_eq!(dns.targets().expect("targets")[0], Target::Dns { host: "compute.offload".into(), port: 50051 });
+        let https_without_ca = Config::parse_from(["offload-gateway", "--compute", "https://x:1"]);
+        assert!(https_without_ca.validate().expect_err("refused").contains("--compute-tls-ca"));
+        let http_with_ca =
+            Config::parse_from(["offload-gateway", "--compute", "http://x:1", "--compute-tls-ca", "/ca.pem"]);
+        assert!(http_with_ca.validate().is_err());
+        let cert_without_key =
+            Config::try_parse_from(["offload-gateway", "--compute-tls-ca", "/ca.pem", "--compute-tls-cert", "/c.pem"]);
+        assert!(cert_without_key.is_err(), "clap requires --compute-tls-key with --compute-tls-cert");
     }
 }

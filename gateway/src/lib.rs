@@ -8,6 +8,7 @@
 pub mod balancer;
 pub mod blocking_client;
 pub mod config;
+pub mod discovery;
 pub mod error;
 pub mod service;
 
@@ -30,6 +31,7 @@ pub use crate::config::Config;
 use crate::{
     balancer::{Balancer, ChannelSettings},
     blocking_client::BlockingComputeClient,
+    discovery::{Discovery, Endpoints, Resolve, SystemResolver},
     service::GatewayService,
 };
 
@@ -45,14 +47,30 @@ pub fn serve_blocking(config: Config) -> anyhow::Result<()> {
     })
 }
 
-/// Serves the gateway on `listener` until `shutdown` resolves, then drains.
+/// Serves the gateway on `listener` until `shutdown` resolves, then drains. `dns:///` targets are resolved by the
+/// system resolver.
 pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    run_with_resolver(listener, config, Arc::new(SystemResolver), shutdown).await
+}
+
+/// [`run`] with the resolver for `dns:///` targets given (tests add and remove replicas through their own).
+pub async fn run_with_resolver(
+    listener: TcpListener,
+    config: Config,
+    resolver: Arc<dyn Resolve>,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
     config.validate().map_err(anyhow::Error::msg).context("invalid configuration")?;
     let local_addr = listener.local_addr().context("listener has no local address")?;
+    let tls = config.compute_tls()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let settings =
-        ChannelSettings { connect_timeout: config.connect_timeout, max_message_bytes: config.max_message_bytes };
-    let balancer = Balancer::new(&config.compute, settings).context("invalid --compute endpoint")?;
-    balancer.spawn_health_watchers(config.health_retry);
+        ChannelSettings { connect_timeout: config.connect_timeout, max_message_bytes: config.max_message_bytes, tls };
+    let balancer = Balancer::new(settings.clone(), config.health_retry);
+    let sync_client = Arc::new(BlockingComputeClient::new(settings).context("cannot start the synchronous client")?);
+    let targets = config.targets().map_err(anyhow::Error::msg)?;
+    let consumers: Vec<Arc<dyn Endpoints>> = vec![balancer.clone(), sync_client.clone()];
+    Discovery::new(targets, resolver, scheme).start(config.dns_refresh, consumers).await;
 
     let (health, health_service) = tonic_health::server::health_reporter();
     // "" says the process is alive (liveness); offload.v1.Gateway says it can serve (readiness).
@@ -72,8 +90,6 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         })
         .await?
     };
-    let sync_client =
-        Arc::new(BlockingComputeClient::new(&config.compute, settings).context("cannot start the synchronous client")?);
     let gateway = GatewayServer::new(GatewayService::new(
         Arc::clone(&balancer),
         config.default_timeout,

@@ -1,9 +1,10 @@
-//! TCP and HTTP/2 settings both servers use, so they behave the same on the wire.
+//! TCP, HTTP/2 and TLS settings both servers use, so they behave the same on the wire.
 
-use std::time::Duration;
+use std::{path::Path, time::Duration};
 
+use anyhow::Context;
 use tokio::net::TcpListener;
-use tonic::transport::{Server, server::TcpIncoming};
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig, server::TcpIncoming};
 use tonic_reflection::server::{v1::ServerReflection as V1, v1alpha::ServerReflection as V1Alpha};
 
 /// HTTP/2 PINGs on idle connections every 20 s (and give up after 10 s without an answer): dead peers behind a
@@ -22,6 +23,22 @@ pub fn server() -> Server {
     Server::builder()
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
+}
+
+/// A PEM file's contents, with the flag that named it in the error.
+pub fn read_pem(path: &Path, flag: &str) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("{flag}: cannot read {}", path.display()))
+}
+
+/// The server's TLS: its certificate chain and key (PEM) and, for mutual TLS, the CA whose certificates clients
+/// must present (connections without one are refused in the handshake).
+pub fn server_tls(cert: &Path, key: &Path, client_ca: Option<&Path>) -> anyhow::Result<ServerTlsConfig> {
+    let identity = Identity::from_pem(read_pem(cert, "--tls-cert")?, read_pem(key, "--tls-key")?);
+    let mut tls = ServerTlsConfig::new().identity(identity);
+    if let Some(ca) = client_ca {
+        tls = tls.client_ca_root(Certificate::from_pem(read_pem(ca, "--tls-client-ca")?));
+    }
+    Ok(tls)
 }
 
 /// Server reflection, v1 (current grpcurl) and v1alpha (ghz and older tools), describing the offload services and

@@ -109,6 +109,17 @@ pub fn gateway_with_config(config: offload_gateway::Config) -> Server {
     spawn("gateway", flavor, workers, config, offload_gateway::run)
 }
 
+/// Starts a gateway whose `dns:///` targets are resolved by `resolver`.
+pub fn gateway_with_resolver(
+    config: offload_gateway::Config,
+    resolver: std::sync::Arc<dyn offload_gateway::discovery::Resolve>,
+) -> Server {
+    let (flavor, workers) = (config.runtime, config.workers);
+    spawn("gateway", flavor, workers, (config, resolver), |listener, (config, resolver), shutdown| {
+        offload_gateway::run_with_resolver(listener, config, resolver, shutdown)
+    })
+}
+
 /// A channel to `url`, connected now.
 pub async fn channel(url: &str) -> Channel {
     let deadline = Instant::now() + Duration::from_secs(10);
