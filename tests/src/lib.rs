@@ -3,6 +3,7 @@
 //! per-process CPU time.
 
 pub mod process;
+pub mod python;
 
 use std::{
     net::SocketAddr,

@@ -65,20 +65,18 @@ async fn gateway_and_compute_speak_mutual_tls() {
     let compute_server = compute(&["--tls-cert", &server_cert, "--tls-key", &server_key, "--tls-client-ca", &ca]);
     let url = format!("https://{}", compute_server.addr);
 
+    // The gateway's TLS flags: trusting the CA, expecting `name`, presenting its certificate or not.
+    let tls = |name: &str, with_certificate: bool| {
+        let mut config = gateway_config(&url, &["--compute-tls-ca", &ca, "--compute-tls-server-name", name]);
+        if with_certificate {
+            config.compute_tls_cert = Some(client_cert.clone().into());
+            config.compute_tls_key = Some(client_key.clone().into());
+        }
+        config
+    };
+
     // With its client certificate, the gateway is served.
-    let trusted = gateway_with_config(gateway_config(
-        &url,
-        &[
-            "--compute-tls-ca",
-            &ca,
-            "--compute-tls-cert",
-            &client_cert,
-            "--compute-tls-key",
-            &client_key,
-            "--compute-tls-server-name",
-            SERVER_NAME,
-        ],
-    ));
+    let trusted = gateway_with_config(tls(SERVER_NAME, true));
     offload_tests::wait_serving(&trusted.url(), service_names::GATEWAY).await;
     let request = FactorialRequest { n: 20, mode: ExecMode::Rayon as i32, ..Default::default() };
     let reply = gateway_client(&trusted).await.factorial(request).await.expect("served over mTLS");
@@ -86,22 +84,7 @@ async fn gateway_and_compute_speak_mutual_tls() {
 
     // Without a client certificate, or expecting another name, the handshake fails: compute never looks
     // healthy, and calls are refused at once with UNAVAILABLE.
-    let refused = [
-        gateway_config(&url, &["--compute-tls-ca", &ca, "--compute-tls-server-name", SERVER_NAME]),
-        gateway_config(
-            &url,
-            &[
-                "--compute-tls-ca",
-                &ca,
-                "--compute-tls-cert",
-                &client_cert,
-                "--compute-tls-key",
-                &client_key,
-                "--compute-tls-server-name",
-                "someone-else.offload.test",
-            ],
-        ),
-    ];
+    let refused = [tls(SERVER_NAME, false), tls("someone-else.offload.test", true)];
     for config in refused {
         let gateway = gateway_with_config(config);
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
