@@ -22,10 +22,7 @@ use offload_proto::{
     service_names,
     v1::{ExecMode, compute_server::ComputeServer},
 };
-use offload_serve::{
-    admission::{Admission, AdmissionLayer},
-    drain, transport,
-};
+use offload_serve::{admission::Admission, drain, transport};
 use offload_telemetry::{
     grpc_trace,
     metrics::{self, Metrics},
@@ -86,15 +83,16 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         })
         .await?
     };
-    let service = ComputeService::new(
-        executor.clone(),
+    let service = ComputeService::new(service::Parts {
+        executor: executor.clone(),
         cost_model,
         limits,
-        ExecMode::from(config.default_mode),
-        instance_id.clone(),
-        config.panic_on_n,
+        default_mode: ExecMode::from(config.default_mode),
+        instance_id: instance_id.clone(),
+        panic_on_n: config.panic_on_n,
+        admission,
         metrics,
-    );
+    });
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_service_status(service_names::COMPUTE, ServingStatus::Serving).await;
@@ -107,10 +105,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
     // The layer stack, outermost first.
     let layers = tower::ServiceBuilder::new()
         // A server span per call, continuing the caller's W3C trace context; shed calls are traced too.
-        .layer(grpc_trace::ServerTraceLayer)
-        // Shed compute calls beyond --max-inflight with RESOURCE_EXHAUSTED before any work (health and
-        // reflection pass: an overloaded server is busy, not dead).
-        .layer(AdmissionLayer::new(admission, "/offload.v1.Compute/", "--max-inflight"));
+        .layer(grpc_trace::ServerTraceLayer);
     let mut server = transport::server();
     if let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) {
         let tls = transport::server_tls(cert, key, config.tls_client_ca.as_deref())?;

@@ -1,8 +1,7 @@
 //! The `offload.v1.Compute` gRPC service: validate, admit, place, run, report.
 //!
-//! Admission (at most `--max-inflight` jobs, the rest shed at once) happens before a request gets here, in the
-//! server's tower stack (see [`crate::run`]); then cheap validation, placement, and the job itself under the
-//! client's deadline.
+//! Admission first (at most `--max-inflight` jobs, the rest shed at once with `RESOURCE_EXHAUSTED`), then cheap
+//! validation, placement, and the job itself under the client's deadline.
 //!
 //! Tracing: the server span (opened by [`offload_telemetry::grpc_trace::ServerTraceLayer`]) gets a `job` child
 //! naming the method, `n`, the requested and actual mode and the queue and compute times; the executor adds
@@ -14,7 +13,7 @@ use offload_proto::v1::{
     ExecMode, Execution, FactorialRequest, FactorialResponse, SumOfSquaresRequest, SumOfSquaresResponse,
     compute_server::Compute,
 };
-use offload_serve::deadline;
+use offload_serve::{admission::Admission, deadline};
 use offload_telemetry::metrics::Metrics;
 use tonic::{Request, Response, Status};
 use tracing::{Instrument, field};
@@ -31,37 +30,30 @@ use crate::{
 /// The compute service. Cheap to clone: tonic clones it per connection.
 #[derive(Debug, Clone)]
 pub struct ComputeService {
-    shared: Arc<Shared>,
+    shared: Arc<Parts>,
 }
 
+/// What the service is made of.
 #[derive(Debug)]
-struct Shared {
-    executor: Executor,
-    cost_model: CostModel,
-    limits: Limits,
+pub struct Parts {
+    pub executor: Executor,
+    pub cost_model: CostModel,
+    pub limits: Limits,
     /// Never `Unspecified`: what `EXEC_MODE_UNSPECIFIED` means on this server.
-    default_mode: ExecMode,
-    instance_id: String,
+    pub default_mode: ExecMode,
+    pub instance_id: String,
     /// `--panic-on-n`: fault injection for tests.
-    panic_on_n: Option<u64>,
-    metrics: Metrics,
+    pub panic_on_n: Option<u64>,
+    /// `--max-inflight`: jobs admitted at once.
+    pub admission: Admission,
+    pub metrics: Metrics,
 }
 
 impl ComputeService {
-    /// A service running jobs on `executor`.
-    pub fn new(
-        executor: Executor,
-        cost_model: CostModel,
-        limits: Limits,
-        default_mode: ExecMode,
-        instance_id: String,
-        panic_on_n: Option<u64>,
-        metrics: Metrics,
-    ) -> Self {
-        debug_assert_ne!(default_mode, ExecMode::Unspecified);
-        Self {
-            shared: Arc::new(Shared { executor, cost_model, limits, default_mode, instance_id, panic_on_n, metrics }),
-        }
+    /// A service running jobs on `parts.executor`.
+    pub fn new(parts: Parts) -> Self {
+        debug_assert_ne!(parts.default_mode, ExecMode::Unspecified);
+        Self { shared: Arc::new(parts) }
     }
 
     /// Runs one request's job end to end.
@@ -126,7 +118,10 @@ impl ComputeService {
     /// running, the mode it asked for).
     async fn handle(&self, job: Job, mode: i32, deadline: Option<Instant>) -> Result<(Decimal, Execution), Status> {
         let started = Instant::now();
-        let result = self.execute(job, mode, deadline).await;
+        let result = match self.shared.admission.try_admit("--max-inflight") {
+            Ok(_admitted) => self.execute(job, mode, deadline).await,
+            Err(refused) => Err(refused),
+        };
         let (label, code) = match &result {
             Ok((_, execution)) => (execution.mode().short_name(), tonic::Code::Ok),
             Err(status) => (ExecMode::try_from(mode).map_or("unknown", ExecMode::short_name), status.code()),

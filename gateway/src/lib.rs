@@ -16,10 +16,7 @@ use std::{future::Future, sync::Arc};
 
 use anyhow::Context;
 use offload_proto::{service_names, v1::gateway_server::GatewayServer};
-use offload_serve::{
-    admission::{Admission, AdmissionLayer},
-    drain, transport,
-};
+use offload_serve::{admission::Admission, drain, transport};
 use offload_telemetry::{
     grpc_trace,
     metrics::{self, Metrics},
@@ -90,21 +87,20 @@ pub async fn run_with_resolver(
         })
         .await?
     };
-    let gateway = GatewayServer::new(GatewayService::new(
-        Arc::clone(&balancer),
-        config.default_timeout,
+    let gateway = GatewayServer::new(GatewayService::new(service::Parts {
+        balancer: Arc::clone(&balancer),
+        default_timeout: config.default_timeout,
         sync_client,
-        config.default_upstream_wait.into(),
+        default_wait: config.default_upstream_wait.into(),
+        admission,
         metrics,
-    ))
+    }))
     .max_decoding_message_size(MAX_REQUEST_BYTES)
     .max_encoding_message_size(config.max_message_bytes);
     // The layer stack, outermost first.
     let layers = tower::ServiceBuilder::new()
         // A server span per call, continuing the caller's W3C trace context; shed calls are traced too.
-        .layer(grpc_trace::ServerTraceLayer)
-        // Shed gateway calls beyond --max-inflight with RESOURCE_EXHAUSTED (health and reflection pass).
-        .layer(AdmissionLayer::new(admission, "/offload.v1.Gateway/", "--max-inflight"));
+        .layer(grpc_trace::ServerTraceLayer);
     let router = transport::server()
         .layer(layers)
         .add_service(health_service)

@@ -1,6 +1,5 @@
-//! The `offload.v1.Gateway` gRPC service: forward to compute under the client's deadline, retrying once on
-//! another replica when the first is unavailable. (Admission, `--max-inflight`, is a layer in front: see
-//! [`crate::run`].)
+//! The `offload.v1.Gateway` gRPC service: admit (`--max-inflight`), then forward to compute under the client's
+//! deadline, retrying once on another replica when the first is unavailable.
 //!
 //! How the gateway waits for compute is selectable (`upstream_wait`), to measure the seed experiment's styles:
 //! awaiting the async client (the right way), awaiting it in a spawned task (`create_task`), or calling a
@@ -21,7 +20,7 @@ use offload_proto::v1::{
     Execution, FactorialRequest, FactorialResponse, SumOfSquaresRequest, SumOfSquaresResponse, UpstreamWait,
     compute_client::ComputeClient, gateway_server::Gateway,
 };
-use offload_serve::deadline;
+use offload_serve::{admission::Admission, deadline};
 use offload_telemetry::{grpc_trace, metrics::Metrics};
 use tonic::{Code, Request, Response, Status, transport::Channel};
 use tracing::{Instrument, Span};
@@ -34,13 +33,28 @@ const MAX_ATTEMPTS: u32 = 2;
 /// The gateway service. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct GatewayService {
-    balancer: Arc<Balancer>,
-    default_timeout: Duration,
+    parts: Arc<Parts>,
+}
+
+/// What the service is made of.
+#[derive(Debug)]
+pub struct Parts {
+    pub balancer: Arc<Balancer>,
+    pub default_timeout: Duration,
     /// The synchronous client behind `UPSTREAM_WAIT_BLOCKING` and `UPSTREAM_WAIT_SPAWN_BLOCKING`.
-    sync_client: Arc<BlockingComputeClient>,
+    pub sync_client: Arc<BlockingComputeClient>,
     /// Never `Unspecified`: what `UPSTREAM_WAIT_UNSPECIFIED` means here.
-    default_wait: UpstreamWait,
-    metrics: Metrics,
+    pub default_wait: UpstreamWait,
+    /// `--max-inflight`: calls admitted at once.
+    pub admission: Admission,
+    pub metrics: Metrics,
+}
+
+impl std::ops::Deref for GatewayService {
+    type Target = Parts;
+    fn deref(&self) -> &Parts {
+        &self.parts
+    }
 }
 
 /// What the upstream part of a request cost.
@@ -51,15 +65,9 @@ struct Upstreamed<T> {
 }
 
 impl GatewayService {
-    /// A gateway forwarding to `balancer`'s replicas.
-    pub fn new(
-        balancer: Arc<Balancer>,
-        default_timeout: Duration,
-        sync_client: Arc<BlockingComputeClient>,
-        default_wait: UpstreamWait,
-        metrics: Metrics,
-    ) -> Self {
-        Self { balancer, default_timeout, sync_client, default_wait, metrics }
+    /// A gateway forwarding to `parts.balancer`'s replicas.
+    pub fn new(parts: Parts) -> Self {
+        Self { parts: Arc::new(parts) }
     }
 
     /// The style a request asked for, or the default.
@@ -269,6 +277,13 @@ impl GatewayService {
         S: FnOnce(&BlockingComputeClient, Req, Instant) -> Result<Resp, Status> + Send + 'static,
     {
         let received = Instant::now();
+        let _admitted = match self.admission.try_admit("--max-inflight") {
+            Ok(admitted) => admitted,
+            Err(refused) => {
+                self.metrics.observe_request(method, "unknown", refused.code(), received.elapsed());
+                return Err(refused);
+            }
+        };
         let deadline = self.deadline_of(&request, received);
         let mut message = request.into_inner();
         let requested = *message.upstream_wait();

@@ -4,6 +4,7 @@
 
 pub mod process;
 pub mod python;
+pub mod raw;
 
 use std::{
     net::SocketAddr,
