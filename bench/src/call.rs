@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use offload_proto::v1::{
-    ExecMode, FactorialRequest, SumOfSquaresRequest, UpstreamWait, compute_client::ComputeClient,
+    ExecMode, Execution, FactorialRequest, SumOfSquaresRequest, UpstreamWait, compute_client::ComputeClient,
     gateway_client::GatewayClient,
 };
 use tonic::{Request, Status, transport::Channel};
@@ -131,6 +131,15 @@ impl Caller {
 
     /// Sends one call and waits for its reply (which is read and dropped).
     pub async fn call(&mut self, call: &Call, timeout: Option<Duration>) -> Result<(), Status> {
+        self.call_reporting(call, timeout).await.map(drop)
+    }
+
+    /// Sends one call; the reply's execution report (`None` for a health check).
+    pub async fn call_reporting(
+        &mut self,
+        call: &Call,
+        timeout: Option<Duration>,
+    ) -> Result<Option<Execution>, Status> {
         fn request<T>(message: T, timeout: Option<Duration>) -> Request<T> {
             let mut request = Request::new(message);
             if let Some(timeout) = timeout {
@@ -139,12 +148,21 @@ impl Caller {
             request
         }
         let result = match call {
-            Call::GatewayFactorial(r) => self.gateway.factorial(request(*r, timeout)).await.map(drop),
-            Call::GatewaySumOfSquares(r) => self.gateway.sum_of_squares(request(*r, timeout)).await.map(drop),
-            Call::ComputeFactorial(r) => self.compute.factorial(request(*r, timeout)).await.map(drop),
-            Call::ComputeSumOfSquares(r) => self.compute.sum_of_squares(request(*r, timeout)).await.map(drop),
+            Call::GatewayFactorial(r) => {
+                self.gateway.factorial(request(*r, timeout)).await.map(|r| r.into_inner().execution)
+            }
+            Call::GatewaySumOfSquares(r) => {
+                self.gateway.sum_of_squares(request(*r, timeout)).await.map(|r| r.into_inner().execution)
+            }
+            Call::ComputeFactorial(r) => {
+                self.compute.factorial(request(*r, timeout)).await.map(|r| r.into_inner().execution)
+            }
+            Call::ComputeSumOfSquares(r) => {
+                self.compute.sum_of_squares(request(*r, timeout)).await.map(|r| r.into_inner().execution)
+            }
             Call::HealthCheck(service) => {
-                self.health.check(request(HealthCheckRequest { service: service.clone() }, timeout)).await.map(drop)
+                let check = HealthCheckRequest { service: service.clone() };
+                self.health.check(request(check, timeout)).await.map(|_| None)
             }
         };
         result.map_err(|status| {
@@ -156,6 +174,11 @@ impl Caller {
                 status
             }
         })
+    }
+
+    /// Sends one offload call; the replica that served it (its `served_by`).
+    pub async fn call_served_by(&mut self, call: &Call, timeout: Option<Duration>) -> Result<String, Status> {
+        Ok(self.call_reporting(call, timeout).await?.map(|e| e.served_by).unwrap_or_default())
     }
 }
 

@@ -125,10 +125,49 @@ impl ChildServer {
         code
     }
 
+    /// SIGKILL, no drain (a crash, an OOM kill, a node lost), and reap it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// CPU time (user + system) the process has used so far.
     pub fn cpu_time(&self) -> Duration {
         cpu_time_of(self.pid()).unwrap_or_default()
     }
+
+    /// Resident memory now and its peak so far, in bytes (`VmRSS`, `VmHWM`; zero where `/proc` is not there).
+    pub fn memory(&self) -> Memory {
+        memory_of(self.pid()).unwrap_or_default()
+    }
+
+    /// File descriptors the process has open (sockets included; zero where `/proc` is not there).
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid())).map_or(0, |dir| dir.count())
+    }
+}
+
+/// A process's resident memory, in bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Memory {
+    /// Resident now (`VmRSS`).
+    pub rss: u64,
+    /// The most it has been resident since it started (`VmHWM`, the high-water mark).
+    pub peak: u64,
+}
+
+/// Reads `VmRSS` and `VmHWM` from `/proc/<pid>/status` (Linux).
+pub fn memory_of(pid: u32) -> Option<Memory> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib = |key: &str| {
+        status.lines().find_map(|l| l.strip_prefix(key)?.trim().strip_suffix("kB")?.trim().parse::<u64>().ok())
+    };
+    Some(Memory { rss: kib("VmRSS:")? * 1024, peak: kib("VmHWM:")? * 1024 })
 }
 
 impl Drop for ChildServer {

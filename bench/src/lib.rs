@@ -4,7 +4,8 @@
 //!
 //! Layout: [`call`] is what is sent, [`runner`] how (closed or open loop), [`recording`] what was seen,
 //! [`report`] ghz's JSON shape; [`load`] is the ghz-like command, [`compare`] the main job, [`kernels`] the
-//! in-process kernel benchmark; [`child`] runs servers as child processes, [`scrape`] reads their `/metrics`.
+//! in-process kernel benchmark; [`reliability`] the fault, overload and soak scenarios; [`child`] runs servers
+//! as child processes, [`scrape`] reads their `/metrics`.
 
 pub mod call;
 pub mod child;
@@ -12,6 +13,7 @@ pub mod compare;
 pub mod kernels;
 pub mod load;
 pub mod recording;
+pub mod reliability;
 pub mod report;
 pub mod runner;
 pub mod scrape;

@@ -1,4 +1,5 @@
-//! `offload-bench`: `load` (ghz-like load test), `compare` (the main job), `kernels` (kernel speed), and the
+//! `offload-bench`: `load` (ghz-like load test), `compare` (the main job), `kernels` (kernel speed), `reliability`
+//! (faults, overload, soak), and the
 //! hidden `compute` / `gateway` subcommands `compare` uses to run the servers as child processes.
 
 use clap::{Parser, Subcommand};
@@ -20,6 +21,8 @@ enum Command {
     Load(load::LoadArgs),
     /// Kernel and offload-hop speed, in-process, as ratios measured in one run.
     Kernels(kernels::KernelArgs),
+    /// Replica loss, rolling restart, overload, deadlines and a soak against a gateway and several replicas.
+    Reliability(offload_bench::reliability::ReliabilityArgs),
     /// Run the compute server (what `compare` starts as a child process).
     #[command(hide = true)]
     Compute(offload_compute::Config),
@@ -41,6 +44,7 @@ fn main() -> anyhow::Result<()> {
         Command::Kernels(args) => kernels::run(&args),
         Command::Load(args) => client_runtime()?.block_on(load::run(args)),
         Command::Compare(args) => client_runtime()?.block_on(compare::run(args)),
+        Command::Reliability(args) => client_runtime()?.block_on(offload_bench::reliability::run(args)),
     }
 }
 

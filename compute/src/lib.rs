@@ -94,7 +94,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         metrics,
     });
 
-    let (health, health_service) = tonic_health::server::health_reporter();
+    let (health, health_service, end_watches) = offload_serve::health::reporter();
     health.set_service_status(service_names::COMPUTE, ServingStatus::Serving).await;
     health.set_service_status("", ServingStatus::Serving).await;
     let (reflection, reflection_alpha) = transport::reflection().context("cannot build server reflection")?;
@@ -143,6 +143,8 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         async {
             health.set_service_status(service_names::COMPUTE, ServingStatus::NotServing).await;
             health.set_service_status("", ServingStatus::NotServing).await;
+            // Watchers got NOT_SERVING; their streams now end, or the drain would wait for them.
+            end_watches.now();
         },
     )
     .await?;

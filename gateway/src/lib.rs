@@ -69,7 +69,7 @@ pub async fn run_with_resolver(
     let consumers: Vec<Arc<dyn Endpoints>> = vec![balancer.clone(), sync_client.clone()];
     Discovery::new(targets, resolver, scheme).start(config.dns_refresh, consumers).await;
 
-    let (health, health_service) = tonic_health::server::health_reporter();
+    let (health, health_service, end_watches) = offload_serve::health::reporter();
     // "" says the process is alive (liveness); offload.v1.Gateway says it can serve (readiness).
     health.set_service_status("", ServingStatus::Serving).await;
     health.set_service_status(service_names::GATEWAY, ServingStatus::NotServing).await;
@@ -124,6 +124,8 @@ pub async fn run_with_resolver(
             follower.abort();
             health.set_service_status(service_names::GATEWAY, ServingStatus::NotServing).await;
             health.set_service_status("", ServingStatus::NotServing).await;
+            // Watchers got NOT_SERVING; their streams now end, or the drain would wait for them.
+            end_watches.now();
         },
     )
     .await?;

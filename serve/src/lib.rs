@@ -4,13 +4,15 @@
 //! - [`admission`]: a bounded number of requests in flight, the rest refused at once with `RESOURCE_EXHAUSTED`.
 //! - [`deadline`]: the client's `grpc-timeout`, as an instant the work can check and the gateway can forward.
 //! - [`drain`]: SIGTERM/SIGINT, then stop accepting and drain in-flight requests within a bounded grace period.
+//! - [`health`]: the gRPC health service, whose `Watch` streams end at the drain.
 //! - [`flags`]: parsers for flag values such as durations (`15s`, `500ms`).
 //! - [`runtime`]: the tokio runtime flavour and size, chosen on the command line.
-//! - [`transport`]: TCP and HTTP/2 settings.
+//! - [`transport`]: TCP, HTTP/2 and TLS settings, reflection.
 
 pub mod admission;
 pub mod deadline;
 pub mod drain;
 pub mod flags;
+pub mod health;
 pub mod runtime;
 pub mod transport;
