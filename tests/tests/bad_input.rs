@@ -45,6 +45,12 @@ async fn limits_are_invalid_argument_naming_the_flag_on_both_servers() {
         assert!(err.message().contains("--max-sum-of-squares-n=1000000"), "{}", err.message());
     }
 
+    // The lower boundary, n = 0 (also what an empty message means): 0! = 1, the empty sum is 0.
+    let reply = via_gateway.factorial(FactorialRequest::default()).await.expect("0!");
+    assert_eq!(reply.into_inner().value, "1");
+    let reply = direct.sum_of_squares(SumOfSquaresRequest::default()).await.expect("empty sum");
+    assert_eq!(reply.into_inner().value, "0");
+
     // Unknown enum values (a newer client, or garbage) are refused, not defaulted.
     for mode in [7, 99, -1] {
         let err = via_gateway

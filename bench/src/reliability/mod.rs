@@ -29,8 +29,12 @@ pub struct ReliabilityArgs {
     #[arg(long, default_value_t = 3)]
     pub replicas: usize,
     /// Steady load during the replica-loss and rolling-restart scenarios, calls per second.
-    #[arg(long, default_value_t = 300.0)]
+    #[arg(long, default_value_t = 200.0)]
     pub rps: f64,
+    /// One steady-load call's work in the replica-loss and rolling-restart scenarios, ms of one core (a
+    /// `SumOfSquares` in `RAYON`): long enough that calls are in flight on the replica that dies.
+    #[arg(long, default_value_t = 3.0)]
+    pub job_ms: f64,
     /// Length of the replica-loss and rolling-restart scenarios.
     #[arg(long, default_value = "15s", value_parser = parse_duration)]
     pub duration: Duration,
@@ -56,7 +60,7 @@ pub async fn run(args: ReliabilityArgs) -> anyhow::Result<()> {
     let launcher = Launcher::this_executable()?;
     let mut report = String::new();
     let mut summary = vec![["scenario", "offered", "OK", "failed", "statuses"].map(str::to_owned)];
-    let steady = Steady { replicas: args.replicas, rps: args.rps, duration: args.duration, job_ms: 2.0 };
+    let steady = Steady { replicas: args.replicas, rps: args.rps, duration: args.duration, job_ms: args.job_ms };
     for scenario in &args.scenarios {
         eprintln!("running {scenario} …");
         match scenario.as_str() {

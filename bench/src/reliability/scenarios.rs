@@ -25,6 +25,7 @@ use crate::{
     child::Memory,
     recording::Recording,
     runner::{self, Plan},
+    scrape,
 };
 
 /// Connections the load is spread over (as several clients would).
@@ -156,6 +157,20 @@ pub async fn replica_loss(launcher: Launcher, plan: Steady) -> anyhow::Result<Re
     let running = load(&cluster.url(), job_of(plan.job_ms), plan.rps, plan.duration, CALL_TIMEOUT).await?;
     let start = Instant::now();
     at(start, plan.duration / 3).await;
+    // Kill it while it is serving (its in-flight gauge above zero, polled for at most a second): the calls it
+    // had must be the gateway's to save.
+    let metrics = cluster.replicas[victim].process.as_ref().and_then(|p| p.metrics_addr);
+    let busy = Instant::now();
+    while let Some(addr) = metrics
+        && busy.elapsed() < Duration::from_secs(1)
+    {
+        let in_flight = tokio::task::block_in_place(|| scrape::scrape(addr))
+            .ok()
+            .and_then(|s| scrape::value(&s, "offload_in_flight", &[]));
+        if in_flight.is_some_and(|n| n >= 1.0) {
+            break;
+        }
+    }
     let killed_at = start.elapsed();
     tokio::task::block_in_place(|| cluster.kill(victim));
     at(start, plan.duration * 2 / 3).await;
@@ -269,10 +284,12 @@ pub async fn overload(launcher: Launcher, plan: OverloadPlan) -> anyhow::Result<
     let max_inflight = plan.max_inflight.to_string();
     let mut cluster = Cluster::start(launcher, plan.replicas, &["--max-inflight", &max_inflight], &[]).await?;
     let job = job_of(plan.job_ms);
-    // Capacity: closed loop with as many calls in flight as the replicas admit together.
+    // Capacity: closed loop with half as many calls in flight as the replicas admit together: enough to keep
+    // the pools busy, few enough that balancing never pushes one replica over its limit (a refused call in a
+    // closed loop comes straight back and burns the CPU being measured).
     let caller = Caller::connect(&cluster.url()).await?;
     let saturate = Plan {
-        concurrency: plan.replicas * plan.max_inflight,
+        concurrency: (plan.replicas * plan.max_inflight / 2).max(1),
         total: None,
         duration: Some(Duration::from_secs(2)),
         rps: None,
