@@ -1,11 +1,8 @@
 //! One round of the comparison: start the servers, run the mixed load, read their CPU time, stop them.
 
-use std::{
-    process::Command,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use offload_compute::{
     adaptive::best_of,
     kernel::{Cancel, Parallelism, factorial, sum_of_squares},
@@ -20,6 +17,7 @@ use crate::{
     call::{Call, Caller},
     child::ChildServer,
     recording::Recording,
+    reliability::cluster::Launcher,
     runner::{self, Plan},
     scrape::{self, HistogramDelta},
 };
@@ -138,21 +136,17 @@ impl Servers {
                 compute_url: args.compute.clone(),
             });
         }
-        let exe = std::env::current_exe().context("cannot find this executable")?;
-        let runtime = match args.runtime {
+        let launcher = Launcher::this_executable()?;
+        let flavor = |f| match f {
             offload_serve::runtime::Flavor::CurrentThread => "current-thread",
             offload_serve::runtime::Flavor::MultiThread => "multi-thread",
         };
-        let mut command = Command::new(&exe);
-        command.args(["compute", "--listen", "127.0.0.1:0", "--runtime", runtime, "--metrics-listen", "127.0.0.1:0"]);
+        let local = ["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"];
+        let mut command = launcher.compute(&local);
+        command.args(["--runtime", flavor(args.runtime)]);
         let compute = ChildServer::start(command)?;
-        let gateway_runtime = match args.gateway_runtime {
-            offload_serve::runtime::Flavor::CurrentThread => "current-thread",
-            offload_serve::runtime::Flavor::MultiThread => "multi-thread",
-        };
-        let mut command = Command::new(&exe);
-        command.args(["gateway", "--listen", "127.0.0.1:0", "--runtime", gateway_runtime, "--compute", &compute.url()]);
-        command.args(["--metrics-listen", "127.0.0.1:0"]);
+        let mut command = launcher.gateway(&local);
+        command.args(["--runtime", flavor(args.gateway_runtime), "--compute", &compute.url()]);
         let gateway = ChildServer::start(command)?;
         Ok(Self {
             gateway_url: gateway.url(),

@@ -43,6 +43,16 @@ impl Launcher {
         command.args(prefix).args(args);
         command
     }
+
+    /// The command starting a compute server with `args`.
+    pub fn compute(&self, args: &[&str]) -> Command {
+        Self::command(&self.compute, &args.iter().map(|a| (*a).to_owned()).collect::<Vec<_>>())
+    }
+
+    /// The command starting a gateway with `args`.
+    pub fn gateway(&self, args: &[&str]) -> Command {
+        Self::command(&self.gateway, &args.iter().map(|a| (*a).to_owned()).collect::<Vec<_>>())
+    }
 }
 
 /// One compute replica: its fixed address (a restart reuses it, as a pod keeps its Service's name) and, while it
