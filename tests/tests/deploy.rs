@@ -254,22 +254,24 @@ fn compose_file_follows_the_compose_spec_and_wires_the_stack() {
     );
     let doc = &yaml_documents(venv, &std::fs::read_to_string(&compose).expect("compose.yaml"))[0];
     let services = &doc["services"];
-    for service in ["gateway", "compute-1", "compute-2", "jaeger", "prometheus"] {
+    for service in ["gateway", "compute", "jaeger", "prometheus"] {
         assert!(services.get(service).is_some(), "compose has no {service}");
     }
+    // Two compute replicas, found by the gateway through compose's DNS (one address per replica).
+    assert_eq!(services["compute"]["deploy"]["replicas"], 2);
     let targets = services["gateway"]["environment"]["OFFLOAD_GATEWAY_COMPUTE"].as_str().expect("gateway targets");
-    assert_eq!(targets, "http://compute-1:50051,http://compute-2:50051");
-    for service in ["gateway", "compute-1", "compute-2"] {
+    assert_eq!(targets, "dns:///compute:50051");
+    for service in ["gateway", "compute"] {
         assert_eq!(services[service]["environment"]["OTEL_EXPORTER_OTLP_ENDPOINT"], "http://jaeger:4317", "{service}");
     }
+    // Prometheus scrapes every compute replica (by the same DNS name) and the gateway, on the image's metrics port.
     let prometheus = std::fs::read_to_string(deploy_dir().join("prometheus.yml")).expect("prometheus.yml");
     let scrape = &yaml_documents(venv, &prometheus)[0]["scrape_configs"];
-    let targets: Vec<&str> = scrape
-        .as_array()
-        .expect("scrape configs")
-        .iter()
-        .flat_map(|job| job["static_configs"][0]["targets"].as_array().expect("targets"))
-        .filter_map(Value::as_str)
-        .collect();
-    assert_eq!(targets, ["compute-1:9090", "compute-2:9090", "gateway:9090"]);
+    let job = |name: &str| {
+        scrape.as_array().expect("scrape configs").iter().find(|j| j["job_name"] == name).cloned().expect("job")
+    };
+    let compute = job("offload-compute");
+    assert_eq!(compute["dns_sd_configs"][0]["names"], serde_json::json!(["compute"]));
+    assert_eq!(compute["dns_sd_configs"][0]["port"], 9090);
+    assert_eq!(job("offload-gateway")["static_configs"][0]["targets"], serde_json::json!(["gateway:9090"]));
 }
