@@ -16,8 +16,12 @@ use tonic::Code;
 /// One scenario at a time: they would otherwise measure each other.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::const_new(());
 
+/// The real binaries. The rayon pools run at normal priority here: at the default `SCHED_IDLE` they get no CPU at
+/// all while anything else on the host keeps the cores busy (a CI neighbour, another build), and these tests are
+/// about losing nothing, not about priorities (`compare` measures those).
 fn launcher() -> Launcher {
     Launcher::binaries(binary("offload-compute"), binary("offload-gateway"))
+        .with_compute_args(&["--rayon-priority", "normal"])
 }
 
 const STEADY: Steady = Steady { replicas: 3, rps: 150.0, duration: Duration::from_secs(4), job_ms: 1.0 };

@@ -38,6 +38,12 @@ impl Launcher {
         Self { compute: (compute, Vec::new()), gateway: (gateway, Vec::new()) }
     }
 
+    /// Every compute process also gets `args`.
+    pub fn with_compute_args(mut self, args: &[&str]) -> Self {
+        self.compute.1.extend(args.iter().map(|a| (*a).to_owned()));
+        self
+    }
+
     fn command((program, prefix): &(PathBuf, Vec<String>), args: &[String]) -> Command {
         let mut command = Command::new(program);
         command.args(prefix).args(args);
