@@ -2,6 +2,7 @@
 //! stop and restart one replica at a time, and whose memory, descriptors and CPU it can read.
 
 use std::{
+    ffi::OsStr,
     net::SocketAddr,
     path::PathBuf,
     process::Command,
@@ -44,20 +45,20 @@ impl Launcher {
         self
     }
 
-    fn command((program, prefix): &(PathBuf, Vec<String>), args: &[String]) -> Command {
+    fn command<S: AsRef<OsStr>>((program, prefix): &(PathBuf, Vec<String>), args: &[S]) -> Command {
         let mut command = Command::new(program);
         command.args(prefix).args(args);
         command
     }
 
     /// The command starting a compute server with `args`.
-    pub fn compute(&self, args: &[&str]) -> Command {
-        Self::command(&self.compute, &args.iter().map(|a| (*a).to_owned()).collect::<Vec<_>>())
+    pub fn compute<S: AsRef<OsStr>>(&self, args: &[S]) -> Command {
+        Self::command(&self.compute, args)
     }
 
     /// The command starting a gateway with `args`.
-    pub fn gateway(&self, args: &[&str]) -> Command {
-        Self::command(&self.gateway, &args.iter().map(|a| (*a).to_owned()).collect::<Vec<_>>())
+    pub fn gateway<S: AsRef<OsStr>>(&self, args: &[S]) -> Command {
+        Self::command(&self.gateway, args)
     }
 }
 
@@ -99,18 +100,16 @@ impl Cluster {
                 .collect();
             let mut first = args.clone();
             first.extend(["--listen".to_owned(), "127.0.0.1:0".to_owned()]);
-            let process = ChildServer::start(Launcher::command(&launcher.compute, &first))?;
+            let process = ChildServer::start(launcher.compute(&first))?;
             let addr = process.addr;
             args.extend(["--listen".to_owned(), addr.to_string()]);
             started.push(Replica { id, addr, args, process: Some(process) });
         }
         let urls = started.iter().map(|r| format!("http://{}", r.addr)).collect::<Vec<_>>().join(",");
-        let args: Vec<String> = ["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--compute", &urls]
-            .into_iter()
-            .chain(gateway_args.iter().copied())
-            .map(str::to_owned)
-            .collect();
-        let gateway = ChildServer::start(Launcher::command(&launcher.gateway, &args))?;
+        let mut command =
+            launcher.gateway(&["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--compute", &urls]);
+        command.args(gateway_args);
+        let gateway = ChildServer::start(command)?;
         let cluster = Self { launcher, replicas: started, gateway };
         for i in 0..replicas {
             cluster.wait_in_rotation(i, Duration::from_secs(30)).await?;
@@ -152,7 +151,7 @@ impl Cluster {
         // The port was just released; binding it again can race the kernel for a moment.
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            match ChildServer::start(Launcher::command(&self.launcher.compute, &replica.args)) {
+            match ChildServer::start(self.launcher.compute(&replica.args)) {
                 Ok(process) => {
                     replica.process = Some(process);
                     return Ok(());
