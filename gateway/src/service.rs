@@ -199,14 +199,18 @@ impl GatewayService {
     }
 }
 
-/// Whether the call failed in the transport rather than in compute: `UNAVAILABLE` (refused, draining), or what
-/// tonic reports when a connection breaks mid-call (`UNKNOWN` "transport error", from a hyper/h2 error).
+/// Whether the call failed in the transport rather than in compute: `UNAVAILABLE` (refused, draining), what tonic
+/// reports when a connection breaks mid-call (`UNKNOWN` "transport error", from a hyper error), or an HTTP/2 error
+/// on the stream (`INTERNAL`/`UNKNOWN` "h2 protocol error", as when a draining replica's GOAWAY races a new call:
+/// found by the rolling-restart scenario). Compute's own answers never carry a transport error as their source.
 fn is_transport_failure(status: &Status) -> bool {
     use std::error::Error as _;
+    let from_transport = status.source().is_some_and(|e| {
+        e.downcast_ref::<tonic::transport::Error>().is_some() || e.downcast_ref::<h2::Error>().is_some()
+    });
     status.code() == Code::Unavailable
-        || (status.code() == Code::Unknown
-            && (status.source().is_some_and(|e| e.downcast_ref::<tonic::transport::Error>().is_some())
-                || status.message() == "transport error"))
+        || (matches!(status.code(), Code::Unknown | Code::Internal)
+            && (from_transport || status.message() == "transport error"))
 }
 
 /// tonic's client runs its own timer for the `grpc-timeout` it sends and, when that fires first, reports
@@ -335,5 +339,23 @@ impl Gateway for GatewayService {
             |sync, req, deadline| sync.sum_of_squares(req, deadline),
         )
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transport_and_http2_failures_are_retried_compute_answers_are_not() {
+        for reason in [h2::Reason::REFUSED_STREAM, h2::Reason::NO_ERROR, h2::Reason::PROTOCOL_ERROR] {
+            let status = Status::from_error(Box::new(h2::Error::from(reason)));
+            assert!(is_transport_failure(&status), "{reason:?}: {status:?}");
+        }
+        assert!(is_transport_failure(&Status::unavailable("connection refused")));
+        assert!(!is_transport_failure(&Status::internal("job panicked: boom")));
+        assert!(!is_transport_failure(&Status::invalid_argument("n = 7 is above --max-factorial-n=5")));
+        let timeout = Status::cancelled(tonic::TimeoutExpired(()).to_string());
+        assert!(!is_transport_failure(&timeout) && is_client_timeout(&timeout));
     }
 }

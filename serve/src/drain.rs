@@ -1,8 +1,9 @@
 //! Graceful shutdown: the signal, then a drain bounded in time.
 //!
 //! Order matters (and mirrors what Kubernetes expects of a pod): first tell health checkers we are going
-//! (`NOT_SERVING`, so balancers stop sending new work), then stop accepting connections and let in-flight requests
-//! finish, but only for a bounded grace period: a minute-long job must not hold a rolling restart hostage.
+//! (`NOT_SERVING`, so balancers stop sending new work), keep serving for a short lame-duck period while that news
+//! travels, then stop accepting connections and let in-flight requests finish, but only for a bounded grace
+//! period: a minute-long job must not hold a rolling restart hostage.
 
 use std::{future::Future, pin::Pin, time::Duration};
 
@@ -11,6 +12,10 @@ use tokio::sync::oneshot;
 /// After the drain, how long the runtime may take to drop what is left (connection tasks, abandoned requests)
 /// before the process exits anyway.
 pub const RUNTIME_SHUTDOWN: Duration = Duration::from_secs(1);
+
+/// Between `NOT_SERVING` and refusing new streams: long enough for a health update to reach watchers on the same
+/// network (sub-millisecond on loopback, a few ms across a cluster), short enough not to matter to a shutdown.
+pub const LAME_DUCK: Duration = Duration::from_millis(100);
 
 /// The future a server's `serve_with_shutdown` waits on: resolves when the drain begins.
 pub type StopAccepting = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -87,6 +92,10 @@ where
         () = shutdown => {}
     }
     before_drain.await;
+    // Lame duck: keep accepting for a moment after saying NOT_SERVING, so that balancers watching health stop
+    // sending here before new streams are refused. Without it a call picked just before the update arrives
+    // after the GOAWAY and fails in the transport (found by the rolling-restart scenario).
+    tokio::time::sleep(LAME_DUCK.min(grace)).await;
     let _ = stop_tx.send(());
     tracing::info!(grace_ms = grace.as_millis() as u64, "draining in-flight requests");
     match tokio::time::timeout(grace, &mut server).await {

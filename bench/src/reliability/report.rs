@@ -170,6 +170,9 @@ impl Report {
             ms(r.percentile(99.0)),
             ms(r.percentile(100.0))
         );
+        for (error, count) in &r.errors {
+            let _ = writeln!(self.details, "- {count} × {error}");
+        }
     }
 }
 

@@ -56,14 +56,16 @@ pub async fn deadlines(launcher: Launcher, plan: DeadlinePlan) -> anyhow::Result
                 let (mut caller, job) = (caller.clone(), job.clone());
                 tokio::spawn(async move {
                     let sent = Instant::now();
-                    let code = caller.call(&job, Some(plan.deadline)).await.map_or_else(|s| s.code(), |()| Code::Ok);
-                    (sent, sent.elapsed(), code)
+                    let outcome = caller.call(&job, Some(plan.deadline)).await;
+                    let (code, message) =
+                        outcome.map_or_else(|s| (s.code(), s.message().to_owned()), |()| (Code::Ok, String::new()));
+                    (sent, sent.elapsed(), code, message)
                 })
             })
             .collect();
         for call in calls {
-            let (at, latency, code) = call.await?;
-            samples.push(Sample { sent: at - start, latency, code, served_by: String::new(), attempts: 0 });
+            let (at, latency, code, message) = call.await?;
+            samples.push(Sample { sent: at - start, latency, code, message, served_by: String::new(), attempts: 0 });
         }
         // From the deadline, watch the CPU until it stops growing.
         let expired = sent + plan.deadline;

@@ -31,8 +31,9 @@ pub struct Sample {
     /// When it was sent, from the start of the load.
     pub sent: Duration,
     pub latency: Duration,
-    /// Its status.
+    /// Its status, and the status message when it failed.
     pub code: Code,
+    pub message: String,
     /// The replica that served it (empty unless OK).
     pub served_by: String,
     /// Replicas the gateway tried (1, or 2 after a retry).
@@ -43,7 +44,7 @@ pub struct Sample {
 pub fn recording_of<'a>(samples: impl IntoIterator<Item = &'a Sample>) -> Recording {
     let mut recording = Recording::new();
     for s in samples {
-        let outcome = if s.code == Code::Ok { Ok(()) } else { Err(tonic::Status::new(s.code, "")) };
+        let outcome = if s.code == Code::Ok { Ok(()) } else { Err(tonic::Status::new(s.code, s.message.clone())) };
         recording.record(s.latency, outcome);
     }
     recording
@@ -82,14 +83,14 @@ pub(super) async fn load(
             let sent = Instant::now();
             let reply = caller.call_reporting(&call, Some(timeout)).await;
             let latency = sent.elapsed();
-            let (code, served_by, attempts) = match &reply {
+            let (code, message, served_by, attempts) = match &reply {
                 Ok(execution) => {
                     let execution = execution.clone().unwrap_or_default();
-                    (Code::Ok, execution.served_by, execution.upstream_attempts)
+                    (Code::Ok, String::new(), execution.served_by, execution.upstream_attempts)
                 }
-                Err(status) => (status.code(), String::new(), 0),
+                Err(status) => (status.code(), status.message().to_owned(), String::new(), 0),
             };
-            let sample = Sample { sent: sent - start, latency, code, served_by, attempts };
+            let sample = Sample { sent: sent - start, latency, code, message, served_by, attempts };
             sink.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(sample);
             reply.map(drop)
         }
