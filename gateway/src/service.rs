@@ -7,7 +7,8 @@
 //! (`run_in_executor`). Only the async styles retry on another replica; the synchronous client is a plain one.
 //!
 //! Both methods are pure functions of their request, hence idempotent: a retry can never do harm, only cost
-//! CPU. Only `UNAVAILABLE` is retried (the replica is gone or going): every other status is compute's answer.
+//! CPU. Only failures of the transport are retried (see `is_transport_failure`: the replica is gone or going):
+//! every other status is compute's answer.
 
 use std::{
     future::Future,

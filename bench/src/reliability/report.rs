@@ -8,6 +8,9 @@ use tonic::Code;
 use super::scenarios::{Deadlines, Overload, OverloadPlan, ReplicaLoss, RollingRestart, Sample, Soak, recording_of};
 use crate::{child::Memory, recording::Recording};
 
+/// Distinct failure messages listed per scenario.
+const MESSAGES_SHOWN: usize = 3;
+
 /// The report being written.
 #[derive(Debug)]
 pub struct Report {
@@ -170,8 +173,15 @@ impl Report {
             ms(r.percentile(99.0)),
             ms(r.percentile(100.0))
         );
-        for (error, count) in &r.errors {
+        // The most frequent failure messages (messages that carry a measured time are each unique).
+        let mut errors: Vec<(&String, &u64)> = r.errors.iter().collect();
+        errors.sort_by(|a, b| b.1.cmp(a.1));
+        for (error, count) in errors.iter().take(MESSAGES_SHOWN) {
             let _ = writeln!(self.details, "- {count} × {error}");
+        }
+        if errors.len() > MESSAGES_SHOWN {
+            let rest: u64 = errors[MESSAGES_SHOWN..].iter().map(|(_, n)| **n).sum();
+            let _ = writeln!(self.details, "- {rest} more, with {} other messages", errors.len() - MESSAGES_SHOWN);
         }
     }
 }
