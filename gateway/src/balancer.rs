@@ -138,11 +138,6 @@ impl Balancer {
         self.current().iter().filter(|u| u.healthy.load(Ordering::Relaxed)).count()
     }
 
-    /// The endpoint URLs known now.
-    pub fn urls(&self) -> Vec<String> {
-        self.current().iter().map(|u| u.url.clone()).collect()
-    }
-
     /// Resolves after the next health change of any replica, or a change of the set.
     pub async fn health_changed(&self) {
         self.changed.notified().await;

@@ -33,13 +33,6 @@ pub struct Telemetry {
     exporter: Option<otel::Exporter>,
 }
 
-impl Telemetry {
-    /// Whether spans are being exported.
-    pub fn exporting(&self) -> bool {
-        self.exporter.is_some()
-    }
-}
-
 impl Drop for Telemetry {
     fn drop(&mut self) {
         if let Some(exporter) = &mut self.exporter {

@@ -10,10 +10,7 @@ use std::{
 };
 
 use anyhow::{Context, bail};
-use offload_proto::{
-    service_names,
-    v1::{ExecMode, SumOfSquaresRequest},
-};
+use offload_proto::v1::{ExecMode, SumOfSquaresRequest};
 
 use crate::{
     call::{Call, Caller},
@@ -132,13 +129,9 @@ impl Cluster {
     /// SIGTERM replica `i` and wait up to `grace` for it to exit; its exit code and how long it took (`None`:
     /// still running after `grace`, then killed).
     pub fn terminate(&mut self, i: usize, grace: Duration) -> (Option<i32>, Duration) {
-        let Some(mut process) = self.replicas[i].process.take() else { return (None, Duration::ZERO) };
+        let Some(process) = self.replicas[i].process.take() else { return (None, Duration::ZERO) };
         let started = Instant::now();
-        process.terminate();
-        let code = process.wait_exit(grace);
-        if code.is_none() {
-            process.kill();
-        }
+        let code = process.stop(grace);
         (code, started.elapsed())
     }
 
@@ -182,13 +175,6 @@ impl Cluster {
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-    }
-
-    /// Whether the gateway reports itself ready.
-    pub async fn gateway_ready(&self) -> bool {
-        let Ok(mut caller) = Caller::connect(&self.url()).await else { return false };
-        let check = Call::HealthCheck(service_names::GATEWAY.to_owned());
-        caller.call(&check, Some(Duration::from_secs(1))).await.is_ok()
     }
 
     /// Total CPU time of the running replicas.
