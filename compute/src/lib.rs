@@ -78,6 +78,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         metrics::start_admin(config.metrics_listen, &metrics, move |m| {
             m.in_flight.set(admission.in_flight() as i64);
             m.shed.set(admission.shed());
+            m.concurrency_limit.set(admission.limit() as i64);
             m.rayon_queue_depth.set(executor.rayon_queue_depth());
             m.blocking_in_flight.set(executor.blocking_in_flight());
         })

@@ -5,6 +5,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::Parser;
 use offload_serve::{
+    admission::{Admission, gradient::GradientSettings},
     flags::parse_duration,
     runtime::{Flavor, available_cores},
     transport::read_pem,
@@ -67,6 +68,33 @@ pub struct Config {
     /// what the compute tier can absorb.
     #[arg(long, env = "OFFLOAD_GATEWAY_MAX_INFLIGHT", default_value_t = 1024)]
     pub max_inflight: usize,
+
+    /// Adapt the limit on requests in flight to the latency of the admitted ones (the gradient algorithm of
+    /// Envoy's adaptive-concurrency filter), with `--max-inflight` as its ceiling: no more calls in flight than
+    /// keep their latency within `--adaptive-tolerance` of the ideal, the rest refused at once. Without it the
+    /// limit is `--max-inflight` itself, which bounds memory but lets admitted calls queue at compute under
+    /// overload. The ideal latency is measured with one call in flight: at start, every
+    /// `--adaptive-min-rtt-interval`, and when the limit sits at 1.
+    #[arg(long, env = "OFFLOAD_GATEWAY_ADAPTIVE_CONCURRENCY")]
+    pub adaptive_concurrency: bool,
+
+    /// With `--adaptive-concurrency`: how far the median latency may rise above the ideal before the limit
+    /// shrinks (0.25: 25 %).
+    #[arg(long, env = "OFFLOAD_GATEWAY_ADAPTIVE_TOLERANCE", default_value_t = 0.25)]
+    pub adaptive_tolerance: f64,
+
+    /// With `--adaptive-concurrency`: how often the limit is adjusted.
+    #[arg(long, env = "OFFLOAD_GATEWAY_ADAPTIVE_WINDOW", default_value = "100ms", value_parser = parse_duration)]
+    pub adaptive_window: Duration,
+
+    /// With `--adaptive-concurrency`: how often the ideal latency is measured again.
+    #[arg(
+        long,
+        env = "OFFLOAD_GATEWAY_ADAPTIVE_MIN_RTT_INTERVAL",
+        default_value = "30s",
+        value_parser = parse_duration
+    )]
+    pub adaptive_min_rtt_interval: Duration,
 
     /// Deadline given to the upstream call when the client sets none, so that no call can wait forever. Longer
     /// than the largest default job (about a minute).
@@ -145,6 +173,19 @@ impl Config {
         Ok(Some(tls))
     }
 
+    /// The admission control `--max-inflight` and the `--adaptive-*` flags ask for.
+    pub fn admission(&self) -> Admission {
+        if !self.adaptive_concurrency {
+            return Admission::new(self.max_inflight);
+        }
+        Admission::adaptive(GradientSettings {
+            window: self.adaptive_window,
+            min_rtt_interval: self.adaptive_min_rtt_interval,
+            tolerance: self.adaptive_tolerance,
+            ..GradientSettings::with_ceiling(self.max_inflight)
+        })
+    }
+
     /// Checks what clap cannot. Fails with a message naming the flag.
     pub fn validate(&self) -> Result<(), String> {
         if self.compute.iter().all(|c| c.trim().is_empty()) {
@@ -166,6 +207,12 @@ impl Config {
         }
         if self.max_inflight == 0 || self.workers == 0 {
             return Err("--max-inflight and --workers must be at least 1".into());
+        }
+        if !(self.adaptive_tolerance.is_finite() && self.adaptive_tolerance >= 0.0) {
+            return Err("--adaptive-tolerance must be a number of at least 0".into());
+        }
+        if self.adaptive_window.is_zero() || self.adaptive_min_rtt_interval.is_zero() {
+            return Err("--adaptive-window and --adaptive-min-rtt-interval must be above zero".into());
         }
         Ok(())
     }
@@ -203,5 +250,22 @@ mod tests {
         let cert_without_key =
             Config::try_parse_from(["offload-gateway", "--compute-tls-ca", "/ca.pem", "--compute-tls-cert", "/c.pem"]);
         assert!(cert_without_key.is_err(), "clap requires --compute-tls-key with --compute-tls-cert");
+    }
+
+    #[test]
+    fn adaptive_concurrency_is_opt_in_and_bounded_by_max_inflight() {
+        let fixed = Config::parse_from(["offload-gateway", "--max-inflight", "64"]);
+        assert_eq!(fixed.admission().limit(), 64);
+        let adaptive = Config::parse_from(["offload-gateway", "--max-inflight", "64", "--adaptive-concurrency"]);
+        adaptive.validate().expect("valid");
+        let refused = adaptive.admission();
+        let _one = refused.try_admit("--max-inflight").expect("one call while the ideal latency is measured");
+        let status = refused.try_admit("--max-inflight").expect_err("a second waits for the measurement");
+        assert!(status.message().contains("adaptive concurrency limit; --max-inflight=64"), "{}", status.message());
+        for bad in [["--adaptive-tolerance=-0.1"], ["--adaptive-tolerance=NaN"], ["--adaptive-window=0s"]] {
+            let config = Config::parse_from(["offload-gateway", "--adaptive-concurrency", bad[0]]);
+            let flag = bad[0].split('=').next().unwrap_or_default();
+            assert!(config.validate().expect_err("refused").contains(flag), "{bad:?}");
+        }
     }
 }

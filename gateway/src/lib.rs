@@ -16,7 +16,7 @@ use std::{future::Future, sync::Arc};
 
 use anyhow::Context;
 use offload_proto::{service_names, v1::gateway_server::GatewayServer};
-use offload_serve::{admission::Admission, drain, transport};
+use offload_serve::{drain, transport};
 use offload_telemetry::{
     grpc_trace,
     metrics::{self, Metrics},
@@ -78,12 +78,13 @@ pub async fn run_with_resolver(
     let (reflection, reflection_alpha) = transport::reflection().context("cannot build server reflection")?;
     let metrics = Metrics::new("gateway");
     metrics::spawn_schedule_probe(&metrics);
-    let admission = Admission::new(config.max_inflight);
+    let admission = config.admission();
     let admin = {
         let admission = admission.clone();
         metrics::start_admin(config.metrics_listen, &metrics, move |m| {
             m.in_flight.set(admission.in_flight() as i64);
             m.shed.set(admission.shed());
+            m.concurrency_limit.set(admission.limit() as i64);
         })
         .await?
     };
@@ -111,6 +112,8 @@ pub async fn run_with_resolver(
         addr = %local_addr,
         compute = ?config.compute,
         runtime = ?config.runtime,
+        max_inflight = config.max_inflight,
+        adaptive_concurrency = config.adaptive_concurrency,
         metrics_addr = admin.as_ref().map_or("off".to_owned(), |a| a.addr.to_string()),
         "offload-gateway serving"
     );

@@ -282,7 +282,7 @@ impl GatewayService {
         S: FnOnce(&BlockingComputeClient, Req, Instant) -> Result<Resp, Status> + Send + 'static,
     {
         let received = Instant::now();
-        let _admitted = match self.admission.try_admit("--max-inflight") {
+        let admitted = match self.admission.try_admit("--max-inflight") {
             Ok(admitted) => admitted,
             Err(refused) => {
                 self.metrics.observe_request(method, "unknown", refused.code(), received.elapsed());
@@ -306,6 +306,9 @@ impl GatewayService {
         .await
         .map_err(Status::from);
         let code = result.as_ref().map_or_else(Status::code, |_| tonic::Code::Ok);
+        if result.is_ok() {
+            admitted.completed();
+        }
         self.metrics.observe_request(method, label, code, received.elapsed());
         result.map(Response::new)
     }

@@ -47,6 +47,8 @@ pub struct Metrics {
     pub in_flight: Gauge,
     /// Requests refused at admission with RESOURCE_EXHAUSTED (a copy of the admission counter, set at scrape).
     pub shed: Gauge<u64, AtomicU64>,
+    /// Requests allowed in flight now: `--max-inflight`, or the adaptive limit's current value.
+    pub concurrency_limit: Gauge,
     /// Jobs waiting in the rayon pool's queue (compute only).
     pub rayon_queue_depth: Gauge,
     /// How late the scheduling-delay probe woke, in seconds.
@@ -91,6 +93,7 @@ impl Metrics {
             request_seconds: Family::new_with_constructor(|| Histogram::new(latency_buckets())),
             in_flight: Gauge::default(),
             shed: Gauge::default(),
+            concurrency_limit: Gauge::default(),
             rayon_queue_depth: Gauge::default(),
             schedule_delay_seconds: Histogram::new(delay_buckets()),
             runtime_workers: Gauge::default(),
@@ -109,6 +112,11 @@ impl Metrics {
         );
         registry.register("in_flight", "Requests admitted and not yet answered", metrics.in_flight.clone());
         registry.register("shed", "Requests refused with RESOURCE_EXHAUSTED since start", metrics.shed.clone());
+        registry.register(
+            "concurrency_limit",
+            "Requests allowed in flight now (--max-inflight, or the adaptive limit)",
+            metrics.concurrency_limit.clone(),
+        );
         registry.register("rayon_queue_depth", "Jobs waiting for a rayon thread", metrics.rayon_queue_depth.clone());
         registry.register(
             "runtime_schedule_delay_seconds",

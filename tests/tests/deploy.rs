@@ -216,14 +216,20 @@ fn every_kubernetes_overlay_renders_validates_and_keeps_its_invariants() {
     );
     let Some(base) = check_overlay(venv, "base", "k8s/base") else { return };
     let compute_config = |r: &Rendered| r.config_of(r.find("Deployment", "compute")).clone();
+    let adaptive_limit =
+        |r: &Rendered| r.config_of(r.find("Deployment", "gateway"))["OFFLOAD_GATEWAY_ADAPTIVE_CONCURRENCY"].clone();
     assert_eq!(compute_config(&base)["OFFLOAD_COMPUTE_DEFAULT_MODE"], "adaptive");
+    assert_eq!(adaptive_limit(&base), "true", "the gateway sheds overload by its latency");
     assert!(compute_config(&base).get("OTEL_EXPORTER_OTLP_ENDPOINT").is_none(), "tracing is a component");
 
-    for (name, dir, mode) in
-        [("tracing", "k8s/overlays/tracing", "adaptive"), ("blocking-demo", "k8s/overlays/blocking-demo", "inline")]
-    {
+    for (name, dir, mode, adaptive) in [
+        ("tracing", "k8s/overlays/tracing", "adaptive", "true"),
+        // The demo lets the load through: shedding it would hide what blocking costs.
+        ("blocking-demo", "k8s/overlays/blocking-demo", "inline", "false"),
+    ] {
         let Some(rendered) = check_overlay(venv, name, dir) else { return };
         assert_eq!(compute_config(&rendered)["OFFLOAD_COMPUTE_DEFAULT_MODE"], mode, "{name}");
+        assert_eq!(adaptive_limit(&rendered), adaptive, "{name}");
         // Both servers export to the collector, which exists and listens where they send.
         let collector = rendered.find("Service", "otel-collector");
         let port = collector["spec"]["ports"][0]["port"].as_i64().expect("collector port");

@@ -50,6 +50,8 @@ async fn request_counters_move_and_runtime_gauges_are_exposed() {
         assert!(value(scrape, "offload_runtime_schedule_delay_seconds_count", &[]).expect("probe count") > 0.0);
         assert!(value(scrape, "offload_in_flight", &[]).is_some());
         assert!(value(scrape, "offload_shed", &[]).is_some());
+        // Neither server adapts its limit here: it is the --max-inflight default.
+        assert!(value(scrape, "offload_concurrency_limit", &[]).is_some_and(|limit| limit >= 256.0));
     }
     assert!(value(&after.0, "offload_rayon_queue_depth", &[]).is_some());
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use offload_bench::reliability::{
     cluster::Launcher,
-    scenarios::{self, DeadlinePlan, OverloadPlan, SoakPlan, Steady, recording_of},
+    scenarios::{self, AdmissionPlan, DeadlinePlan, OverloadPlan, SoakPlan, Steady, recording_of},
 };
 use offload_tests::process::binary;
 use tokio::sync::Mutex;
@@ -57,8 +57,32 @@ async fn a_rolling_restart_loses_nothing_and_each_replica_exits_cleanly_in_time(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overload_is_refused_fast_with_resource_exhausted_and_memory_stays_bounded() {
     let _one = ONE_AT_A_TIME.lock().await;
-    let plan =
-        OverloadPlan { replicas: 3, factor: 10.0, duration: Duration::from_secs(3), job_ms: 10.0, max_inflight: 2 };
+    let r = overload(AdmissionPlan::PerReplica(2)).await;
+    // The replicas refused; the gateway relayed their answer.
+    let refusals = r.during.iter().filter(|s| s.code == Code::ResourceExhausted);
+    assert!(refusals.clone().all(|s| s.message.contains("(--max-inflight=2)")), "{:?}", recording_of(&r.during).errors);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_adaptive_gateway_refuses_the_overload_itself_below_its_ceiling() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let r = overload(AdmissionPlan::AdaptiveGateway).await;
+    // Every refusal is the gateway's own (the replicas, at their default limit of 256, never refuse): the excess
+    // never costs compute a thing.
+    let refusals = r.during.iter().filter(|s| s.code == Code::ResourceExhausted);
+    let errors = recording_of(&r.during).errors;
+    assert!(
+        refusals.clone().all(|s| s.message.contains("adaptive concurrency limit; --max-inflight=1024")),
+        "{errors:?}"
+    );
+    // The limit adapted: far below the ceiling of 1024 it would have kept as a fixed limit.
+    assert!(!r.gateway_limits.is_empty(), "the gateway's metrics were read");
+    assert!(r.gateway_limits.iter().all(|&limit| (1.0..1024.0).contains(&limit)), "{:?}", r.gateway_limits);
+}
+
+/// Ten times the capacity for 3 s with `admission`, and what must hold whoever refuses.
+async fn overload(admission: AdmissionPlan) -> scenarios::Overload {
+    let plan = OverloadPlan { replicas: 3, factor: 10.0, duration: Duration::from_secs(3), job_ms: 10.0, admission };
     let r = scenarios::overload(launcher(), plan).await.expect("scenario");
     let during = recording_of(&r.during);
     // The excess is refused, not queued into timeouts: only OK and RESOURCE_EXHAUSTED.
@@ -72,6 +96,7 @@ async fn overload_is_refused_fast_with_resource_exhausted_and_memory_stays_bound
     for (who, memory) in &r.peak_memory {
         assert!(memory.peak < 256 << 20, "{who} peaked at {} bytes", memory.peak);
     }
+    r
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

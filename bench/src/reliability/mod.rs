@@ -16,14 +16,18 @@ use offload_serve::flags::parse_duration;
 use self::{
     cluster::Launcher,
     report::Report,
-    scenarios::{DeadlinePlan, OverloadPlan, SoakPlan, Steady},
+    scenarios::{AdmissionPlan, DeadlinePlan, OverloadPlan, SoakPlan, Steady},
 };
 
 /// Options of the reliability run. The defaults take about two minutes on 2 cores.
 #[derive(Debug, Clone, Args)]
 pub struct ReliabilityArgs {
     /// Scenarios to run, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "replica-loss,rolling-restart,overload,deadlines,soak")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "replica-loss,rolling-restart,overload,overload-per-replica,deadlines,soak"
+    )]
     pub scenarios: Vec<String>,
     /// Compute replicas behind the gateway.
     #[arg(long, default_value_t = 3)]
@@ -65,14 +69,20 @@ pub async fn run(args: ReliabilityArgs) -> anyhow::Result<()> {
         match scenario.as_str() {
             "replica-loss" => report.replica_loss(&scenarios::replica_loss(launcher.clone(), steady).await?),
             "rolling-restart" => report.rolling_restart(&scenarios::rolling_restart(launcher.clone(), steady).await?),
-            "overload" => {
-                // Two jobs admitted per replica: admitted latency is about max-inflight × job time / cores.
+            "overload" | "overload-per-replica" => {
+                // `overload`: the gateway's adaptive limit (what the README recommends). `overload-per-replica`:
+                // two jobs admitted per replica, the gateway relaying refusals: admitted latency is about
+                // replicas × 2 × job time / cores, whatever the load before.
+                let admission = match scenario.as_str() {
+                    "overload" => AdmissionPlan::AdaptiveGateway,
+                    _ => AdmissionPlan::PerReplica(2),
+                };
                 let plan = OverloadPlan {
                     replicas: args.replicas,
                     factor: args.overload_factor,
                     duration: args.overload_duration,
                     job_ms: 10.0,
-                    max_inflight: 2,
+                    admission,
                 };
                 report.overload(&scenarios::overload(launcher.clone(), plan).await?, &plan);
             }

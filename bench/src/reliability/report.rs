@@ -5,7 +5,9 @@ use std::fmt::Write as _;
 
 use tonic::Code;
 
-use super::scenarios::{Deadlines, Overload, OverloadPlan, ReplicaLoss, RollingRestart, Sample, Soak, recording_of};
+use super::scenarios::{
+    AdmissionPlan, Deadlines, Overload, OverloadPlan, ReplicaLoss, RollingRestart, Sample, Soak, recording_of,
+};
 use crate::{child::Memory, recording::Recording};
 
 /// Distinct failure messages listed per scenario.
@@ -69,8 +71,12 @@ impl Report {
     /// Overload: refusals, admitted latency, probes, memory, recovery.
     pub fn overload(&mut self, r: &Overload, plan: &OverloadPlan) {
         let during = recording_of(&r.during);
-        self.summary.push(row(&format!("overload ({:.0}× capacity)", plan.factor), &during));
-        self.section("Overload", &r.during);
+        let (title, limited_by) = match plan.admission {
+            AdmissionPlan::AdaptiveGateway => ("Overload", "adaptive limit at the gateway".to_owned()),
+            AdmissionPlan::PerReplica(n) => ("Overload, per-replica limit", format!("--max-inflight {n} per replica")),
+        };
+        self.summary.push(row(&format!("overload ({:.0}× capacity, {limited_by})", plan.factor), &during));
+        self.section(title, &r.during);
         let ok: Vec<&Sample> = r.during.iter().filter(|s| s.code == Code::Ok).collect();
         let refused: Vec<&Sample> = r.during.iter().filter(|s| s.code == Code::ResourceExhausted).collect();
         let (before, admitted, after) = (recording_of(&r.before), recording_of(ok), recording_of(&r.after));
@@ -78,13 +84,16 @@ impl Report {
         let _ = writeln!(
             self.details,
             "- capacity {:.0} calls/s (closed loop at saturation); offered {:.0} calls/s for {}\n\
-             - refused with RESOURCE_EXHAUSTED: {} calls, p50 {} p99 {}\n\
+             - admitted {:.0} calls/s ({:.0} % of capacity); refused with RESOURCE_EXHAUSTED: {} calls, p50 {} p99 {}\n\
              - admitted calls p50/p99: {} / {} (at half capacity before: {} / {}; after: {} / {}, {} of {} OK)\n\
              - health probes straight to a replica p50/p99: {} / {} before, {} / {} during ({} of {} OK)\n\
+             - the gateway's concurrency limit during the overload (every 200 ms): {}\n\
              - every process still running: {}; peak RSS: {}\n",
             r.capacity_rps,
             r.offered_rps,
             ms(plan.duration),
+            admitted.count() as f64 / plan.duration.as_secs_f64(),
+            100.0 * admitted.count() as f64 / plan.duration.as_secs_f64() / r.capacity_rps,
             refused.count(),
             ms(refused.percentile(50.0)),
             ms(refused.percentile(99.0)),
@@ -102,6 +111,7 @@ impl Report {
             ms(r.probes_during.percentile(99.0)),
             r.probes_during.ok(),
             r.probes_during.count(),
+            spread(&r.gateway_limits),
             r.all_running,
             r.peak_memory.iter().map(|(who, m)| format!("{who} {}", mib(m.peak))).collect::<Vec<_>>().join(", ")
         );
@@ -207,4 +217,14 @@ fn ms(d: std::time::Duration) -> String {
 
 fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+/// `min / median / max` of `values`, or `n/a`.
+fn spread(values: &[f64]) -> String {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    match (sorted.first(), sorted.get(sorted.len() / 2), sorted.last()) {
+        (Some(min), Some(median), Some(max)) => format!("min {min} median {median} max {max}"),
+        _ => "n/a".to_owned(),
+    }
 }

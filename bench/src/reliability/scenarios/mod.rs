@@ -15,7 +15,7 @@ mod soak;
 pub use self::{
     deadlines::{DeadlinePlan, Deadlines, deadlines},
     faults::{ReplicaLoss, Restart, RollingRestart, Steady, replica_loss, rolling_restart},
-    overload::{Overload, OverloadPlan, overload},
+    overload::{AdmissionPlan, Overload, OverloadPlan, overload},
     sampling::{Sample, job_of, recording_of},
     soak::{Checkpoint, Soak, SoakPlan, soak},
 };

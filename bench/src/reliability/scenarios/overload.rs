@@ -1,6 +1,9 @@
 //! Ten times the capacity: refused fast, memory bounded, probes fast, recovered at once.
 
-use std::time::Duration;
+use std::{
+    net::SocketAddr,
+    time::{Duration, Instant},
+};
 
 use offload_proto::service_names;
 
@@ -11,6 +14,7 @@ use crate::{
     recording::Recording,
     reliability::cluster::{Cluster, Launcher},
     runner::{self, Plan},
+    scrape,
 };
 
 /// Settings of [`overload`].
@@ -21,8 +25,38 @@ pub struct OverloadPlan {
     pub factor: f64,
     pub duration: Duration,
     pub job_ms: f64,
-    /// Each replica's `--max-inflight`.
-    pub max_inflight: usize,
+    /// Where the excess is refused.
+    pub admission: AdmissionPlan,
+}
+
+/// Where and how the cluster limits the calls in flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdmissionPlan {
+    /// Each replica admits this many jobs (its `--max-inflight`); the gateway forwards everything and relays
+    /// the replicas' refusals. Admitted calls wait behind `replicas × n` jobs sharing the cores.
+    PerReplica(usize),
+    /// The gateway finds its limit from the latency it sees (`--adaptive-concurrency`) and refuses the excess
+    /// itself; replicas keep their default `--max-inflight`.
+    AdaptiveGateway,
+}
+
+impl AdmissionPlan {
+    /// The flags given to every replica and to the gateway.
+    fn flags(self) -> (Vec<String>, Vec<String>) {
+        match self {
+            Self::PerReplica(n) => (vec!["--max-inflight".into(), n.to_string()], Vec::new()),
+            Self::AdaptiveGateway => (Vec::new(), vec!["--adaptive-concurrency".into()]),
+        }
+    }
+
+    /// Calls kept in flight to measure the capacity: enough to keep the pools busy, few enough that balancing
+    /// never pushes one replica over a per-replica limit.
+    fn saturating_concurrency(self, replicas: usize) -> usize {
+        match self {
+            Self::PerReplica(n) => (replicas * n / 2).max(1),
+            Self::AdaptiveGateway => replicas.max(1),
+        }
+    }
 }
 
 /// What [`overload`] saw.
@@ -38,6 +72,8 @@ pub struct Overload {
     /// Health checks straight to a replica, at a fixed rate, before and during the overload.
     pub probes_before: Recording,
     pub probes_during: Recording,
+    /// The gateway's `offload_concurrency_limit`, read every 200 ms during the overload.
+    pub gateway_limits: Vec<f64>,
     /// Peak resident memory of every process over the whole scenario.
     pub peak_memory: Vec<(String, Memory)>,
     /// Whether every process was still running at the end.
@@ -47,15 +83,16 @@ pub struct Overload {
 /// Offers `factor` × capacity for `duration`: the excess must be refused fast with `RESOURCE_EXHAUSTED`, admitted
 /// calls keep their latency, probes stay fast, memory stays bounded, and light load afterwards is served at once.
 pub async fn overload(launcher: Launcher, plan: OverloadPlan) -> anyhow::Result<Overload> {
-    let max_inflight = plan.max_inflight.to_string();
-    let mut cluster = Cluster::start(launcher, plan.replicas, &["--max-inflight", &max_inflight], &[]).await?;
+    let (compute_args, gateway_args) = plan.admission.flags();
+    let compute_args: Vec<&str> = compute_args.iter().map(String::as_str).collect();
+    let gateway_args: Vec<&str> = gateway_args.iter().map(String::as_str).collect();
+    let mut cluster = Cluster::start(launcher, plan.replicas, &compute_args, &gateway_args).await?;
     let job = job_of(plan.job_ms);
-    // Capacity: closed loop with half as many calls in flight as the replicas admit together: enough to keep
-    // the pools busy, few enough that balancing never pushes one replica over its limit (a refused call in a
-    // closed loop comes straight back and burns the CPU being measured).
+    // Capacity: a closed loop at saturation. A refused call waits a millisecond before the next, as a client
+    // backing off would: straight back, it would burn the CPU being measured.
     let caller = Caller::connect(&cluster.url()).await?;
     let saturate = Plan {
-        concurrency: (plan.replicas * plan.max_inflight / 2).max(1),
+        concurrency: plan.admission.saturating_concurrency(plan.replicas),
         total: None,
         duration: Some(Duration::from_secs(2)),
         rps: None,
@@ -65,7 +102,13 @@ pub async fn overload(launcher: Launcher, plan: OverloadPlan) -> anyhow::Result<
         saturate,
         move |_| {
             let (mut caller, call) = (caller.clone(), probe_call.clone());
-            async move { caller.call(&call, Some(CALL_TIMEOUT)).await }
+            async move {
+                let result = caller.call(&call, Some(CALL_TIMEOUT)).await;
+                if result.as_ref().is_err_and(|s| s.code() == tonic::Code::ResourceExhausted) {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                result
+            }
         },
         None,
     )
@@ -80,8 +123,10 @@ pub async fn overload(launcher: Launcher, plan: OverloadPlan) -> anyhow::Result<
 
     let offered_rps = capacity_rps * plan.factor;
     let probes = probe(&probe_url, plan.duration).await?;
+    let limits = watch_limit(cluster.gateway.metrics_addr, plan.duration);
     let during = load(&cluster.url(), job.clone(), offered_rps, plan.duration, CALL_TIMEOUT).await?.await?;
     let probes_during = probes.await?;
+    let gateway_limits = limits.await?;
 
     let after = load(&cluster.url(), job, capacity_rps / 2.0, light, CALL_TIMEOUT).await?.await?;
     let peak_memory = cluster.memory();
@@ -95,8 +140,28 @@ pub async fn overload(launcher: Launcher, plan: OverloadPlan) -> anyhow::Result<
         after,
         probes_before,
         probes_during,
+        gateway_limits,
         peak_memory,
         all_running,
+    })
+}
+
+/// The gateway's concurrency limit, scraped from `metrics` every 200 ms for `duration` (nothing without a metrics
+/// port, or where a scrape fails).
+fn watch_limit(metrics: Option<SocketAddr>, duration: Duration) -> tokio::task::JoinHandle<Vec<f64>> {
+    tokio::task::spawn_blocking(move || {
+        let Some(addr) = metrics else { return Vec::new() };
+        let end = Instant::now() + duration;
+        let mut limits = Vec::new();
+        while Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(200));
+            if let Some(limit) =
+                scrape::scrape(addr).ok().and_then(|s| scrape::value(&s, "offload_concurrency_limit", &[]))
+            {
+                limits.push(limit);
+            }
+        }
+        limits
     })
 }
 

@@ -1,0 +1,357 @@
+//! An adaptive concurrency limit: as many requests in flight as keep latency near what it is without queueing.
+//!
+//! A fixed `--max-inflight` must be sized by hand to the capacity behind it, which changes with every replica
+//! added, removed or slowed by a noisy neighbour: set too high, admitted requests queue (latency grows with the
+//! limit, Little's law); set too low, capacity idles. This controller finds the limit from the latency of the
+//! requests it admits, the gradient algorithm of Envoy's adaptive-concurrency filter (itself after Netflix's
+//! `concurrency-limits`):
+//!
+//! 1. **Ideal latency (`min_rtt`)**: the limit is pinned to its minimum until `min_rtt_samples` requests have
+//!    completed; the median of their latencies is what a request costs without queueing. It is measured again
+//!    every `min_rtt_interval`, and whenever the limit has sat at its minimum for [`WINDOWS_AT_MIN`] windows in a
+//!    row (the ideal may have grown: bigger requests, slower machines).
+//! 2. **Every `window`**: the median latency of the window's requests (`sample_rtt`) against the ideal plus a
+//!    `tolerance` gives the gradient `min_rtt × (1 + tolerance) / sample_rtt`, clamped to [0.5, 2]; the limit is
+//!    multiplied by it. Latency above the target shrinks the limit, below it grows it, but only when demand
+//!    reached at least half the limit in that window: an idle server learns nothing about its capacity.
+//!
+//! Unlike Envoy, `sqrt(limit)` of headroom is added only when growing and only when the window refused no more
+//! calls than it completed: the limit is then binding on modest demand (load just dropped, or grew a little),
+//! and one more call in flight costs little, so the limit catches up in a window or two and light load is not
+//! refused for long. When refusals outnumber completions (overload), one more call in flight is one more queued,
+//! so the limit grows only by the gradient: at the small limits a CPU-bound service has (its cores), a headroom
+//! of `sqrt(limit)` would be a queue as deep as the cores and double latency. The limit is kept as a real number
+//! and admission uses its integer part.
+//!
+//! The controller is plain state driven by the completion times it is given, so tests can drive it with a
+//! simulated server and clock.
+
+use std::time::{Duration, Instant};
+
+/// Windows in a row at the minimum limit after which `min_rtt` is measured again.
+pub const WINDOWS_AT_MIN: u32 = 5;
+
+/// Most latencies kept per window: enough for a stable median, bounded whatever the request rate.
+const MAX_SAMPLES: usize = 4096;
+
+/// How the limit adapts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GradientSettings {
+    /// The limit never goes below this (and is pinned to it while `min_rtt` is measured).
+    pub min_limit: usize,
+    /// The limit never goes above this: the hard ceiling (`--max-inflight`).
+    pub max_limit: usize,
+    /// The limit before the first adjustment.
+    pub initial_limit: usize,
+    /// How often the limit is adjusted.
+    pub window: Duration,
+    /// Completed requests whose median is the ideal latency.
+    pub min_rtt_samples: usize,
+    /// How often the ideal latency is measured again.
+    pub min_rtt_interval: Duration,
+    /// How far above the ideal latency the median may go before the limit shrinks (0.25: 25 %).
+    pub tolerance: f64,
+}
+
+impl GradientSettings {
+    /// Settings for a server whose hard ceiling is `max_limit`: windows of 100 ms, ideal latency from 25 requests
+    /// every 30 s, 25 % tolerance (as Envoy).
+    pub fn with_ceiling(max_limit: usize) -> Self {
+        let max_limit = max_limit.max(1);
+        Self {
+            min_limit: 1,
+            max_limit,
+            initial_limit: max_limit.min(8),
+            window: Duration::from_millis(100),
+            min_rtt_samples: 25,
+            min_rtt_interval: Duration::from_secs(30),
+            tolerance: 0.25,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Limit pinned to the minimum; the samples measure the ideal latency.
+    MeasuringMinRtt,
+    /// Limit adjusted every window against the ideal latency.
+    Adjusting,
+}
+
+/// The controller's state. Not thread-safe by itself: the admission keeps it behind a mutex.
+#[derive(Debug, Clone)]
+pub struct Gradient {
+    settings: GradientSettings,
+    phase: Phase,
+    /// The limit while adjusting, as a real number (admission uses its integer part).
+    limit: f64,
+    min_rtt: Option<Duration>,
+    next_min_rtt: Instant,
+    window_started: Instant,
+    samples: Vec<Duration>,
+    /// Most requests in flight at once since the last adjustment.
+    peak_in_flight: usize,
+    /// Requests refused since the last adjustment.
+    refused: usize,
+    windows_at_min: u32,
+}
+
+impl Gradient {
+    /// A controller that starts by measuring the ideal latency.
+    pub fn new(settings: GradientSettings, now: Instant) -> Self {
+        let min_limit = settings.min_limit.max(1);
+        let settings = GradientSettings {
+            min_limit,
+            max_limit: settings.max_limit.max(min_limit),
+            initial_limit: settings.initial_limit.clamp(min_limit, settings.max_limit.max(min_limit)),
+            ..settings
+        };
+        Self {
+            settings,
+            phase: Phase::MeasuringMinRtt,
+            limit: settings.initial_limit as f64,
+            min_rtt: None,
+            next_min_rtt: now,
+            window_started: now,
+            samples: Vec::new(),
+            peak_in_flight: 0,
+            refused: 0,
+            windows_at_min: 0,
+        }
+    }
+
+    /// Requests that may be in flight now.
+    pub fn limit(&self) -> usize {
+        match self.phase {
+            Phase::MeasuringMinRtt => self.settings.min_limit,
+            Phase::Adjusting => (self.limit as usize).clamp(self.settings.min_limit, self.settings.max_limit),
+        }
+    }
+
+    /// The ideal latency, once measured.
+    pub fn min_rtt(&self) -> Option<Duration> {
+        self.min_rtt
+    }
+
+    /// A request was admitted with `in_flight` requests (itself included) now in flight.
+    pub fn admitted(&mut self, in_flight: usize) {
+        self.peak_in_flight = self.peak_in_flight.max(in_flight);
+    }
+
+    /// A request was refused.
+    pub fn refused(&mut self) {
+        self.refused += 1;
+    }
+
+    /// A request admitted `latency` ago completed at `now`. Returns the new limit when it changed.
+    pub fn completed(&mut self, now: Instant, latency: Duration) -> Option<usize> {
+        let before = self.limit();
+        if self.samples.len() < MAX_SAMPLES {
+            self.samples.push(latency);
+        }
+        match self.phase {
+            Phase::MeasuringMinRtt => {
+                if self.samples.len() >= self.settings.min_rtt_samples.max(1) {
+                    self.min_rtt = Some(median(&mut self.samples));
+                    self.phase = Phase::Adjusting;
+                    self.next_min_rtt = now + self.settings.min_rtt_interval;
+                    self.start_window(now);
+                }
+            }
+            Phase::Adjusting if now.duration_since(self.window_started) >= self.settings.window => {
+                self.adjust(now);
+            }
+            Phase::Adjusting => {}
+        }
+        let after = self.limit();
+        (after != before).then_some(after)
+    }
+
+    fn adjust(&mut self, now: Instant) {
+        let Some(min_rtt) = self.min_rtt else { return };
+        let sample_rtt = median(&mut self.samples).max(Duration::from_micros(1));
+        let target = min_rtt.as_secs_f64() * (1.0 + self.settings.tolerance);
+        let mut gradient = (target / sample_rtt.as_secs_f64()).clamp(0.5, 2.0);
+        // Growing needs evidence: demand that actually pressed against the limit.
+        if gradient > 1.0 && (self.peak_in_flight as f64) < self.limit / 2.0 {
+            gradient = 1.0;
+        }
+        let headroom = if gradient > 1.0 && self.refused <= self.samples.len() { self.limit.sqrt() } else { 0.0 };
+        let (min, max) = (self.settings.min_limit as f64, self.settings.max_limit as f64);
+        self.limit = (self.limit * gradient + headroom).clamp(min, max);
+        self.windows_at_min = if self.limit() <= self.settings.min_limit { self.windows_at_min + 1 } else { 0 };
+        if self.windows_at_min >= WINDOWS_AT_MIN || now >= self.next_min_rtt {
+            self.windows_at_min = 0;
+            self.phase = Phase::MeasuringMinRtt;
+        }
+        self.start_window(now);
+    }
+
+    fn start_window(&mut self, now: Instant) {
+        self.samples.clear();
+        self.window_started = now;
+        self.peak_in_flight = 0;
+        self.refused = 0;
+    }
+}
+
+fn median(samples: &mut [Duration]) -> Duration {
+    if samples.is_empty() {
+        return Duration::ZERO;
+    }
+    let middle = samples.len() / 2;
+    *samples.select_nth_unstable(middle).1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Overload: ten times as many calls offered as the limit admits (a marker for [`simulate`]).
+    const OVERLOAD: usize = usize::MAX;
+
+    /// A server with `cores` cores and requests of `work` each: with `c` in flight, each takes
+    /// `work × max(1, c / cores)` (processor sharing). Each round `offered` calls arrive (or, for [`OVERLOAD`],
+    /// ten times the limit); as many as the limit allows are admitted and the rest refused, and the admitted
+    /// ones complete one after another over one latency. Runs `rounds` rounds.
+    fn simulate(
+        gradient: &mut Gradient,
+        clock: &mut Instant,
+        cores: f64,
+        work: Duration,
+        offered: usize,
+        rounds: usize,
+    ) {
+        for _ in 0..rounds {
+            let limit = gradient.limit();
+            let offered = if offered == OVERLOAD { limit * 10 } else { offered };
+            let in_flight = limit.min(offered);
+            for i in 1..=in_flight {
+                gradient.admitted(i);
+            }
+            for _ in in_flight..offered {
+                gradient.refused();
+            }
+            let latency = work.mul_f64((in_flight as f64 / cores).max(1.0));
+            let step = latency / in_flight.max(1) as u32;
+            for _ in 0..in_flight {
+                *clock += step;
+                gradient.completed(*clock, latency);
+            }
+        }
+    }
+
+    fn settings(max: usize) -> GradientSettings {
+        GradientSettings { tolerance: 0.25, ..GradientSettings::with_ceiling(max) }
+    }
+
+    #[test]
+    fn measures_the_ideal_latency_at_the_minimum_limit_first() {
+        let mut clock = Instant::now();
+        let mut gradient = Gradient::new(settings(100), clock);
+        assert_eq!(gradient.limit(), 1, "pinned while measuring");
+        for _ in 0..24 {
+            clock += Duration::from_millis(5);
+            gradient.completed(clock, Duration::from_millis(5));
+        }
+        assert_eq!(gradient.min_rtt(), None);
+        clock += Duration::from_millis(5);
+        assert_eq!(gradient.completed(clock, Duration::from_millis(5)), Some(8), "back to the initial limit");
+        assert_eq!(gradient.min_rtt(), Some(Duration::from_millis(5)));
+    }
+
+    #[test]
+    fn settles_near_the_capacity_under_overload() {
+        let mut clock = Instant::now();
+        let mut gradient = Gradient::new(settings(1024), clock);
+        let work = Duration::from_millis(10);
+        simulate(&mut gradient, &mut clock, 4.0, work, OVERLOAD, 1_000);
+        // Latency above the ideal × 1.25 shrinks the limit: at 4 cores it may not pass 5 in flight, and it may
+        // not stay below the cores either (the minimum only while measuring the ideal).
+        for _ in 0..1_000 {
+            simulate(&mut gradient, &mut clock, 4.0, work, OVERLOAD, 1);
+            let limit = gradient.limit();
+            assert!(limit <= 5 && (limit >= 3 || gradient.phase == Phase::MeasuringMinRtt), "limit {limit}");
+        }
+    }
+
+    #[test]
+    fn grows_to_the_demand_when_latency_stays_flat() {
+        let mut clock = Instant::now();
+        let mut gradient = Gradient::new(settings(1024), clock);
+        // 1000 cores: latency never grows, so the limit doubles each window up to the ceiling.
+        simulate(&mut gradient, &mut clock, 1000.0, Duration::from_millis(1), OVERLOAD, 20_000);
+        assert_eq!(gradient.limit(), 1024);
+    }
+
+    /// A controller adjusting at `limit`, whose ideal latency is `min_rtt`.
+    fn adjusting_at(limit: f64, min_rtt: Duration, now: Instant) -> Gradient {
+        let mut gradient = Gradient::new(settings(1024), now);
+        gradient.phase = Phase::Adjusting;
+        gradient.min_rtt = Some(min_rtt);
+        gradient.next_min_rtt = now + Duration::from_secs(3600);
+        gradient.limit = limit;
+        gradient
+    }
+
+    #[test]
+    fn modest_demand_over_the_limit_is_caught_up_with_in_one_window() {
+        // The overload just ended at a limit of 1; now two calls at a time arrive, and the server (its
+        // neighbours gone) has room: as many refusals as completions, so the limit grows with headroom and
+        // serves both after one window. By the gradient alone, 1 → 2 takes four.
+        let (work, mut clock) = (Duration::from_millis(10), Instant::now());
+        let mut gradient = adjusting_at(1.0, work, clock);
+        let started = clock;
+        while gradient.limit() < 2 {
+            simulate(&mut gradient, &mut clock, 8.0, work, 2, 1);
+            let took = clock - started;
+            assert!(took <= Duration::from_millis(150), "limit {} after {took:?}", gradient.limit());
+        }
+    }
+
+    #[test]
+    fn under_overload_the_limit_grows_by_the_gradient_alone() {
+        // Ten times the limit offered: one more call in flight would be one more queued, so no headroom, even
+        // with latency at the ideal: 1 × 1.25 after a window, still one call in flight.
+        let (work, mut clock) = (Duration::from_millis(10), Instant::now());
+        let mut gradient = adjusting_at(1.0, work, clock);
+        simulate(&mut gradient, &mut clock, 8.0, work, OVERLOAD, 11);
+        assert_eq!(gradient.limit(), 1, "real limit {}", gradient.limit);
+    }
+
+    #[test]
+    fn an_idle_server_does_not_grow_its_limit() {
+        let mut clock = Instant::now();
+        let mut gradient = Gradient::new(settings(1024), clock);
+        simulate(&mut gradient, &mut clock, 1000.0, Duration::from_millis(1), 2, 5_000);
+        assert!(gradient.limit() <= 8, "demand of 2 never justified more than the initial 8: {}", gradient.limit());
+    }
+
+    #[test]
+    fn measures_the_ideal_again_when_the_requests_got_bigger() {
+        let mut clock = Instant::now();
+        let mut gradient = Gradient::new(settings(1024), clock);
+        simulate(&mut gradient, &mut clock, 4.0, Duration::from_millis(1), OVERLOAD, 500);
+        assert_eq!(gradient.min_rtt(), Some(Duration::from_millis(1)));
+        // Every request now costs 20× more: latency far above the old ideal pins the limit to the minimum,
+        // which triggers a new measurement instead of starving the server for good.
+        simulate(&mut gradient, &mut clock, 4.0, Duration::from_millis(20), OVERLOAD, 500);
+        assert_eq!(gradient.min_rtt(), Some(Duration::from_millis(20)));
+        assert!(gradient.limit() >= 3, "limit {}", gradient.limit());
+    }
+
+    #[test]
+    fn never_leaves_its_bounds() {
+        let mut clock = Instant::now();
+        let bounds = GradientSettings { min_limit: 2, max_limit: 6, ..settings(6) };
+        let mut gradient = Gradient::new(bounds, clock);
+        simulate(&mut gradient, &mut clock, 1000.0, Duration::from_millis(1), OVERLOAD, 2_000);
+        assert_eq!(gradient.limit(), 6);
+        // A hundred times too slow: the limit drops to the floor; the ideal is measured again there, after which
+        // it wavers between the floor and one above (latency within the tolerance of the new ideal).
+        for _ in 0..200 {
+            simulate(&mut gradient, &mut clock, 0.01, Duration::from_millis(1), OVERLOAD, 10);
+            assert!((2..=3).contains(&gradient.limit()), "limit {}", gradient.limit());
+        }
+    }
+}
