@@ -85,6 +85,7 @@ pub async fn run_with_resolver(
             m.in_flight.set(admission.in_flight() as i64);
             m.shed.set(admission.shed());
             m.concurrency_limit.set(admission.limit() as i64);
+            m.concurrency_ideal_latency_seconds.set(admission.ideal_latency().map_or(0.0, |d| d.as_secs_f64()));
         })
         .await?
     };

@@ -142,6 +142,11 @@ impl Admission {
         self.shared.shed.load(Ordering::Relaxed)
     }
 
+    /// The ideal latency an adaptive limit compares with, once measured.
+    pub fn ideal_latency(&self) -> Option<std::time::Duration> {
+        self.shared.gradient.as_ref().and_then(|gradient| lock(gradient).min_rtt())
+    }
+
     /// Requests allowed in flight now (the ceiling, unless the limit adapts).
     pub fn limit(&self) -> usize {
         self.shared.limit.load(Ordering::Relaxed)

@@ -49,6 +49,9 @@ pub struct Metrics {
     pub shed: Gauge<u64, AtomicU64>,
     /// Requests allowed in flight now: `--max-inflight`, or the adaptive limit's current value.
     pub concurrency_limit: Gauge,
+    /// The ideal latency an adaptive limit measured (one call in flight), in seconds; 0 until measured or when
+    /// the limit is fixed.
+    pub concurrency_ideal_latency_seconds: Gauge<f64, AtomicU64>,
     /// Jobs waiting in the rayon pool's queue (compute only).
     pub rayon_queue_depth: Gauge,
     /// How late the scheduling-delay probe woke, in seconds.
@@ -94,6 +97,7 @@ impl Metrics {
             in_flight: Gauge::default(),
             shed: Gauge::default(),
             concurrency_limit: Gauge::default(),
+            concurrency_ideal_latency_seconds: Gauge::default(),
             rayon_queue_depth: Gauge::default(),
             schedule_delay_seconds: Histogram::new(delay_buckets()),
             runtime_workers: Gauge::default(),
@@ -116,6 +120,11 @@ impl Metrics {
             "concurrency_limit",
             "Requests allowed in flight now (--max-inflight, or the adaptive limit)",
             metrics.concurrency_limit.clone(),
+        );
+        registry.register(
+            "concurrency_ideal_latency_seconds",
+            "The ideal latency the adaptive limit compares with (0: not measured, or the limit is fixed)",
+            metrics.concurrency_ideal_latency_seconds.clone(),
         );
         registry.register("rayon_queue_depth", "Jobs waiting for a rayon thread", metrics.rayon_queue_depth.clone());
         registry.register(

@@ -78,6 +78,8 @@ async fn an_adaptive_gateway_refuses_the_overload_itself_below_its_ceiling() {
     // The limit adapted: far below the ceiling of 1024 it would have kept as a fixed limit.
     assert!(!r.gateway_limits.is_empty(), "the gateway's metrics were read");
     assert!(r.gateway_limits.iter().all(|&limit| (1.0..1024.0).contains(&limit)), "{:?}", r.gateway_limits);
+    // It aims at an ideal latency it measured (exported in seconds; 0 until measured).
+    assert!(r.gateway_ideal_latencies.iter().any(|&ideal| ideal > 0.0), "{:?}", r.gateway_ideal_latencies);
 }
 
 /// Ten times the capacity for 3 s with `admission`, and what must hold whoever refuses.

@@ -87,7 +87,7 @@ impl Report {
              - admitted {:.0} calls/s ({:.0} % of capacity); refused with RESOURCE_EXHAUSTED: {} calls, p50 {} p99 {}\n\
              - admitted calls p50/p99: {} / {} (at half capacity before: {} / {}; after: {} / {}, {} of {} OK)\n\
              - health probes straight to a replica p50/p99: {} / {} before, {} / {} during ({} of {} OK)\n\
-             - the gateway's concurrency limit during the overload (every 200 ms): {}\n\
+             - the gateway's concurrency limit during the overload (every 200 ms): {}; its ideal latency (ms): {}\n\
              - every process still running: {}; peak RSS: {}\n",
             r.capacity_rps,
             r.offered_rps,
@@ -112,6 +112,7 @@ impl Report {
             r.probes_during.ok(),
             r.probes_during.count(),
             spread(&r.gateway_limits),
+            spread(&r.gateway_ideal_latencies.iter().map(|s| (s * 1e4).round() / 10.0).collect::<Vec<_>>()),
             r.all_running,
             r.peak_memory.iter().map(|(who, m)| format!("{who} {}", mib(m.peak))).collect::<Vec<_>>().join(", ")
         );

@@ -8,8 +8,12 @@
 //!
 //! 1. **Ideal latency (`min_rtt`)**: the limit is pinned to its minimum until `min_rtt_samples` requests have
 //!    completed; the median of their latencies is what a request costs without queueing. It is measured again
-//!    every `min_rtt_interval`, and whenever the limit has sat at its minimum for [`WINDOWS_AT_MIN`] windows in a
-//!    row (the ideal may have grown: bigger requests, slower machines).
+//!    every `min_rtt_interval`, and any window the limit spent at its minimum (with at least
+//!    [`MIN_WINDOW_SAMPLES`] completions) is such a measurement too: a lower one replaces it at once, higher ones
+//!    only when [`HIGHER_TO_RAISE`] came in a row (then the lowest of them), so the ideal follows bigger requests
+//!    or slower machines without the limit being pinned again, while one window slowed by a busy machine does not
+//!    raise it (a raised ideal raises the limit, and admitted calls queue). Only requests admitted once the limit
+//!    reached the minimum count: those admitted under a higher limit queued.
 //! 2. **Every `window`**: the median latency of the window's requests (`sample_rtt`) against the ideal plus a
 //!    `tolerance` gives the gradient `min_rtt × (1 + tolerance) / sample_rtt`, clamped to [0.5, 2]; the limit is
 //!    multiplied by it. Latency above the target shrinks the limit, below it grows it, but only when demand
@@ -28,8 +32,12 @@
 
 use std::time::{Duration, Instant};
 
-/// Windows in a row at the minimum limit after which `min_rtt` is measured again.
-pub const WINDOWS_AT_MIN: u32 = 5;
+/// Completions a window at the minimum limit needs to count as a measurement of the ideal latency.
+pub const MIN_WINDOW_SAMPLES: usize = 5;
+
+/// Measurements at the minimum above the ideal it takes to raise the ideal (to the lowest of them): one busy
+/// window must not raise it, a lasting change (bigger requests) must.
+pub const HIGHER_TO_RAISE: usize = 5;
 
 /// Most latencies kept per window: enough for a stable median, bounded whatever the request rate.
 const MAX_SAMPLES: usize = 4096;
@@ -93,7 +101,13 @@ pub struct Gradient {
     peak_in_flight: usize,
     /// Requests refused since the last adjustment.
     refused: usize,
-    windows_at_min: u32,
+    /// Since when the limit has been at its minimum, if it is.
+    at_min_since: Option<Instant>,
+    /// Latencies of requests admitted since `at_min_since`: each ran with at most the minimum in flight (requests
+    /// admitted under a higher limit had to finish first), so they measure the ideal.
+    alone: Vec<Duration>,
+    /// Measurements at the minimum since the last one that was not above the ideal.
+    higher: Vec<Duration>,
 }
 
 impl Gradient {
@@ -116,7 +130,9 @@ impl Gradient {
             samples: Vec::new(),
             peak_in_flight: 0,
             refused: 0,
-            windows_at_min: 0,
+            at_min_since: Some(now),
+            alone: Vec::new(),
+            higher: Vec::new(),
         }
     }
 
@@ -149,10 +165,17 @@ impl Gradient {
         if self.samples.len() < MAX_SAMPLES {
             self.samples.push(latency);
         }
+        let admitted_at = now.checked_sub(latency);
+        if self.at_min_since.is_some_and(|since| admitted_at.is_some_and(|at| at >= since))
+            && self.alone.len() < MAX_SAMPLES
+        {
+            self.alone.push(latency);
+        }
         match self.phase {
             Phase::MeasuringMinRtt => {
-                if self.samples.len() >= self.settings.min_rtt_samples.max(1) {
-                    self.min_rtt = Some(median(&mut self.samples));
+                if self.alone.len() >= self.settings.min_rtt_samples.max(1) {
+                    self.min_rtt = Some(median(&mut self.alone));
+                    self.higher.clear();
                     self.phase = Phase::Adjusting;
                     self.next_min_rtt = now + self.settings.min_rtt_interval;
                     self.start_window(now);
@@ -164,12 +187,30 @@ impl Gradient {
             Phase::Adjusting => {}
         }
         let after = self.limit();
+        if after != before {
+            self.alone.clear();
+            self.at_min_since = (after == self.settings.min_limit).then_some(now);
+        }
         (after != before).then_some(after)
     }
 
     fn adjust(&mut self, now: Instant) {
-        let Some(min_rtt) = self.min_rtt else { return };
+        let Some(mut min_rtt) = self.min_rtt else { return };
         let sample_rtt = median(&mut self.samples).max(Duration::from_micros(1));
+        if self.alone.len() >= MIN_WINDOW_SAMPLES {
+            let measured = median(&mut self.alone);
+            if measured <= min_rtt {
+                self.higher.clear();
+                min_rtt = measured;
+            } else {
+                self.higher.push(measured);
+                if self.higher.len() >= HIGHER_TO_RAISE {
+                    min_rtt = self.higher.drain(..).min().unwrap_or(measured);
+                }
+            }
+            self.min_rtt = Some(min_rtt);
+        }
+        self.alone.clear();
         let target = min_rtt.as_secs_f64() * (1.0 + self.settings.tolerance);
         let mut gradient = (target / sample_rtt.as_secs_f64()).clamp(0.5, 2.0);
         // Growing needs evidence: demand that actually pressed against the limit.
@@ -179,9 +220,7 @@ impl Gradient {
         let headroom = if gradient > 1.0 && self.refused <= self.samples.len() { self.limit.sqrt() } else { 0.0 };
         let (min, max) = (self.settings.min_limit as f64, self.settings.max_limit as f64);
         self.limit = (self.limit * gradient + headroom).clamp(min, max);
-        self.windows_at_min = if self.limit() <= self.settings.min_limit { self.windows_at_min + 1 } else { 0 };
-        if self.windows_at_min >= WINDOWS_AT_MIN || now >= self.next_min_rtt {
-            self.windows_at_min = 0;
+        if now >= self.next_min_rtt {
             self.phase = Phase::MeasuringMinRtt;
         }
         self.start_window(now);
@@ -291,6 +330,7 @@ mod tests {
         gradient.min_rtt = Some(min_rtt);
         gradient.next_min_rtt = now + Duration::from_secs(3600);
         gradient.limit = limit;
+        gradient.at_min_since = (gradient.limit() == 1).then_some(now);
         gradient
     }
 
@@ -320,6 +360,49 @@ mod tests {
     }
 
     #[test]
+    fn only_calls_admitted_at_the_minimum_measure_the_ideal() {
+        let (work, mut clock) = (Duration::from_millis(10), Instant::now());
+        let mut gradient = adjusting_at(1.0, work * 2, clock);
+        // Calls admitted before the limit came down to 1 finish late, having queued: they say nothing about
+        // the ideal, however many of them there are.
+        for _ in 0..10 {
+            clock += Duration::from_millis(1);
+            gradient.completed(clock, Duration::from_millis(50));
+        }
+        clock += Duration::from_millis(100);
+        gradient.completed(clock, Duration::from_millis(50));
+        assert_eq!(gradient.min_rtt(), Some(work * 2), "unchanged by calls admitted earlier");
+        // Calls admitted since, one at a time, do; the first window with five of them replaces the ideal.
+        let started = clock;
+        while clock - started <= Duration::from_millis(110) {
+            clock += work;
+            gradient.completed(clock, work);
+        }
+        assert_eq!(gradient.min_rtt(), Some(work));
+    }
+
+    #[test]
+    fn one_slow_window_at_the_minimum_does_not_raise_the_ideal_but_a_lasting_change_does() {
+        let (work, mut clock) = (Duration::from_millis(10), Instant::now());
+        let mut gradient = adjusting_at(1.0, work, clock);
+        // A window where every call, alone, took twice as long (the machine was busy for 100 ms).
+        let window = |gradient: &mut Gradient, clock: &mut Instant, latency: Duration| {
+            let started = *clock;
+            while *clock - started <= Duration::from_millis(100) {
+                *clock += latency;
+                gradient.completed(*clock, latency);
+            }
+        };
+        window(&mut gradient, &mut clock, work * 2);
+        assert_eq!(gradient.min_rtt(), Some(work));
+        // Five such windows in a row: the calls did get bigger.
+        for _ in 0..HIGHER_TO_RAISE {
+            window(&mut gradient, &mut clock, work * 2);
+        }
+        assert_eq!(gradient.min_rtt(), Some(work * 2));
+    }
+
+    #[test]
     fn an_idle_server_does_not_grow_its_limit() {
         let mut clock = Instant::now();
         let mut gradient = Gradient::new(settings(1024), clock);
@@ -333,8 +416,8 @@ mod tests {
         let mut gradient = Gradient::new(settings(1024), clock);
         simulate(&mut gradient, &mut clock, 4.0, Duration::from_millis(1), OVERLOAD, 500);
         assert_eq!(gradient.min_rtt(), Some(Duration::from_millis(1)));
-        // Every request now costs 20× more: latency far above the old ideal pins the limit to the minimum,
-        // which triggers a new measurement instead of starving the server for good.
+        // Every request now costs 20× more: latency far above the old ideal brings the limit to the minimum,
+        // where a window measures the new ideal instead of starving the server for good.
         simulate(&mut gradient, &mut clock, 4.0, Duration::from_millis(20), OVERLOAD, 500);
         assert_eq!(gradient.min_rtt(), Some(Duration::from_millis(20)));
         assert!(gradient.limit() >= 3, "limit {}", gradient.limit());

@@ -74,6 +74,8 @@ pub struct Overload {
     pub probes_during: Recording,
     /// The gateway's `offload_concurrency_limit`, read every 200 ms during the overload.
     pub gateway_limits: Vec<f64>,
+    /// The gateway's `offload_concurrency_ideal_latency_seconds` at the same reads (0: not measured, or fixed).
+    pub gateway_ideal_latencies: Vec<f64>,
     /// Peak resident memory of every process over the whole scenario.
     pub peak_memory: Vec<(String, Memory)>,
     /// Whether every process was still running at the end.
@@ -126,7 +128,7 @@ pub async fn overload(launcher: Launcher, plan: OverloadPlan) -> anyhow::Result<
     let limits = watch_limit(cluster.gateway.metrics_addr, plan.duration);
     let during = load(&cluster.url(), job.clone(), offered_rps, plan.duration, CALL_TIMEOUT).await?.await?;
     let probes_during = probes.await?;
-    let gateway_limits = limits.await?;
+    let (gateway_limits, gateway_ideal_latencies) = limits.await?.into_iter().unzip();
 
     let after = load(&cluster.url(), job, capacity_rps / 2.0, light, CALL_TIMEOUT).await?.await?;
     let peak_memory = cluster.memory();
@@ -141,27 +143,30 @@ pub async fn overload(launcher: Launcher, plan: OverloadPlan) -> anyhow::Result<
         probes_before,
         probes_during,
         gateway_limits,
+        gateway_ideal_latencies,
         peak_memory,
         all_running,
     })
 }
 
-/// The gateway's concurrency limit, scraped from `metrics` every 200 ms for `duration` (nothing without a metrics
-/// port, or where a scrape fails).
-fn watch_limit(metrics: Option<SocketAddr>, duration: Duration) -> tokio::task::JoinHandle<Vec<f64>> {
+/// The gateway's concurrency limit and ideal latency, scraped from `metrics` every 200 ms for `duration` (nothing
+/// without a metrics port, or where a scrape fails).
+fn watch_limit(metrics: Option<SocketAddr>, duration: Duration) -> tokio::task::JoinHandle<Vec<(f64, f64)>> {
     tokio::task::spawn_blocking(move || {
         let Some(addr) = metrics else { return Vec::new() };
         let end = Instant::now() + duration;
-        let mut limits = Vec::new();
+        let mut reads = Vec::new();
         while Instant::now() < end {
             std::thread::sleep(Duration::from_millis(200));
-            if let Some(limit) =
-                scrape::scrape(addr).ok().and_then(|s| scrape::value(&s, "offload_concurrency_limit", &[]))
+            let Ok(metrics) = scrape::scrape(addr) else { continue };
+            let value = |name| scrape::value(&metrics, name, &[]);
+            if let (Some(limit), Some(ideal)) =
+                (value("offload_concurrency_limit"), value("offload_concurrency_ideal_latency_seconds"))
             {
-                limits.push(limit);
+                reads.push((limit, ideal));
             }
         }
-        limits
+        reads
     })
 }
 
