@@ -93,7 +93,8 @@ async fn overload(admission: AdmissionPlan) -> scenarios::Overload {
     assert!(codes.contains(&Code::ResourceExhausted) && codes.contains(&Code::Ok), "{:?}", during.statuses);
     // Health probes straight to a replica all answered, and the light load afterwards was all served.
     assert_eq!(r.probes_during.failed(), 0, "{:?}", r.probes_during.errors);
-    assert_eq!(recording_of(&r.after).failed(), 0, "recovered at once");
+    let failed_after: Vec<_> = r.after.iter().filter(|s| s.code != Code::Ok).collect();
+    assert!(failed_after.is_empty(), "recovered at once: {failed_after:?} of {}", r.after.len());
     assert!(r.all_running, "no process died");
     for (who, memory) in &r.peak_memory {
         assert!(memory.peak < 256 << 20, "{who} peaked at {} bytes", memory.peak);

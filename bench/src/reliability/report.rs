@@ -83,7 +83,7 @@ impl Report {
         let refused = recording_of(refused);
         let _ = writeln!(
             self.details,
-            "- capacity {:.0} calls/s (closed loop at saturation); offered {:.0} calls/s for {}\n\
+            "- capacity {:.0} calls/s (closed loop straight to the replicas, one call in flight on each); offered {:.0} calls/s for {}\n\
              - admitted {:.0} calls/s ({:.0} % of capacity); refused with RESOURCE_EXHAUSTED: {} calls, p50 {} p99 {}\n\
              - admitted calls p50/p99: {} / {} (at half capacity before: {} / {}; after: {} / {}, {} of {} OK)\n\
              - health probes straight to a replica p50/p99: {} / {} before, {} / {} during ({} of {} OK)\n\

@@ -27,6 +27,11 @@
 //! of `sqrt(limit)` would be a queue as deep as the cores and double latency. The limit is kept as a real number
 //! and admission uses its integer part.
 //!
+//! Nor does the limit shrink, in a window that refused nothing, below one more call than that window had in
+//! flight: light load whose latency wavers (a busy neighbour, one slower call) was not limited, and must not be
+//! refused for it; if the calls slow down because there are too many of them, the limit is soon reached, calls
+//! are refused, and it shrinks as usual.
+//!
 //! The controller is plain state driven by the completion times it is given, so tests can drive it with a
 //! simulated server and clock.
 
@@ -219,7 +224,13 @@ impl Gradient {
         }
         let headroom = if gradient > 1.0 && self.refused <= self.samples.len() { self.limit.sqrt() } else { 0.0 };
         let (min, max) = (self.settings.min_limit as f64, self.settings.max_limit as f64);
-        self.limit = (self.limit * gradient + headroom).clamp(min, max);
+        let mut limit = (self.limit * gradient + headroom).clamp(min, max);
+        // A window that refused nothing was not limited: its latency is the calls' own, and shedding below what
+        // it admitted would refuse light load for noise. Keep room for one call more than it had in flight.
+        if self.refused == 0 {
+            limit = limit.max(((self.peak_in_flight + 1) as f64).min(self.limit));
+        }
+        self.limit = limit;
         if now >= self.next_min_rtt {
             self.phase = Phase::MeasuringMinRtt;
         }
@@ -400,6 +411,18 @@ mod tests {
             window(&mut gradient, &mut clock, work * 2);
         }
         assert_eq!(gradient.min_rtt(), Some(work * 2));
+    }
+
+    #[test]
+    fn light_load_keeps_room_for_one_call_more_whatever_its_latency() {
+        // One call at a time, each half again slower than the ideal (a busy neighbour): nothing was refused, so
+        // the limit stays at 2 and a second call arriving during one still gets in.
+        let (work, mut clock) = (Duration::from_millis(10), Instant::now());
+        let mut gradient = adjusting_at(2.0, work, clock);
+        for _ in 0..100 {
+            simulate(&mut gradient, &mut clock, 1.0, work.mul_f64(1.5), 1, 1);
+            assert!(gradient.limit() >= 2, "real limit {}", gradient.limit);
+        }
     }
 
     #[test]

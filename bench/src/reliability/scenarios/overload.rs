@@ -48,15 +48,6 @@ impl AdmissionPlan {
             Self::AdaptiveGateway => (Vec::new(), vec!["--adaptive-concurrency".into()]),
         }
     }
-
-    /// Calls kept in flight to measure the capacity: enough to keep the pools busy, few enough that balancing
-    /// never pushes one replica over a per-replica limit.
-    fn saturating_concurrency(self, replicas: usize) -> usize {
-        match self {
-            Self::PerReplica(n) => (replicas * n / 2).max(1),
-            Self::AdaptiveGateway => replicas.max(1),
-        }
-    }
 }
 
 /// What [`overload`] saw.
@@ -90,27 +81,24 @@ pub async fn overload(launcher: Launcher, plan: OverloadPlan) -> anyhow::Result<
     let gateway_args: Vec<&str> = gateway_args.iter().map(String::as_str).collect();
     let mut cluster = Cluster::start(launcher, plan.replicas, &compute_args, &gateway_args).await?;
     let job = job_of(plan.job_ms);
-    // Capacity: a closed loop at saturation. A refused call waits a millisecond before the next, as a client
-    // backing off would: straight back, it would burn the CPU being measured.
-    let caller = Caller::connect(&cluster.url()).await?;
-    let saturate = Plan {
-        concurrency: plan.admission.saturating_concurrency(plan.replicas),
-        total: None,
-        duration: Some(Duration::from_secs(2)),
-        rps: None,
+    // Capacity: the replicas' own, the same whoever admits: a closed loop with one call in flight on each replica,
+    // straight to it (enough to keep the cores busy, as each job also splits over the pool; within every
+    // per-replica limit; and past the gateway, whose adaptive limit would otherwise set the capacity it is
+    // measured against).
+    let mut callers = Vec::new();
+    for replica in &cluster.replicas {
+        callers.push(Caller::connect(&format!("http://{}", replica.addr)).await?);
+    }
+    let saturate = Plan { concurrency: callers.len(), total: None, duration: Some(Duration::from_secs(2)), rps: None };
+    let direct = match &job {
+        Call::GatewaySumOfSquares(request) => Call::ComputeSumOfSquares(*request),
+        other => other.clone(),
     };
-    let probe_call = job.clone();
     let capacity = runner::run(
         saturate,
-        move |_| {
-            let (mut caller, call) = (caller.clone(), probe_call.clone());
-            async move {
-                let result = caller.call(&call, Some(CALL_TIMEOUT)).await;
-                if result.as_ref().is_err_and(|s| s.code() == tonic::Code::ResourceExhausted) {
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                }
-                result
-            }
+        move |worker| {
+            let (mut caller, call) = (callers[worker % callers.len()].clone(), direct.clone());
+            async move { caller.call(&call, Some(CALL_TIMEOUT)).await }
         },
         None,
     )
