@@ -73,8 +73,8 @@ pub struct Config {
     /// Envoy's adaptive-concurrency filter), with `--max-inflight` as its ceiling: no more calls in flight than
     /// keep their latency within `--adaptive-tolerance` of the ideal, the rest refused at once. Without it the
     /// limit is `--max-inflight` itself, which bounds memory but lets admitted calls queue at compute under
-    /// overload. The ideal latency is measured with one call in flight: at start, every
-    /// `--adaptive-min-rtt-interval`, and when the limit sits at 1.
+    /// overload. The ideal latency is measured with one call in flight (25 calls admitted one at a time): at start
+    /// and every `--adaptive-min-rtt-interval`; whenever the limit is down to 1 anyway, it is measured for free.
     #[arg(long, env = "OFFLOAD_GATEWAY_ADAPTIVE_CONCURRENCY")]
     pub adaptive_concurrency: bool,
 

@@ -105,14 +105,23 @@ impl Admission {
     #[allow(clippy::result_large_err)] // tonic::Status is what handlers return; boxing it would only move the cost.
     pub fn try_admit(&self, flag: &str) -> Result<Admitted, tonic::Status> {
         let shared = &self.shared;
-        let limit = shared.limit.load(Ordering::Relaxed);
+        let mut limit = shared.limit.load(Ordering::Relaxed);
         let mut current = shared.in_flight.load(Ordering::Acquire);
+        let mut asked = false;
         loop {
             if current >= limit {
-                shared.shed.fetch_add(1, Ordering::Relaxed);
-                if let Some(gradient) = &shared.gradient {
-                    lock(gradient).refused();
+                // An adaptive limit may grow on this refusal (demand only just above it): then try again, once.
+                let grown = match &shared.gradient {
+                    Some(gradient) if !asked => lock(gradient).refused(Instant::now()),
+                    _ => None,
+                };
+                asked = true;
+                if let Some(grown) = grown {
+                    shared.limit.store(grown, Ordering::Relaxed);
+                    limit = grown;
+                    continue;
                 }
+                shared.shed.fetch_add(1, Ordering::Relaxed);
                 return Err(tonic::Status::resource_exhausted(match shared.gradient {
                     None => format!("server busy: {limit} requests already in flight ({flag}={limit})"),
                     Some(_) => format!(

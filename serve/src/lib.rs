@@ -1,7 +1,8 @@
 //! Server plumbing shared by `offload-compute` and `offload-gateway`, written once so both behave the same way
 //! under load, deadlines and shutdown.
 //!
-//! - [`admission`]: a bounded number of requests in flight, the rest refused at once with `RESOURCE_EXHAUSTED`.
+//! - [`admission`]: a bounded number of requests in flight, fixed or adapted to latency, the rest refused at once
+//!   with `RESOURCE_EXHAUSTED`.
 //! - [`deadline`]: the client's `grpc-timeout`, as an instant the work can check and the gateway can forward.
 //! - [`drain`]: SIGTERM/SIGINT, then stop accepting and drain in-flight requests within a bounded grace period.
 //! - [`health`]: the gRPC health service, whose `Watch` streams end at the drain.

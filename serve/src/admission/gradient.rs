@@ -27,6 +27,10 @@
 //! of `sqrt(limit)` would be a queue as deep as the cores and double latency. The limit is kept as a real number
 //! and admission uses its integer part.
 //!
+//! A similar rule acts at once, within a window: a refusal when, over the last few latencies, no more calls were
+//! refused than completed grows the limit by one (once per window) and the call is admitted after
+//! all, so light load right after an overload is not refused while the window that saw the overload ends.
+//!
 //! Nor does the limit shrink, in a window that refused nothing, below one more call than that window had in
 //! flight: light load whose latency wavers (a busy neighbour, one slower call) was not limited, and must not be
 //! refused for it; if the calls slow down because there are too many of them, the limit is soon reached, calls
@@ -106,6 +110,12 @@ pub struct Gradient {
     peak_in_flight: usize,
     /// Requests refused since the last adjustment.
     refused: usize,
+    /// Whether the limit already grew early (on a refusal) in this window.
+    grew_early: bool,
+    /// Refusals and completions of the last few latencies.
+    recent: Recent,
+    /// The last window's median latency.
+    last_sample_rtt: Duration,
     /// Since when the limit has been at its minimum, if it is.
     at_min_since: Option<Instant>,
     /// Latencies of requests admitted since `at_min_since`: each ran with at most the minimum in flight (requests
@@ -135,6 +145,9 @@ impl Gradient {
             samples: Vec::new(),
             peak_in_flight: 0,
             refused: 0,
+            grew_early: false,
+            recent: Recent { at: now, refusals: 0.0, completions: 0.0 },
+            last_sample_rtt: Duration::ZERO,
             at_min_since: Some(now),
             alone: Vec::new(),
             higher: Vec::new(),
@@ -149,6 +162,14 @@ impl Gradient {
         }
     }
 
+    /// How fast [`Recent`] forgets: the last window's median latency (at the minimum limit, the time between
+    /// completions), or the ideal if higher, within 1 ms and a window.
+    fn half_life(&self) -> Duration {
+        let window = self.settings.window.max(Duration::from_millis(1));
+        let latency = self.last_sample_rtt.max(self.min_rtt.unwrap_or(window));
+        latency.clamp(Duration::from_millis(1), window)
+    }
+
     /// The ideal latency, once measured.
     pub fn min_rtt(&self) -> Option<Duration> {
         self.min_rtt
@@ -159,14 +180,33 @@ impl Gradient {
         self.peak_in_flight = self.peak_in_flight.max(in_flight);
     }
 
-    /// A request was refused.
-    pub fn refused(&mut self) {
-        self.refused += 1;
+    /// A request was refused at `now`. Returns the new limit if it grew: when, recently (over the last few
+    /// latencies), no more calls were refused than completed, demand is only just above the limit
+    /// (load just dropped after an overload, or grew a little), and the limit grows by one at once, once per
+    /// window, instead of refusing light load until the window ends. The caller then admits the request after
+    /// all, and it is not counted as refused.
+    pub fn refused(&mut self, now: Instant) -> Option<usize> {
+        self.recent.refused(now, self.half_life());
+        if self.phase != Phase::Adjusting || self.grew_early || self.recent.refusals > self.recent.completions {
+            self.refused += 1;
+            return None;
+        }
+        let before = self.limit();
+        self.grew_early = true;
+        self.limit = (self.limit + 1.0).min(self.settings.max_limit as f64);
+        let after = self.limit();
+        if after != before {
+            // Off the minimum: what completes now no longer measures the ideal.
+            self.alone.clear();
+            self.at_min_since = None;
+        }
+        (after != before).then_some(after)
     }
 
     /// A request admitted `latency` ago completed at `now`. Returns the new limit when it changed.
     pub fn completed(&mut self, now: Instant, latency: Duration) -> Option<usize> {
         let before = self.limit();
+        self.recent.completed(now, self.half_life());
         if self.samples.len() < MAX_SAMPLES {
             self.samples.push(latency);
         }
@@ -202,6 +242,7 @@ impl Gradient {
     fn adjust(&mut self, now: Instant) {
         let Some(mut min_rtt) = self.min_rtt else { return };
         let sample_rtt = median(&mut self.samples).max(Duration::from_micros(1));
+        self.last_sample_rtt = sample_rtt;
         if self.alone.len() >= MIN_WINDOW_SAMPLES {
             let measured = median(&mut self.alone);
             if measured <= min_rtt {
@@ -242,6 +283,37 @@ impl Gradient {
         self.window_started = now;
         self.peak_in_flight = 0;
         self.refused = 0;
+        self.grew_early = false;
+    }
+}
+
+/// Refusals and completions, each weighted by how recent it is (halving every latency, the time between
+/// completions at the minimum limit, so that it counts a few of them): whether refusals outnumber completions
+/// *now*, which a window that began during an overload cannot tell.
+#[derive(Debug, Clone, Copy)]
+struct Recent {
+    at: Instant,
+    refusals: f64,
+    completions: f64,
+}
+
+impl Recent {
+    fn decay_to(&mut self, now: Instant, half_life: Duration) {
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        let factor = 0.5f64.powf(elapsed / half_life.as_secs_f64());
+        self.refusals *= factor;
+        self.completions *= factor;
+        self.at = self.at.max(now);
+    }
+
+    fn refused(&mut self, now: Instant, half_life: Duration) {
+        self.decay_to(now, half_life);
+        self.refusals += 1.0;
+    }
+
+    fn completed(&mut self, now: Instant, half_life: Duration) {
+        self.decay_to(now, half_life);
+        self.completions += 1.0;
     }
 }
 
@@ -262,8 +334,8 @@ mod tests {
 
     /// A server with `cores` cores and requests of `work` each: with `c` in flight, each takes
     /// `work × max(1, c / cores)` (processor sharing). Each round `offered` calls arrive (or, for [`OVERLOAD`],
-    /// ten times the limit); as many as the limit allows are admitted and the rest refused, and the admitted
-    /// ones complete one after another over one latency. Runs `rounds` rounds.
+    /// ten times the limit); as many as the limit allows are admitted, and they complete one after another over
+    /// one latency, the rest being refused in between, evenly (as they arrive). Runs `rounds` rounds.
     fn simulate(
         gradient: &mut Gradient,
         clock: &mut Instant,
@@ -279,12 +351,14 @@ mod tests {
             for i in 1..=in_flight {
                 gradient.admitted(i);
             }
-            for _ in in_flight..offered {
-                gradient.refused();
-            }
             let latency = work.mul_f64((in_flight as f64 / cores).max(1.0));
             let step = latency / in_flight.max(1) as u32;
-            for _ in 0..in_flight {
+            let excess = offered - in_flight;
+            for k in 0..in_flight {
+                for _ in excess * k / in_flight..excess * (k + 1) / in_flight {
+                    // A limit grown on a refusal admits that call; the simulation keeps its round as it was.
+                    let _ = gradient.refused(*clock);
+                }
                 *clock += step;
                 gradient.completed(*clock, latency);
             }
@@ -358,6 +432,29 @@ mod tests {
             let took = clock - started;
             assert!(took <= Duration::from_millis(150), "limit {} after {took:?}", gradient.limit());
         }
+    }
+
+    #[test]
+    fn a_refusal_amid_completions_grows_the_limit_at_once_but_not_amid_refusals() {
+        let (work, clock) = (Duration::from_millis(10), Instant::now());
+        // Light load at a limit of 1: five calls completed this window, then one arrives during another.
+        let mut light = adjusting_at(1.0, work, clock);
+        for i in 1..=5 {
+            light.completed(clock + work * i, work);
+        }
+        let now = clock + work * 5;
+        assert_eq!(light.refused(now), Some(2), "admit it after all");
+        assert_eq!(light.refused(now), None, "once per window");
+        // Overload: refusals come ten to a completion.
+        let mut overload = adjusting_at(1.0, work, clock);
+        for round in 0..3 {
+            for i in 0..10 {
+                let now = clock + work * round + work / 10 * i;
+                assert_eq!(overload.refused(now), None, "refused more than completed");
+            }
+            overload.completed(clock + work * (round + 1), work);
+        }
+        assert_eq!(overload.limit(), 1);
     }
 
     #[test]
