@@ -194,13 +194,7 @@ impl Gradient {
         let before = self.limit();
         self.grew_early = true;
         self.limit = (self.limit + 1.0).min(self.settings.max_limit as f64);
-        let after = self.limit();
-        if after != before {
-            // Off the minimum: what completes now no longer measures the ideal.
-            self.alone.clear();
-            self.at_min_since = None;
-        }
-        (after != before).then_some(after)
+        self.limit_changed(before, now)
     }
 
     /// A request admitted `latency` ago completed at `now`. Returns the new limit when it changed.
@@ -231,12 +225,19 @@ impl Gradient {
             }
             Phase::Adjusting => {}
         }
+        self.limit_changed(before, now)
+    }
+
+    /// The limit now, if it is no longer `before`. A change of limit restarts the measurement of the ideal: only
+    /// calls admitted from now on, and only at the minimum, measure it.
+    fn limit_changed(&mut self, before: usize, now: Instant) -> Option<usize> {
         let after = self.limit();
-        if after != before {
-            self.alone.clear();
-            self.at_min_since = (after == self.settings.min_limit).then_some(now);
+        if after == before {
+            return None;
         }
-        (after != before).then_some(after)
+        self.alone.clear();
+        self.at_min_since = (after == self.settings.min_limit).then_some(now);
+        Some(after)
     }
 
     fn adjust(&mut self, now: Instant) {
