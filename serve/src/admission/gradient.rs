@@ -1,55 +1,124 @@
-//! An adaptive concurrency limit: as many requests in flight as keep latency near what it is without queueing.
+//! An adaptive concurrency limit: as many requests in flight as keep their latency near what one costs without
+//! queueing, the rest refused at once.
 //!
 //! A fixed `--max-inflight` must be sized by hand to the capacity behind it, which changes with every replica
-//! added, removed or slowed by a noisy neighbour: set too high, admitted requests queue (latency grows with the
-//! limit, Little's law); set too low, capacity idles. This controller finds the limit from the latency of the
-//! requests it admits, the gradient algorithm of Envoy's adaptive-concurrency filter (itself after Netflix's
-//! `concurrency-limits`):
+//! added, removed or slowed by a noisy neighbour: too high, and admitted requests queue (latency grows with the
+//! limit, Little's law); too low, and capacity idles. Under 10× overload on the reliability rig (three replicas
+//! sharing two cores), fixed limits of 2 per replica gave admitted calls a p50 of 30–52 ms over four runs; this
+//! controller at the gateway, 8.1–8.7 ms over three, against 6.6–6.9 ms at half load (`docs/reliability.md`).
 //!
-//! 1. **Ideal latency (`min_rtt`)**: the limit is pinned to its minimum until `min_rtt_samples` requests have
-//!    completed; the median of their latencies is what a request costs without queueing. It is measured again
-//!    every `min_rtt_interval`, and any window the limit spent at its minimum (with at least
-//!    [`MIN_WINDOW_SAMPLES`] completions) is such a measurement too: a lower one replaces it at once, higher ones
-//!    only when [`HIGHER_TO_RAISE`] came in a row (then the lowest of them), so the ideal follows bigger requests
-//!    or slower machines without the limit being pinned again, while one window slowed by a busy machine does not
-//!    raise it (a raised ideal raises the limit, and admitted calls queue). Only requests admitted once the limit
-//!    reached the minimum count: those admitted under a higher limit queued.
-//! 2. **Every `window`**: the median latency of the window's requests (`sample_rtt`) against the ideal plus a
-//!    `tolerance` gives the gradient `min_rtt × (1 + tolerance) / sample_rtt`, clamped to [0.5, 2]; the limit is
-//!    multiplied by it. Latency above the target shrinks the limit, below it grows it, but only when demand
-//!    reached at least half the limit in that window: an idle server learns nothing about its capacity.
+//! # The algorithm
 //!
-//! Unlike Envoy, `sqrt(limit)` of headroom is added only when growing and only when the window refused no more
-//! calls than it completed: the limit is then binding on modest demand (load just dropped, or grew a little),
-//! and one more call in flight costs little, so the limit catches up in a window or two and light load is not
-//! refused for long. When refusals outnumber completions (overload), one more call in flight is one more queued,
-//! so the limit grows only by the gradient: at the small limits a CPU-bound service has (its cores), a headroom
-//! of `sqrt(limit)` would be a queue as deep as the cores and double latency. The limit is kept as a real number
-//! and admission uses its integer part.
+//! Envoy's adaptive-concurrency gradient controller (itself after Netflix's `concurrency-limits`): learn what a
+//! request costs alone (the *ideal latency*, `min_rtt`) by admitting one at a time, then every window scale the
+//! limit by how the window's median latency (`sample_rtt`) compares with the ideal plus a tolerance: above it the
+//! limit shrinks, below it grows. Rules 1–3 are Envoy's and Netflix's; rules 4–7 are this controller's own, each
+//! added because a measurement on the reliability rig showed the controller without it falling short.
 //!
-//! A similar rule acts at once, within a window: a refusal when, over the last few latencies, no more calls were
-//! refused than completed grows the limit by one (once per window) and the call is admitted after
-//! all, so light load right after an overload is not refused while the window that saw the overload ends.
+//! 1. **Measure the ideal at the minimum.** The limit is pinned to `min_limit` until `min_rtt_samples` requests
+//!    have completed; the median of their latencies is the ideal. It is measured so again every
+//!    `min_rtt_interval`.
+//! 2. **Scale by the gradient every `window`.** `gradient = min_rtt × (1 + tolerance) / sample_rtt`, clamped
+//!    between [`MIN_GRADIENT`] and [`MAX_GRADIENT`]; the limit is multiplied by it. The limit is a real number,
+//!    so that small gradients add up; admission uses its integer part.
+//! 3. **Grow only under demand.** The limit grows only if the window's peak in flight reached
+//!    [`DEMAND_TO_GROW`] of it: an idle server's latency says nothing about its capacity, and a limit grown on it
+//!    would admit a burst into a queue (Netflix's Gradient2 limit does not grow when "app limited" either).
+//! 4. **Headroom only when growing, and only without overload.** `sqrt(limit)` is added when the limit grows and
+//!    the window refused no more calls than it completed: the limit is then binding on modest demand (load just
+//!    dropped, or grew a little) and catches up in a window or two. Under overload one more call in flight is one
+//!    more queued, so the limit grows by the gradient alone. *Measured:* with Envoy's headroom on every increase the
+//!    limit sat at 2 and admitted p50 at ~12 ms (at a CPU-bound service's small limits, `sqrt(limit)` is a queue
+//!    as deep as the cores); with no headroom at all, light load right after an overload lost a call now and then,
+//!    refused while the limit crept up from 1.
+//! 5. **The ideal comes only from calls admitted at the minimum.** Any window spent at the minimum with at least
+//!    [`MIN_WINDOW_SAMPLES`] completions measures the ideal for free, counting only calls admitted since the limit
+//!    got there (those admitted under a higher limit had queued). A lower measurement replaces the ideal at once;
+//!    higher ones only after [`HIGHER_TO_RAISE`] in a row, and then the lowest of them, so the ideal follows bigger
+//!    requests without one window slowed by a busy machine raising it (a raised ideal raises the limit, and
+//!    admitted calls queue). This replaces Envoy's pinned re-measurement after five windows at the minimum.
+//!    *Measured:* with the ideal polluted by queued calls or by one slow window, about one run in three settled
+//!    at a limit of 2 with p50 12–14 ms; since, 8.4–8.8 ms in three runs.
+//! 6. **A window that refused nothing keeps room for one call more than it had in flight.** Its latency was the
+//!    calls' own, not a queue's; shedding below what it admitted refuses light load for noise. Calls slowed by
+//!    their own number soon reach the limit, are refused, and the limit shrinks as usual. *Measured:* the small
+//!    reliability test lost a light-load call in about one run in eight, refused at a limit that noise had shrunk
+//!    to 1; overload windows always refuse, so overload was unchanged (p50 8.3 ms).
+//! 7. **A refusal amid completions grows the limit by one at once.** Within a window, a refusal when recent
+//!    refusals (weighted to halve every latency) do not outnumber completions grows the limit by
+//!    [`EARLY_GROWTH`], once per window, and the call is admitted after all: a window that began during an
+//!    overload otherwise refuses light load until it ends. *Measured:* the cold CI run lost a light-load call in
+//!    one run in eight; none in 16 runs since. Under 10× overload refusals outnumber completions ten to one, so it
+//!    hardly ever fires (limit median 1, admitted p50 8.2–8.7 ms).
 //!
-//! Nor does the limit shrink, in a window that refused nothing, below one more call than that window had in
-//! flight: light load whose latency wavers (a busy neighbour, one slower call) was not limited, and must not be
-//! refused for it; if the calls slow down because there are too many of them, the limit is soon reached, calls
-//! are refused, and it shrinks as usual.
-//!
-//! The controller is plain state driven by the completion times it is given, so tests can drive it with a
-//! simulated server and clock.
+//! The controller is plain state driven by the times it is given, so tests drive it with a simulated server and
+//! clock (`tests.rs`).
 
 use std::time::{Duration, Instant};
 
-/// Completions a window at the minimum limit needs to count as a measurement of the ideal latency.
+/// The floor of the limit by default: one call in flight is a call's latency alone, the ideal, and a CPU-bound
+/// service behind a couple of cores may run no more than one or two calls without queueing (the reliability rig
+/// settles at 1–2), so a higher floor would queue.
+pub const DEFAULT_MIN_LIMIT: usize = 1;
+
+/// The limit once the ideal is measured, if the ceiling is higher: modest, since nothing is known yet about the
+/// capacity, and the gradient can double it every window (to 1024 in seven windows).
+pub const DEFAULT_INITIAL_LIMIT: usize = 8;
+
+/// How often the limit is adjusted by default (`--adaptive-window`): enough completions at millisecond requests
+/// for a stable median, and the limit follows a change of load within a fraction of a second.
+pub const DEFAULT_WINDOW: Duration = Duration::from_millis(100);
+
+/// Completions whose median is the ideal latency by default: enough that a few slow calls do not move the median,
+/// few enough that the measurement, which admits one call at a time and refuses bursts meanwhile, is short.
+pub const DEFAULT_MIN_RTT_SAMPLES: usize = 25;
+
+/// How often the ideal is measured again by default (`--adaptive-min-rtt-interval`): every measurement refuses
+/// bursts for a while, and windows at the minimum (rule 5) measure it for free in between.
+pub const DEFAULT_MIN_RTT_INTERVAL: Duration = Duration::from_secs(30);
+
+/// How far the median may rise above the ideal before the limit shrinks by default (`--adaptive-tolerance`),
+/// as Envoy: a window's median wavers by some per cent with nothing queued, and shrinking for that would refuse
+/// load the service can take, while a queue of even one call behind each doubles latency, far beyond 25 %.
+pub const DEFAULT_TOLERANCE: f64 = 0.25;
+
+/// The most a window may shrink the limit by (a factor), as Envoy: one bad window halves it at worst, and the
+/// next ones take it further if latency stays high.
+pub const MIN_GRADIENT: f64 = 0.5;
+
+/// The most a window may grow the limit by (a factor), as Envoy: doubling per window reaches any ceiling in
+/// a second or so, while one window of low latency cannot admit a flood.
+pub const MAX_GRADIENT: f64 = 2.0;
+
+/// The fraction of the limit a window's peak in flight must reach for the limit to grow (rule 3): demand that
+/// pressed against the limit, as Netflix's gradient limit asks.
+pub const DEMAND_TO_GROW: f64 = 0.5;
+
+/// How much a refusal amid completions grows the limit (rule 7): one call, the one just refused.
+pub const EARLY_GROWTH: f64 = 1.0;
+
+/// Calls a window that refused nothing keeps room for above its peak in flight (rule 6): one, so that a call
+/// arriving while the others run still gets in.
+pub const ROOM_ABOVE_QUIET_PEAK: usize = 1;
+
+/// Completions a window at the minimum limit needs to count as a measurement of the ideal latency (rule 5): the
+/// median of fewer is moved by one odd call.
 pub const MIN_WINDOW_SAMPLES: usize = 5;
 
-/// Measurements at the minimum above the ideal it takes to raise the ideal (to the lowest of them): one busy
-/// window must not raise it, a lasting change (bigger requests) must.
+/// Measurements at the minimum above the ideal it takes to raise the ideal (to the lowest of them, rule 5): one
+/// busy window must not raise it, a lasting change (bigger requests) must; five windows are half a second.
 pub const HIGHER_TO_RAISE: usize = 5;
 
 /// Most latencies kept per window: enough for a stable median, bounded whatever the request rate.
 const MAX_SAMPLES: usize = 4096;
+
+/// The least time [`Recent`] takes to halve (rule 7): calls of microseconds would otherwise make it forget a
+/// refusal before the next call arrives.
+const MIN_HALF_LIFE: Duration = Duration::from_millis(1);
+
+/// The least median latency the gradient divides by: a window of calls that took no measurable time must not
+/// divide by zero.
+const MIN_SAMPLE_RTT: Duration = Duration::from_micros(1);
 
 /// How the limit adapts.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -58,7 +127,7 @@ pub struct GradientSettings {
     pub min_limit: usize,
     /// The limit never goes above this: the hard ceiling (`--max-inflight`).
     pub max_limit: usize,
-    /// The limit before the first adjustment.
+    /// The limit once the ideal is first measured.
     pub initial_limit: usize,
     /// How often the limit is adjusted.
     pub window: Duration,
@@ -71,27 +140,26 @@ pub struct GradientSettings {
 }
 
 impl GradientSettings {
-    /// Settings for a server whose hard ceiling is `max_limit`: windows of 100 ms, ideal latency from 25 requests
-    /// every 30 s, 25 % tolerance (as Envoy).
+    /// The default settings for a server whose hard ceiling is `max_limit`.
     pub fn with_ceiling(max_limit: usize) -> Self {
         let max_limit = max_limit.max(1);
         Self {
-            min_limit: 1,
+            min_limit: DEFAULT_MIN_LIMIT,
             max_limit,
-            initial_limit: max_limit.min(8),
-            window: Duration::from_millis(100),
-            min_rtt_samples: 25,
-            min_rtt_interval: Duration::from_secs(30),
-            tolerance: 0.25,
+            initial_limit: max_limit.min(DEFAULT_INITIAL_LIMIT),
+            window: DEFAULT_WINDOW,
+            min_rtt_samples: DEFAULT_MIN_RTT_SAMPLES,
+            min_rtt_interval: DEFAULT_MIN_RTT_INTERVAL,
+            tolerance: DEFAULT_TOLERANCE,
         }
     }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
-    /// Limit pinned to the minimum; the samples measure the ideal latency.
+    /// Limit pinned to the minimum; the samples measure the ideal latency (rule 1).
     MeasuringMinRtt,
-    /// Limit adjusted every window against the ideal latency.
+    /// Limit adjusted every window against the ideal latency (rules 2–7).
     Adjusting,
 }
 
@@ -102,26 +170,30 @@ pub struct Gradient {
     phase: Phase,
     /// The limit while adjusting, as a real number (admission uses its integer part).
     limit: f64,
+    /// The ideal latency, once measured.
     min_rtt: Option<Duration>,
+    /// When the ideal is next measured with the limit pinned (rule 1).
     next_min_rtt: Instant,
+    /// When the current window began.
     window_started: Instant,
+    /// Latencies completed in the current window, whose median is `sample_rtt`.
     samples: Vec<Duration>,
-    /// Most requests in flight at once since the last adjustment.
+    /// Most requests in flight at once since the last adjustment (rules 3 and 6).
     peak_in_flight: usize,
-    /// Requests refused since the last adjustment.
+    /// Requests refused since the last adjustment (rules 4 and 6).
     refused: usize,
-    /// Whether the limit already grew early (on a refusal) in this window.
+    /// Whether the limit already grew early (on a refusal) in this window (rule 7).
     grew_early: bool,
-    /// Refusals and completions of the last few latencies.
+    /// Refusals and completions of the last few latencies (rule 7).
     recent: Recent,
     /// The last window's median latency.
     last_sample_rtt: Duration,
     /// Since when the limit has been at its minimum, if it is.
     at_min_since: Option<Instant>,
     /// Latencies of requests admitted since `at_min_since`: each ran with at most the minimum in flight (requests
-    /// admitted under a higher limit had to finish first), so they measure the ideal.
+    /// admitted under a higher limit had to finish first), so they measure the ideal (rule 5).
     alone: Vec<Duration>,
-    /// Measurements at the minimum since the last one that was not above the ideal.
+    /// Measurements at the minimum since the last one that was not above the ideal (rule 5).
     higher: Vec<Duration>,
 }
 
@@ -163,11 +235,11 @@ impl Gradient {
     }
 
     /// How fast [`Recent`] forgets: the last window's median latency (at the minimum limit, the time between
-    /// completions), or the ideal if higher, within 1 ms and a window.
+    /// completions), or the ideal if higher, within [`MIN_HALF_LIFE`] and a window.
     fn half_life(&self) -> Duration {
-        let window = self.settings.window.max(Duration::from_millis(1));
+        let window = self.settings.window.max(MIN_HALF_LIFE);
         let latency = self.last_sample_rtt.max(self.min_rtt.unwrap_or(window));
-        latency.clamp(Duration::from_millis(1), window)
+        latency.clamp(MIN_HALF_LIFE, window)
     }
 
     /// The ideal latency, once measured.
@@ -180,11 +252,8 @@ impl Gradient {
         self.peak_in_flight = self.peak_in_flight.max(in_flight);
     }
 
-    /// A request was refused at `now`. Returns the new limit if it grew: when, recently (over the last few
-    /// latencies), no more calls were refused than completed, demand is only just above the limit
-    /// (load just dropped after an overload, or grew a little), and the limit grows by one at once, once per
-    /// window, instead of refusing light load until the window ends. The caller then admits the request after
-    /// all, and it is not counted as refused.
+    /// A request was refused at `now`. Returns the new limit if it grew (rule 7): the caller then admits the
+    /// request after all, and it is not counted as refused.
     pub fn refused(&mut self, now: Instant) -> Option<usize> {
         self.recent.refused(now, self.half_life());
         if self.phase != Phase::Adjusting || self.grew_early || self.recent.refusals > self.recent.completions {
@@ -193,7 +262,7 @@ impl Gradient {
         }
         let before = self.limit();
         self.grew_early = true;
-        self.limit = (self.limit + 1.0).min(self.settings.max_limit as f64);
+        self.limit = (self.limit + EARLY_GROWTH).min(self.settings.max_limit as f64);
         self.limit_changed(before, now)
     }
 
@@ -229,7 +298,7 @@ impl Gradient {
     }
 
     /// The limit now, if it is no longer `before`. A change of limit restarts the measurement of the ideal: only
-    /// calls admitted from now on, and only at the minimum, measure it.
+    /// calls admitted from now on, and only at the minimum, measure it (rule 5).
     fn limit_changed(&mut self, before: usize, now: Instant) -> Option<usize> {
         let after = self.limit();
         if after == before {
@@ -240,10 +309,12 @@ impl Gradient {
         Some(after)
     }
 
+    /// The end of a window: rules 5, 2, 3, 4 and 6 in turn, then the pinned measurement of rule 1 if it is due.
     fn adjust(&mut self, now: Instant) {
         let Some(mut min_rtt) = self.min_rtt else { return };
-        let sample_rtt = median(&mut self.samples).max(Duration::from_micros(1));
+        let sample_rtt = median(&mut self.samples).max(MIN_SAMPLE_RTT);
         self.last_sample_rtt = sample_rtt;
+        // Rule 5: a window at the minimum measures the ideal.
         if self.alone.len() >= MIN_WINDOW_SAMPLES {
             let measured = median(&mut self.alone);
             if measured <= min_rtt {
@@ -258,19 +329,20 @@ impl Gradient {
             self.min_rtt = Some(min_rtt);
         }
         self.alone.clear();
+        // Rule 2: the gradient.
         let target = min_rtt.as_secs_f64() * (1.0 + self.settings.tolerance);
-        let mut gradient = (target / sample_rtt.as_secs_f64()).clamp(0.5, 2.0);
-        // Growing needs evidence: demand that actually pressed against the limit.
-        if gradient > 1.0 && (self.peak_in_flight as f64) < self.limit / 2.0 {
+        let mut gradient = (target / sample_rtt.as_secs_f64()).clamp(MIN_GRADIENT, MAX_GRADIENT);
+        // Rule 3: growing needs demand that pressed against the limit.
+        if gradient > 1.0 && (self.peak_in_flight as f64) < self.limit * DEMAND_TO_GROW {
             gradient = 1.0;
         }
+        // Rule 4: headroom when growing, unless refusals outnumbered completions.
         let headroom = if gradient > 1.0 && self.refused <= self.samples.len() { self.limit.sqrt() } else { 0.0 };
         let (min, max) = (self.settings.min_limit as f64, self.settings.max_limit as f64);
         let mut limit = (self.limit * gradient + headroom).clamp(min, max);
-        // A window that refused nothing was not limited: its latency is the calls' own, and shedding below what
-        // it admitted would refuse light load for noise. Keep room for one call more than it had in flight.
+        // Rule 6: a window that refused nothing was not limited; keep room above what it had in flight.
         if self.refused == 0 {
-            limit = limit.max(((self.peak_in_flight + 1) as f64).min(self.limit));
+            limit = limit.max(((self.peak_in_flight + ROOM_ABOVE_QUIET_PEAK) as f64).min(self.limit));
         }
         self.limit = limit;
         if now >= self.next_min_rtt {
@@ -290,7 +362,7 @@ impl Gradient {
 
 /// Refusals and completions, each weighted by how recent it is (halving every latency, the time between
 /// completions at the minimum limit, so that it counts a few of them): whether refusals outnumber completions
-/// *now*, which a window that began during an overload cannot tell.
+/// *now*, which a window that began during an overload cannot tell (rule 7).
 #[derive(Debug, Clone, Copy)]
 struct Recent {
     at: Instant,
@@ -327,235 +399,4 @@ fn median(samples: &mut [Duration]) -> Duration {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Overload: ten times as many calls offered as the limit admits (a marker for [`simulate`]).
-    const OVERLOAD: usize = usize::MAX;
-
-    /// A server with `cores` cores and requests of `work` each: with `c` in flight, each takes
-    /// `work × max(1, c / cores)` (processor sharing). Each round `offered` calls arrive (or, for [`OVERLOAD`],
-    /// ten times the limit); as many as the limit allows are admitted, and they complete one after another over
-    /// one latency, the rest being refused in between, evenly (as they arrive). Runs `rounds` rounds.
-    fn simulate(
-        gradient: &mut Gradient,
-        clock: &mut Instant,
-        cores: f64,
-        work: Duration,
-        offered: usize,
-        rounds: usize,
-    ) {
-        for _ in 0..rounds {
-            let limit = gradient.limit();
-            let offered = if offered == OVERLOAD { limit * 10 } else { offered };
-            let in_flight = limit.min(offered);
-            for i in 1..=in_flight {
-                gradient.admitted(i);
-            }
-            let latency = work.mul_f64((in_flight as f64 / cores).max(1.0));
-            let step = latency / in_flight.max(1) as u32;
-            let excess = offered - in_flight;
-            for k in 0..in_flight {
-                for _ in excess * k / in_flight..excess * (k + 1) / in_flight {
-                    // A limit grown on a refusal admits that call; the simulation keeps its round as it was.
-                    let _ = gradient.refused(*clock);
-                }
-                *clock += step;
-                gradient.completed(*clock, latency);
-            }
-        }
-    }
-
-    fn settings(max: usize) -> GradientSettings {
-        GradientSettings { tolerance: 0.25, ..GradientSettings::with_ceiling(max) }
-    }
-
-    #[test]
-    fn measures_the_ideal_latency_at_the_minimum_limit_first() {
-        let mut clock = Instant::now();
-        let mut gradient = Gradient::new(settings(100), clock);
-        assert_eq!(gradient.limit(), 1, "pinned while measuring");
-        for _ in 0..24 {
-            clock += Duration::from_millis(5);
-            gradient.completed(clock, Duration::from_millis(5));
-        }
-        assert_eq!(gradient.min_rtt(), None);
-        clock += Duration::from_millis(5);
-        assert_eq!(gradient.completed(clock, Duration::from_millis(5)), Some(8), "back to the initial limit");
-        assert_eq!(gradient.min_rtt(), Some(Duration::from_millis(5)));
-    }
-
-    #[test]
-    fn settles_near_the_capacity_under_overload() {
-        let mut clock = Instant::now();
-        let mut gradient = Gradient::new(settings(1024), clock);
-        let work = Duration::from_millis(10);
-        simulate(&mut gradient, &mut clock, 4.0, work, OVERLOAD, 1_000);
-        // Latency above the ideal × 1.25 shrinks the limit: at 4 cores it may not pass 5 in flight, and it may
-        // not stay below the cores either (the minimum only while measuring the ideal).
-        for _ in 0..1_000 {
-            simulate(&mut gradient, &mut clock, 4.0, work, OVERLOAD, 1);
-            let limit = gradient.limit();
-            assert!(limit <= 5 && (limit >= 3 || gradient.phase == Phase::MeasuringMinRtt), "limit {limit}");
-        }
-    }
-
-    #[test]
-    fn grows_to_the_demand_when_latency_stays_flat() {
-        let mut clock = Instant::now();
-        let mut gradient = Gradient::new(settings(1024), clock);
-        // 1000 cores: latency never grows, so the limit doubles each window up to the ceiling.
-        simulate(&mut gradient, &mut clock, 1000.0, Duration::from_millis(1), OVERLOAD, 20_000);
-        assert_eq!(gradient.limit(), 1024);
-    }
-
-    /// A controller adjusting at `limit`, whose ideal latency is `min_rtt`.
-    fn adjusting_at(limit: f64, min_rtt: Duration, now: Instant) -> Gradient {
-        let mut gradient = Gradient::new(settings(1024), now);
-        gradient.phase = Phase::Adjusting;
-        gradient.min_rtt = Some(min_rtt);
-        gradient.next_min_rtt = now + Duration::from_secs(3600);
-        gradient.limit = limit;
-        gradient.at_min_since = (gradient.limit() == 1).then_some(now);
-        gradient
-    }
-
-    #[test]
-    fn modest_demand_over_the_limit_is_caught_up_with_in_one_window() {
-        // The overload just ended at a limit of 1; now two calls at a time arrive, and the server (its
-        // neighbours gone) has room: as many refusals as completions, so the limit grows with headroom and
-        // serves both after one window. By the gradient alone, 1 → 2 takes four.
-        let (work, mut clock) = (Duration::from_millis(10), Instant::now());
-        let mut gradient = adjusting_at(1.0, work, clock);
-        let started = clock;
-        while gradient.limit() < 2 {
-            simulate(&mut gradient, &mut clock, 8.0, work, 2, 1);
-            let took = clock - started;
-            assert!(took <= Duration::from_millis(150), "limit {} after {took:?}", gradient.limit());
-        }
-    }
-
-    #[test]
-    fn a_refusal_amid_completions_grows_the_limit_at_once_but_not_amid_refusals() {
-        let (work, clock) = (Duration::from_millis(10), Instant::now());
-        // Light load at a limit of 1: five calls completed this window, then one arrives during another.
-        let mut light = adjusting_at(1.0, work, clock);
-        for i in 1..=5 {
-            light.completed(clock + work * i, work);
-        }
-        let now = clock + work * 5;
-        assert_eq!(light.refused(now), Some(2), "admit it after all");
-        assert_eq!(light.refused(now), None, "once per window");
-        // Overload: refusals come ten to a completion.
-        let mut overload = adjusting_at(1.0, work, clock);
-        for round in 0..3 {
-            for i in 0..10 {
-                let now = clock + work * round + work / 10 * i;
-                assert_eq!(overload.refused(now), None, "refused more than completed");
-            }
-            overload.completed(clock + work * (round + 1), work);
-        }
-        assert_eq!(overload.limit(), 1);
-    }
-
-    #[test]
-    fn under_overload_the_limit_grows_by_the_gradient_alone() {
-        // Ten times the limit offered: one more call in flight would be one more queued, so no headroom, even
-        // with latency at the ideal: 1 × 1.25 after a window, still one call in flight.
-        let (work, mut clock) = (Duration::from_millis(10), Instant::now());
-        let mut gradient = adjusting_at(1.0, work, clock);
-        simulate(&mut gradient, &mut clock, 8.0, work, OVERLOAD, 11);
-        assert_eq!(gradient.limit(), 1, "real limit {}", gradient.limit);
-    }
-
-    #[test]
-    fn only_calls_admitted_at_the_minimum_measure_the_ideal() {
-        let (work, mut clock) = (Duration::from_millis(10), Instant::now());
-        let mut gradient = adjusting_at(1.0, work * 2, clock);
-        // Calls admitted before the limit came down to 1 finish late, having queued: they say nothing about
-        // the ideal, however many of them there are.
-        for _ in 0..10 {
-            clock += Duration::from_millis(1);
-            gradient.completed(clock, Duration::from_millis(50));
-        }
-        clock += Duration::from_millis(100);
-        gradient.completed(clock, Duration::from_millis(50));
-        assert_eq!(gradient.min_rtt(), Some(work * 2), "unchanged by calls admitted earlier");
-        // Calls admitted since, one at a time, do; the first window with five of them replaces the ideal.
-        let started = clock;
-        while clock - started <= Duration::from_millis(110) {
-            clock += work;
-            gradient.completed(clock, work);
-        }
-        assert_eq!(gradient.min_rtt(), Some(work));
-    }
-
-    #[test]
-    fn one_slow_window_at_the_minimum_does_not_raise_the_ideal_but_a_lasting_change_does() {
-        let (work, mut clock) = (Duration::from_millis(10), Instant::now());
-        let mut gradient = adjusting_at(1.0, work, clock);
-        // A window where every call, alone, took twice as long (the machine was busy for 100 ms).
-        let window = |gradient: &mut Gradient, clock: &mut Instant, latency: Duration| {
-            let started = *clock;
-            while *clock - started <= Duration::from_millis(100) {
-                *clock += latency;
-                gradient.completed(*clock, latency);
-            }
-        };
-        window(&mut gradient, &mut clock, work * 2);
-        assert_eq!(gradient.min_rtt(), Some(work));
-        // Five such windows in a row: the calls did get bigger.
-        for _ in 0..HIGHER_TO_RAISE {
-            window(&mut gradient, &mut clock, work * 2);
-        }
-        assert_eq!(gradient.min_rtt(), Some(work * 2));
-    }
-
-    #[test]
-    fn light_load_keeps_room_for_one_call_more_whatever_its_latency() {
-        // One call at a time, each half again slower than the ideal (a busy neighbour): nothing was refused, so
-        // the limit stays at 2 and a second call arriving during one still gets in.
-        let (work, mut clock) = (Duration::from_millis(10), Instant::now());
-        let mut gradient = adjusting_at(2.0, work, clock);
-        for _ in 0..100 {
-            simulate(&mut gradient, &mut clock, 1.0, work.mul_f64(1.5), 1, 1);
-            assert!(gradient.limit() >= 2, "real limit {}", gradient.limit);
-        }
-    }
-
-    #[test]
-    fn an_idle_server_does_not_grow_its_limit() {
-        let mut clock = Instant::now();
-        let mut gradient = Gradient::new(settings(1024), clock);
-        simulate(&mut gradient, &mut clock, 1000.0, Duration::from_millis(1), 2, 5_000);
-        assert!(gradient.limit() <= 8, "demand of 2 never justified more than the initial 8: {}", gradient.limit());
-    }
-
-    #[test]
-    fn measures_the_ideal_again_when_the_requests_got_bigger() {
-        let mut clock = Instant::now();
-        let mut gradient = Gradient::new(settings(1024), clock);
-        simulate(&mut gradient, &mut clock, 4.0, Duration::from_millis(1), OVERLOAD, 500);
-        assert_eq!(gradient.min_rtt(), Some(Duration::from_millis(1)));
-        // Every request now costs 20× more: latency far above the old ideal brings the limit to the minimum,
-        // where a window measures the new ideal instead of starving the server for good.
-        simulate(&mut gradient, &mut clock, 4.0, Duration::from_millis(20), OVERLOAD, 500);
-        assert_eq!(gradient.min_rtt(), Some(Duration::from_millis(20)));
-        assert!(gradient.limit() >= 3, "limit {}", gradient.limit());
-    }
-
-    #[test]
-    fn never_leaves_its_bounds() {
-        let mut clock = Instant::now();
-        let bounds = GradientSettings { min_limit: 2, max_limit: 6, ..settings(6) };
-        let mut gradient = Gradient::new(bounds, clock);
-        simulate(&mut gradient, &mut clock, 1000.0, Duration::from_millis(1), OVERLOAD, 2_000);
-        assert_eq!(gradient.limit(), 6);
-        // A hundred times too slow: the limit drops to the floor; the ideal is measured again there, after which
-        // it wavers between the floor and one above (latency within the tolerance of the new ideal).
-        for _ in 0..200 {
-            simulate(&mut gradient, &mut clock, 0.01, Duration::from_millis(1), OVERLOAD, 10);
-            assert!((2..=3).contains(&gradient.limit()), "limit {}", gradient.limit());
-        }
-    }
-}
+mod tests;
