@@ -1,11 +1,17 @@
-//! `offload-bench`: `load` (ghz-like load test), `compare` (the main job), `kernels` (kernel speed), `reliability`
-//! (faults, overload, soak), and the
-//! hidden `compute` / `gateway` subcommands `compare` uses to run the servers as child processes.
+//! `offload-bench`: the command line of offload's tools.
+//!
+//! - `load`: one ghz-compatible load test against any endpoint (`offload-loadgen`).
+//! - `compare`: the main job: every execution mode under the same mixed load (`offload-experiments`).
+//! - `reliability`: faults, overload and a soak against a gateway and several replicas (`offload-experiments`).
+//!
+//! The servers are linked in as the hidden `compute` and `gateway` subcommands, so the experiments can start them
+//! as child processes of this one executable: `cargo run -p offload-bench -- compare` builds everything it needs.
 
 use clap::{Parser, Subcommand};
-use offload_bench::{compare, kernels, load};
+use offload_experiments::{compare, reliability};
+use offload_loadgen::load;
 
-/// Load generator and execution-mode comparison for offload.
+/// Load generator, execution-mode comparison and reliability experiments for offload.
 #[derive(Debug, Parser)]
 #[command(name = "offload-bench", version)]
 struct Cli {
@@ -19,14 +25,12 @@ enum Command {
     Compare(compare::CompareArgs),
     /// One load test against any offload endpoint, with ghz's flags and JSON report.
     Load(load::LoadArgs),
-    /// Kernel and offload-hop speed, in-process, as ratios measured in one run.
-    Kernels(kernels::KernelArgs),
     /// Replica loss, rolling restart, overload, deadlines and a soak against a gateway and several replicas.
-    Reliability(offload_bench::reliability::ReliabilityArgs),
-    /// Run the compute server (what `compare` starts as a child process).
+    Reliability(reliability::ReliabilityArgs),
+    /// Run the compute server (what the experiments start as a child process).
     #[command(hide = true)]
     Compute(offload_compute::Config),
-    /// Run the gateway (what `compare` starts as a child process).
+    /// Run the gateway (what the experiments start as a child process).
     #[command(hide = true)]
     Gateway(offload_gateway::Config),
 }
@@ -41,10 +45,9 @@ fn main() -> anyhow::Result<()> {
             let _telemetry = offload_telemetry::init("offload-gateway", config.log_format)?;
             offload_gateway::serve_blocking(config)
         }
-        Command::Kernels(args) => kernels::run(&args),
         Command::Load(args) => client_runtime()?.block_on(load::run(args)),
         Command::Compare(args) => client_runtime()?.block_on(compare::run(args)),
-        Command::Reliability(args) => client_runtime()?.block_on(offload_bench::reliability::run(args)),
+        Command::Reliability(args) => client_runtime()?.block_on(reliability::run(args)),
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::{path::Path, process::Command, time::Duration};
 
-use offload_bench::child::ChildServer;
+use offload_testkit::child::ChildServer;
 
 const BIN: &str = env!("CARGO_BIN_EXE_offload-bench");
 

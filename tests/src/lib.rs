@@ -1,10 +1,6 @@
 //! Fixtures for the integration tests: real offload servers on `127.0.0.1:0`, each on its own tokio runtime in
-//! its own thread (as a separate process would be), or as real child processes where a test needs signals or
-//! per-process CPU time.
-
-pub mod process;
-pub mod python;
-pub mod raw;
+//! its own thread (as a separate process would be), and the clients that talk to them. Servers as child
+//! processes, raw HTTP/2 and Python peers are in `offload-testkit`.
 
 use std::{
     net::SocketAddr,

@@ -1,0 +1,153 @@
+//! `cargo bench -p offload-compute --bench kernels`: the CPU kernels and the offload hop alone, in-process.
+//!
+//! Two parts, one run:
+//! 1. divan's table: `factorial(n)` with its decimal string (the reference library's serial path, ours on one
+//!    thread, ours on the rayon pool), `sum_of_squares(n)` on the pool at n, 2n and 4n (time must double with n:
+//!    the proof that the loop was not folded into the closed form), and the offload hop (a no-op job sent to rayon
+//!    or to `spawn_blocking` and its answer awaited).
+//! 2. The ratios the README quotes, measured interleaved in this same run (so a noisy neighbour hits both sides
+//!    alike): ours over the reference for factorial, elements per nanosecond and the doubling for sum of squares.
+//!
+//! `OFFLOAD_BENCH_THREADS` sets the pool's size (default: the CPUs this process may use).
+
+use std::{
+    sync::OnceLock,
+    time::{Duration, Instant},
+};
+
+use divan::{Bencher, black_box};
+use offload_compute::{
+    adaptive::best_of,
+    executor::{Executor, Placement},
+    kernel::{Cancel, Parallelism, factorial, sum_of_squares},
+};
+
+/// Factorial sizes: 10⁴ (a small reply), 10⁵ (the README's figure, 456 574 digits).
+const FACTORIAL_N: [u64; 2] = [10_000, 100_000];
+/// Sum-of-squares sizes: ~5, 10 and 20 ms on the 2-core machine, long enough to swamp the pool's hop.
+const SUM_N: [u64; 3] = [100_000_000, 200_000_000, 400_000_000];
+/// Repetitions of each interleaved ratio measurement; the best of each side is kept.
+const RATIO_RUNS: usize = 5;
+
+fn threads() -> usize {
+    std::env::var("OFFLOAD_BENCH_THREADS")
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
+}
+
+/// The rayon pool the kernels run on, as compute's `--rayon-threads` builds it.
+fn pool() -> &'static rayon::ThreadPool {
+    static POOL: OnceLock<rayon::ThreadPool> = OnceLock::new();
+    POOL.get_or_init(|| rayon::ThreadPoolBuilder::new().num_threads(threads()).build().expect("rayon pool"))
+}
+
+fn main() {
+    println!("offload kernels: {} rayon threads, sum-of-squares SIMD: {}", threads(), sum_of_squares::simd_kind());
+    divan::main();
+    ratios();
+}
+
+#[divan::bench_group(sample_count = 20)]
+mod factorial_decimal {
+    use super::*;
+
+    /// malachite's factorial and `to_string`, serial: the reference.
+    #[divan::bench(args = FACTORIAL_N)]
+    fn reference(n: u64) -> String {
+        factorial::reference_factorial_decimal(black_box(n))
+    }
+
+    /// Ours on one thread.
+    #[divan::bench(args = FACTORIAL_N)]
+    fn ours_serial(n: u64) -> String {
+        factorial::factorial_decimal(black_box(n), Parallelism::Serial, &Cancel::never()).expect("never cancelled")
+    }
+
+    /// Ours on the pool (the product tree and the decimal conversion split across it).
+    #[divan::bench(args = FACTORIAL_N)]
+    fn ours_pool(n: u64) -> String {
+        pool()
+            .install(|| factorial::factorial_decimal(black_box(n), Parallelism::Pool, &Cancel::never()))
+            .expect("never cancelled")
+    }
+}
+
+#[divan::bench_group(sample_count = 20)]
+mod sum_of_squares_pool {
+    use super::*;
+
+    /// The pool's loop at n, 2n, 4n.
+    #[divan::bench(args = SUM_N)]
+    fn ours_pool(bencher: Bencher, n: u64) {
+        bencher.counter(divan::counter::ItemsCount::new(n)).bench(|| {
+            pool().install(|| sum_of_squares::sum_of_squares(black_box(n), Parallelism::Pool, &Cancel::never()))
+        });
+    }
+}
+
+#[divan::bench_group(sample_count = 50)]
+mod offload_hop {
+    use super::*;
+
+    fn hop(bencher: Bencher, placement: Placement) {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads())
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let executor = Executor::new(threads()).expect("pool");
+        bencher.bench_local(|| runtime.block_on(executor.run(placement, Cancel::never(), |_, _| Ok(()))));
+    }
+
+    /// A no-op job sent to the rayon pool, its answer awaited through a oneshot.
+    #[divan::bench]
+    fn rayon(bencher: Bencher) {
+        hop(bencher, Placement::Rayon);
+    }
+
+    /// A no-op job sent to tokio's blocking pool.
+    #[divan::bench]
+    fn spawn_blocking(bencher: Bencher) {
+        hop(bencher, Placement::SpawnBlocking);
+    }
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1e3)
+}
+
+/// The README's ratios, both sides measured interleaved in this run.
+fn ratios() {
+    let never = Cancel::never();
+    println!("\nratios, best of {RATIO_RUNS} interleaved runs");
+    for n in FACTORIAL_N {
+        let (mut reference, mut ours) = (Duration::MAX, Duration::MAX);
+        for _ in 0..RATIO_RUNS {
+            reference = reference.min(best_of(1, || factorial::reference_factorial_decimal(n)));
+            ours =
+                ours.min(best_of(1, || pool().install(|| factorial::factorial_decimal(n, Parallelism::Pool, &never))));
+        }
+        println!(
+            "  factorial({n}) to decimal: ours on the pool {} vs reference {}: {:.2}× the reference's speed",
+            ms(ours),
+            ms(reference),
+            reference.as_secs_f64() / ours.as_secs_f64()
+        );
+    }
+    let mut base = None;
+    for n in SUM_N {
+        let start = Instant::now();
+        let t = best_of(RATIO_RUNS, || pool().install(|| sum_of_squares::sum_of_squares(n, Parallelism::Pool, &never)));
+        let doubling = base.map_or(String::new(), |b: Duration| {
+            format!(", time {:.2}× n={}", t.as_secs_f64() / b.as_secs_f64(), SUM_N[0])
+        });
+        base.get_or_insert(t);
+        black_box(start);
+        println!(
+            "  sum_of_squares({n}) on the pool: {} = {:.2} elements/ns{doubling}",
+            ms(t),
+            n as f64 / t.as_nanos() as f64
+        );
+    }
+}

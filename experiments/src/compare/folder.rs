@@ -1,0 +1,195 @@
+//! The report folder `compare` writes: ghz-shaped JSON per round, `summary.json`, the SVG charts and `report.md`.
+
+use std::{fmt::Write as _, path::Path};
+
+use anyhow::Context;
+
+use super::{
+    charts,
+    output::{Comparison, error_detail, hop_table},
+    scenario::RoundResult,
+};
+use offload_loadgen::{
+    recording::Recording,
+    report::{Options, Report},
+};
+
+impl Comparison {
+    /// Writes raw JSON, summary, charts and `report.md` into `dir`.
+    pub fn write_folder(&self, dir: &Path) -> anyhow::Result<()> {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let write = |name: &str, text: String| {
+            std::fs::write(dir.join(name), text).with_context(|| format!("cannot write {}", dir.join(name).display()))
+        };
+        for r in &self.rounds {
+            let heavy_call = match (r.mode, r.wait) {
+                (_, Some(w)) => Some(format!("{} EXEC_MODE_RAYON {}", self.setup.heavy.describe(), w.as_str_name())),
+                (Some(m), None) => Some(format!("{} {}", self.setup.heavy.describe(), m.as_str_name())),
+                (None, None) => None,
+            };
+            if let (Some(h), Some(call)) = (&r.heavy, heavy_call) {
+                write(&format!("{}-heavy.json", r.label), self.ghz(h, &call, self.setup.heavy_concurrency, None)?)?;
+            }
+            write(
+                &format!("{}-probe.json", r.label),
+                self.ghz(&r.probe, "offload.v1.Gateway.Factorial n=20", 256, Some(self.setup.args.probe_rps))?,
+            )?;
+            if let Some(h) = &r.health {
+                write(
+                    &format!("{}-health.json", r.label),
+                    self.ghz(h, "grpc.health.v1.Health.Check", 256, Some(self.setup.args.probe_rps))?,
+                )?;
+            }
+        }
+        write("summary.json", serde_json::to_string_pretty(&self.summary_json())?)?;
+        let modes: Vec<RoundResult> = self.mode_rounds().into_iter().cloned().collect();
+        charts::probe_latency(
+            &dir.join("probe_latency.svg"),
+            &modes,
+            "Probe latency while heavy jobs run (Factorial(20), open loop)",
+        )?;
+        charts::heavy_throughput(&dir.join("heavy_throughput.svg"), &modes, self.ideal())?;
+        let waits: Vec<RoundResult> = self.wait_rounds().into_iter().cloned().collect();
+        if !waits.is_empty() {
+            charts::probe_latency(
+                &dir.join("upstream_wait_latency.svg"),
+                &waits,
+                "Gateway probe latency by how the gateway waits for compute",
+            )?;
+        }
+        write("report.md", self.markdown())?;
+        Ok(())
+    }
+
+    fn markdown_rows(&self, first: &str, rounds: &[&RoundResult]) -> String {
+        let mut md = String::new();
+        let _ = writeln!(
+            md,
+            "| {first} | heavy/s | % of ideal | heavy p50 ms | heavy p99 ms | probe p50 ms | probe p99 ms | probe p99.9 ms | health p99 ms | scheduling delay p99 ms | errors | compute CPU s | gateway CPU s |"
+        );
+        let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|");
+        for r in rounds {
+            let cpu = |c: Option<std::time::Duration>| c.map_or("-".to_owned(), |c| format!("{:.1}", c.as_secs_f64()));
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} |",
+                r.label,
+                self.measure_cells(r).join(" | "),
+                error_detail(r),
+                cpu(r.compute_cpu),
+                cpu(r.gateway_cpu),
+            );
+        }
+        md
+    }
+
+    fn ghz(&self, recording: &Recording, call: &str, concurrency: usize, rps: Option<f64>) -> anyhow::Result<String> {
+        let options = Options {
+            call: call.to_owned(),
+            host: self.setup.args.gateway.clone().unwrap_or_else(|| "127.0.0.1 (started by compare)".to_owned()),
+            concurrency,
+            connections: 1,
+            total: None,
+            duration: Some(self.setup.args.duration.as_nanos() as u64),
+            rps,
+            timeout: None,
+            data: serde_json::Value::Null,
+            open_loop: rps.is_some(),
+        };
+        Ok(serde_json::to_string_pretty(&Report::new(recording, options))?)
+    }
+
+    fn summary_json(&self) -> serde_json::Value {
+        let rec = |r: &Recording| {
+            serde_json::json!({
+                "count": r.count(), "ok": r.ok(), "ok_rps": r.ok_rps(),
+                "p50_ms": r.percentile(50.0).as_secs_f64() * 1e3,
+                "p99_ms": r.percentile(99.0).as_secs_f64() * 1e3,
+                "p999_ms": r.percentile(99.9).as_secs_f64() * 1e3,
+                "statuses": r.statuses,
+            })
+        };
+        serde_json::json!({
+            "date": self.date,
+            "machine": self.machine,
+            "command": self.command,
+            "heavy_job": { "call": self.setup.heavy.describe(), "job_ms": self.setup.heavy.job_time.as_secs_f64() * 1e3,
+                           "concurrency": self.setup.heavy_concurrency, "ideal_rps": self.ideal() },
+            "rounds": self.rounds.iter().map(|r| serde_json::json!({
+                "round": r.label,
+                "mode": r.mode.map(|m| m.as_str_name()),
+                "upstream_wait": r.wait.map(|w| w.as_str_name()),
+                "heavy": r.heavy.as_ref().map(rec),
+                "heavy_share_of_ideal": r.heavy.as_ref().map(|h| h.ok_rps() / self.ideal()),
+                "probe": rec(&r.probe),
+                "health": r.health.as_ref().map(rec),
+                "compute_cpu_s": r.compute_cpu.map(|c| c.as_secs_f64()),
+                "gateway_cpu_s": r.gateway_cpu.map(|c| c.as_secs_f64()),
+                "window_s": r.window.as_secs_f64(),
+                "schedule_delay": r.schedule_delay.map(|d| serde_json::json!({
+                    "count": d.count, "mean_ms": d.mean * 1e3, "p99_upper_bound_ms": d.upper_bound * 1e3,
+                })),
+            })).collect::<Vec<_>>(),
+            "hop": self.hop.as_ref().map(|h| serde_json::json!({
+                "direct": rec(&h.direct), "via_gateway": rec(&h.via_gateway),
+                "direct_one_at_a_time": rec(&h.direct_serial), "via_gateway_one_at_a_time": rec(&h.via_gateway_serial),
+            })),
+            "verdicts": self.verdicts(),
+        })
+    }
+
+    fn markdown(&self) -> String {
+        let mut md = String::new();
+        let _ = writeln!(md, "# offload: what blocking the runtime costs\n");
+        let _ = writeln!(md, "- date: {}\n- machine: {}\n- command: `{}`", self.date, self.machine, self.command);
+        let _ = writeln!(
+            md,
+            "- heavy jobs: `{}` through the gateway, {} in flight (closed loop), {:.2} ms of one core each; ideal {:.0} jobs/s",
+            self.setup.heavy.describe(),
+            self.setup.heavy_concurrency,
+            self.setup.heavy.job_time.as_secs_f64() * 1e3,
+            self.ideal()
+        );
+        let _ = writeln!(
+            md,
+            "- probes: `Factorial(20)` ({}) through the gateway and a health check to compute, {}/s each, open loop, latency from the scheduled send time\n- compute runtime: {:?}; {} s measured per mode\n",
+            self.setup.probe_mode.as_str_name(),
+            self.setup.args.probe_rps,
+            self.setup.args.runtime,
+            self.setup.args.duration.as_secs_f64()
+        );
+        md.push_str(&self.markdown_rows("mode", &self.mode_rounds()));
+        let _ = writeln!(
+            md,
+            "\n![probe latency per mode](probe_latency.svg)\n\n![heavy throughput per mode](heavy_throughput.svg)\n"
+        );
+        let waits = self.wait_rounds();
+        if !waits.is_empty() {
+            let _ = writeln!(
+                md,
+                "## How the gateway waits for compute\n\nThe same heavy jobs, in `RAYON` so compute is never the problem; the gateway \
+                 (runtime {:?}) waits for compute in each `upstream_wait` style; probes are `Factorial(20)` through the \
+                 gateway awaited the right way, and health checks go to the gateway itself.\n",
+                self.setup.args.gateway_runtime
+            );
+            md.push_str(&self.markdown_rows("upstream wait", &waits));
+            let _ = writeln!(md, "\n![gateway probe latency per upstream-wait style](upstream_wait_latency.svg)\n");
+        }
+        if let Some(hop) = &self.hop {
+            let _ = writeln!(
+                md,
+                "## The price of the gateway hop\n\n```\n{}\n```\n",
+                hop_table(hop, self.setup.args.hop_concurrency)
+            );
+        }
+        let _ = writeln!(md, "## Verdicts\n");
+        for line in self.verdicts() {
+            let _ = writeln!(md, "- {line}");
+        }
+        let _ = writeln!(
+            md,
+            "\nRaw data: `<mode>-heavy.json`, `<mode>-probe.json`, `<mode>-health.json` (ghz's JSON report shape) and `summary.json`."
+        );
+        md
+    }
+}

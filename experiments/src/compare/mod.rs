@@ -1,0 +1,177 @@
+//! `offload-bench compare`: the same mixed load against every execution mode, and what each one cost.
+//! The defaults take about a minute and a half on 2 cores.
+//!
+//! For each mode, fresh compute and gateway processes (this binary's hidden `compute` / `gateway` subcommands,
+//! which run exactly the servers' library code) take:
+//! - **heavy jobs** through the gateway, closed-loop at a fixed concurrency, in the mode under test, each sized
+//!   to ~15 ms of one core (measured first by a compute server running it alone: the "job time");
+//! - **light probes**, open-loop at a fixed rate: `Factorial(20)` through the gateway (the seed experiment's
+//!   `math.factorial(20)`) and a `grpc.health.v1` check straight to compute. Probes are sent as `INLINE`: their
+//!   work is a few nanoseconds, so their latency measures one thing only, how soon the runtime gets to a new
+//!   request while heavy work runs.
+//!
+//! A first "idle" round sends probes alone, the baseline. Then the gateway rounds: the same heavy jobs, always in
+//! `RAYON` so compute is never the problem, but with the gateway waiting for compute in each `upstream_wait` style
+//! (the seed experiment's `.get()`, `run_in_executor`, `create_task`); the health probe then targets the gateway.
+//! Then the price of the extra hop: trivial calls at high concurrency straight to compute and through the gateway. Results go to stdout as a table and to a report
+//! folder (raw ghz-shaped JSON per round, SVG charts, `report.md`).
+
+mod charts;
+mod folder;
+mod output;
+mod scenario;
+
+use std::{path::PathBuf, time::Duration};
+
+use clap::Args;
+use offload_loadgen::duration::parse as parse_duration;
+use offload_proto::v1::{ExecMode, UpstreamWait};
+
+use crate::ServerRuntime;
+
+pub use self::scenario::{HeavyJob, Round, RoundResult};
+
+/// Options of the comparison. The defaults finish in about a minute on 2 cores.
+#[derive(Debug, Clone, Args)]
+pub struct CompareArgs {
+    /// Measure against an already running gateway instead of starting servers (one round per mode, no restarts,
+    /// no CPU accounting).
+    #[arg(long)]
+    pub gateway: Option<String>,
+    /// With --gateway: the compute endpoint for the health probes and the hop comparison.
+    #[arg(long)]
+    pub compute: Option<String>,
+    /// Compute's tokio runtime: `current-thread` reproduces the seed experiment's single event loop.
+    #[arg(long, value_enum, default_value_t = ServerRuntime::MultiThread)]
+    pub runtime: ServerRuntime,
+    /// Modes to compare, comma-separated.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "inline,spawn-task,spawn-blocking,block-in-place,rayon,adaptive"
+    )]
+    pub modes: Vec<String>,
+    /// Gateway upstream-wait styles to compare (heavy jobs in RAYON, so compute is never the problem),
+    /// comma-separated; `none` to skip.
+    #[arg(long, value_delimiter = ',', default_value = "async,blocking,spawn-blocking,spawn-task")]
+    pub waits: Vec<String>,
+    /// The gateway's tokio runtime: `current-thread` reproduces the seed's single event loop in front.
+    #[arg(long, value_enum, default_value_t = ServerRuntime::MultiThread)]
+    pub gateway_runtime: ServerRuntime,
+    /// Measured time per round (eleven rounds by default, so the whole comparison takes about a minute and a half).
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Heavy load before each measured round, so pools and connections are warm.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub warmup: Duration,
+    /// Heavy job kernel: `sum-of-squares` or `factorial`.
+    #[arg(long, default_value = "sum-of-squares")]
+    pub heavy_method: String,
+    /// Heavy job size. Default: sized so that one job takes --job-ms of one core on this machine.
+    #[arg(long)]
+    pub heavy_n: Option<u64>,
+    /// Target single-core time of one heavy job, in milliseconds (used when --heavy-n is not given).
+    #[arg(long, default_value_t = 15.0)]
+    pub job_ms: f64,
+    /// Heavy jobs in flight. Default: twice the cores, enough to occupy every worker.
+    #[arg(long)]
+    pub heavy_concurrency: Option<usize>,
+    /// Probe rate per second (Factorial(20) through the gateway; health checks to compute at the same rate).
+    #[arg(long, default_value_t = 200.0)]
+    pub probe_rps: f64,
+    /// Mode the probes ask for.
+    #[arg(long, default_value = "inline")]
+    pub probe_mode: String,
+    /// Measured time of each side of the hop comparison (0 to skip it).
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub hop_duration: Duration,
+    /// Concurrency of the hop comparison.
+    #[arg(long, default_value_t = 64)]
+    pub hop_concurrency: usize,
+    /// Where the report folder goes.
+    #[arg(long, default_value = "target/offload-report")]
+    pub out: PathBuf,
+    /// No progress bars.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// Parses a mode name as the command line spells it (`spawn-blocking`) or as the proto does.
+pub fn parse_mode(name: &str) -> anyhow::Result<ExecMode> {
+    let normalized = name.trim().to_ascii_lowercase().replace('_', "-");
+    ExecMode::REQUESTABLE
+        .into_iter()
+        .chain([ExecMode::Unspecified])
+        .find(|m| m.short_name() == normalized || m.as_str_name().eq_ignore_ascii_case(name.trim()))
+        .ok_or_else(|| {
+            anyhow::anyhow!("unknown mode {name:?}: use inline, spawn-blocking, block-in-place, rayon, adaptive")
+        })
+}
+
+/// Parses an upstream-wait style (`spawn-blocking` or `UPSTREAM_WAIT_SPAWN_BLOCKING`).
+pub fn parse_wait(name: &str) -> anyhow::Result<UpstreamWait> {
+    let normalized = name.trim().to_ascii_lowercase().replace('_', "-");
+    UpstreamWait::REQUESTABLE
+        .into_iter()
+        .find(|w| w.short_name() == normalized || w.as_str_name().eq_ignore_ascii_case(name.trim()))
+        .ok_or_else(|| {
+            anyhow::anyhow!("unknown upstream wait {name:?}: use async, blocking, spawn-blocking, spawn-task")
+        })
+}
+
+/// Runs the comparison and writes its report.
+pub async fn run(args: CompareArgs) -> anyhow::Result<()> {
+    let modes = args.modes.iter().map(|m| parse_mode(m)).collect::<anyhow::Result<Vec<_>>>()?;
+    let waits = args
+        .waits
+        .iter()
+        .filter(|w| !w.trim().is_empty() && w.trim() != "none")
+        .map(|w| parse_wait(w))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let probe_mode = parse_mode(&args.probe_mode)?;
+    let cores = crate::available_cores();
+    let heavy = scenario::HeavyJob::calibrate(&args).await?;
+    eprintln!(
+        "heavy job: {} — {:.2} ms of one core (measured by compute); ideal throughput on {cores} cores: {:.0} jobs/s",
+        heavy.describe(),
+        heavy.job_time.as_secs_f64() * 1e3,
+        heavy.ideal_rps(cores)
+    );
+    let setup = scenario::Setup {
+        args: args.clone(),
+        heavy,
+        probe_mode,
+        heavy_concurrency: args.heavy_concurrency.unwrap_or(2 * cores).max(1),
+        cores,
+    };
+    let mut rounds = Vec::new();
+    rounds.push(scenario::run_round(&setup, Round::Idle).await?);
+    for mode in modes {
+        rounds.push(scenario::run_round(&setup, Round::Mode(mode)).await?);
+    }
+    for wait in waits {
+        rounds.push(scenario::run_round(&setup, Round::Wait(wait)).await?);
+    }
+    let hop = if args.hop_duration.is_zero() { None } else { scenario::hop_price(&setup).await? };
+    let report = output::Comparison::new(&setup, rounds, hop);
+    print!("{}", report.table());
+    report.write_folder(&args.out)?;
+    println!("\nreport: {}", args.out.join("report.md").display());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes_parse_in_both_spellings() {
+        assert_eq!(parse_mode("spawn-blocking").expect("ok"), ExecMode::SpawnBlocking);
+        assert_eq!(parse_mode("EXEC_MODE_RAYON").expect("ok"), ExecMode::Rayon);
+        assert_eq!(parse_mode("block_in_place").expect("ok"), ExecMode::BlockInPlace);
+        assert!(parse_mode("fast").is_err());
+        assert_eq!(parse_wait("spawn-blocking").expect("ok"), UpstreamWait::SpawnBlocking);
+        assert_eq!(parse_wait("UPSTREAM_WAIT_BLOCKING").expect("ok"), UpstreamWait::Blocking);
+        assert!(parse_wait("sometimes").is_err());
+    }
+}

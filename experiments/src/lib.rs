@@ -1,0 +1,34 @@
+//! `offload-experiments`: the two experiments behind `offload-bench`, built from the load generator
+//! (`offload-loadgen`) and the test kit (`offload-testkit`), run against real server processes.
+//!
+//! - [`compare`]: the main job: every execution mode and every way of waiting under the same mixed load, as a
+//!   table, charts and a report folder.
+//! - [`reliability`]: replica loss, rolling restart, overload, deadlines and a soak against a gateway and several
+//!   compute replicas.
+
+pub mod compare;
+pub mod reliability;
+
+/// A server's tokio runtime, as its `--runtime` flag takes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ServerRuntime {
+    /// One thread: the seed experiment's single event loop.
+    CurrentThread,
+    /// A worker per core (tokio's default).
+    MultiThread,
+}
+
+impl ServerRuntime {
+    /// The value of the servers' `--runtime` flag.
+    pub fn flag_value(self) -> &'static str {
+        match self {
+            Self::CurrentThread => "current-thread",
+            Self::MultiThread => "multi-thread",
+        }
+    }
+}
+
+/// The CPUs this process may use (its affinity mask and cgroup quota, as the servers count them).
+pub fn available_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+}

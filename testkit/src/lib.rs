@@ -1,0 +1,37 @@
+//! `offload-testkit`: what the integration tests and the experiments share to put real servers under test.
+//!
+//! - [`binaries`]: the workspace's server binaries, built on demand in the caller's profile.
+//! - [`child`]: a server as a child process: its address read from its log, its CPU, memory and descriptors read
+//!   from `/proc`, stopped with SIGTERM.
+//! - [`cluster`]: a gateway in front of several compute replicas, each a process that can be killed or restarted.
+//! - [`job`]: sizing a job to take X ms of one core, measured by the server itself.
+//! - [`scrape`]: `/metrics` read and parsed back as Prometheus text.
+//! - [`raw`]: HTTP/2 without gRPC's guard rails, for what a well-behaved client never sends.
+//! - [`python`]: Python peers and checkers in private virtualenvs under `target/`.
+//!
+//! It depends on the servers' public contract only (`offload-proto`, their flags and log lines), never on their
+//! code: what it tests is what a user runs.
+
+pub mod binaries;
+pub mod child;
+pub mod cluster;
+pub mod job;
+pub mod python;
+pub mod raw;
+pub mod scrape;
+
+use std::time::Duration;
+
+use anyhow::Context;
+use tonic::transport::Channel;
+
+/// A channel to `url` (`http://host:port`), connected, with Nagle off as the load generator has it.
+pub async fn channel(url: &str) -> anyhow::Result<Channel> {
+    Channel::from_shared(url.to_owned())
+        .with_context(|| format!("not a URL: {url}"))?
+        .tcp_nodelay(true)
+        .connect_timeout(Duration::from_secs(5))
+        .connect()
+        .await
+        .with_context(|| format!("cannot connect to {url}"))
+}

@@ -1,0 +1,21 @@
+//! The integration tests, one binary: real servers on `127.0.0.1:0` (in this process on runtimes of their own, or
+//! as child processes of the real binaries), spoken to over gRPC, raw HTTP/2 and Python's `grpcio`.
+//!
+//! One module per subject. A single binary links the services once: separate test binaries cost most of a cold
+//! build's time.
+
+mod bad_input;
+mod compute_cli;
+mod deadlines_and_shutdown;
+mod deploy;
+mod discovery;
+mod gateway_cli;
+mod hostile_clients;
+mod metrics;
+mod mtls;
+mod python_client;
+mod replicas;
+mod service_pair;
+mod supply_chain;
+mod tracing;
+mod upstream_wait;

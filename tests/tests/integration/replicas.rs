@@ -1,0 +1,59 @@
+//! The gateway over several compute replicas: load spreads over all of them, and when one is killed (SIGKILL, no
+//! drain) the calls it had in flight are retried on another, so no client call fails.
+
+use std::{collections::HashMap, time::Duration};
+
+use offload_proto::{
+    service_names,
+    v1::{ExecMode, SumOfSquaresRequest},
+};
+use offload_testkit::binaries::start;
+use offload_tests::{gateway_client, gateway_with_config, wait_serving};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_spreads_and_a_killed_replica_costs_no_failed_call() {
+    let replicas = [start("offload-compute", &[]), start("offload-compute", &[])];
+    let urls = replicas.iter().map(|r| r.url()).collect::<Vec<_>>().join(",");
+    let config = <offload_gateway::Config as clap::Parser>::parse_from(["offload-gateway", "--compute", urls.as_str()]);
+    let gateway = gateway_with_config(config);
+    wait_serving(&gateway.url(), service_names::GATEWAY).await;
+    // Both replicas must be healthy before the load starts, or the spread cannot be checked.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let client = gateway_client(&gateway).await;
+
+    let run = |count: usize| {
+        let client = client.clone();
+        async move {
+            let mut served: HashMap<String, usize> = HashMap::new();
+            let calls: Vec<_> = (0..count)
+                .map(|_| {
+                    let mut client = client.clone();
+                    tokio::spawn(async move {
+                        let request =
+                            SumOfSquaresRequest { n: 20_000_000, mode: ExecMode::Rayon as i32, ..Default::default() };
+                        client.sum_of_squares(request).await
+                    })
+                })
+                .collect();
+            for call in calls {
+                let reply = call.await.expect("join").expect("no call fails, even the ones on the killed replica");
+                assert_eq!(reply.get_ref().value, "2666666466666670000000");
+                *served.entry(reply.into_inner().execution.expect("report").served_by).or_default() += 1;
+            }
+            served
+        }
+    };
+    let spread = run(40).await;
+    assert_eq!(spread.len(), 2, "both replicas served: {spread:?}");
+
+    // Kill one replica while calls are in flight on both.
+    let mut replicas = replicas;
+    let in_flight = tokio::spawn(run(40));
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let victim = &mut replicas[0];
+    std::process::Command::new("kill").args(["-KILL", &victim.pid().to_string()]).status().expect("kill");
+    let during = in_flight.await.expect("every call succeeded");
+    assert_eq!(during.values().sum::<usize>(), 40);
+    let after = run(20).await;
+    assert_eq!(after.len(), 1, "only the survivor serves after the kill: {after:?}");
+}
