@@ -2,7 +2,7 @@
 //!
 //! Shedding at the door (instead of queueing without bound) keeps memory and latency bounded under overload and
 //! tells the client the truth at once with `RESOURCE_EXHAUSTED`, which it can retry elsewhere or later. Only the
-//! offload services' handlers ask for admission, so health checks and reflection are never shed: an overloaded
+//! offload services' request paths ask for admission, so health checks and reflection are never shed: an overloaded
 //! server is busy, not dead, and must not be restarted by its orchestrator.
 //!
 //! The limit is either fixed (`--max-inflight`) or adaptive ([`gradient`]): found from the latency of admitted
@@ -10,12 +10,16 @@
 //! it also keeps admitted requests from queueing, and the adaptive one finds that capacity as replicas come, go or
 //! slow down.
 //!
-//! Admission is asked for in the handler, once the request message has arrived and decoded, not when its headers
-//! do (as a tower layer in front of the routes would): a client that opens streams and never finishes them must
-//! not hold the slots honest requests need. The hostile-client tests open far more unfinished streams than the
-//! limit and check that honest calls are still served.
+//! Admission is a layer of the request path ([`AdmissionLayer`]), below the decoding of the message: a request is
+//! admitted once its message has arrived, not when its headers do (as a tower layer in front of the routes would),
+//! so a client that opens streams and never finishes them cannot hold the slots honest requests need. The
+//! hostile-client tests open far more unfinished streams than the limit and check that honest calls are still
+//! served.
 
 pub mod gradient;
+mod layer;
+
+pub use self::layer::{AdmissionLayer, Admit};
 
 use std::{
     sync::{

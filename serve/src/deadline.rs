@@ -4,8 +4,14 @@
 //! ("Timeout expired"), which tells the client the wrong thing, and it cannot reach a kernel that blocks its thread
 //! (`INLINE`, `BLOCK_IN_PLACE`). So handlers take the deadline themselves, pass it down to the job, and answer
 //! `DEADLINE_EXCEEDED`. They aim [`EARLY`] before the transport's timer so that their answer is the one sent.
+//!
+//! [`DeadlineLayer`] reads it once, on top of a server's request path, and leaves it in the request's extensions
+//! as a [`Deadline`]: every layer below and the handler answer by the same instant, and the gateway forwards it.
 
-use std::time::{Duration, Instant};
+use std::{
+    task::{Context, Poll},
+    time::{Duration, Instant},
+};
 
 use tonic::metadata::MetadataMap;
 
@@ -22,6 +28,73 @@ pub const HEADER: &str = "grpc-timeout";
 pub fn from_metadata(metadata: &MetadataMap, now: Instant) -> Option<Instant> {
     let timeout = parse_timeout(metadata.get(HEADER)?.to_str().ok()?)?;
     Some(now + timeout.saturating_sub(EARLY))
+}
+
+/// The instant a call must be answered by, in its request's extensions (put there by [`DeadlineLayer`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadline(pub Instant);
+
+impl Deadline {
+    /// The deadline of a request that came through a [`DeadlineLayer`], if it has one.
+    pub fn of<T>(request: &tonic::Request<T>) -> Option<Instant> {
+        request.extensions().get::<Self>().map(|d| d.0)
+    }
+}
+
+/// Puts each call's [`Deadline`] in its request's extensions, as the call arrives.
+#[derive(Debug, Clone, Copy)]
+pub struct DeadlineLayer {
+    /// Applied when the client set no deadline (`None`: the call has none).
+    default: Option<Duration>,
+}
+
+impl DeadlineLayer {
+    /// The client's deadline, if it set one.
+    pub fn from_client() -> Self {
+        Self { default: None }
+    }
+
+    /// The client's deadline or, if it set none, `default` from now: no call may wait forever.
+    pub fn or_after(default: Duration) -> Self {
+        Self { default: Some(default) }
+    }
+}
+
+impl<S> tower::Layer<S> for DeadlineLayer {
+    type Service = WithDeadline<S>;
+
+    fn layer(&self, inner: S) -> WithDeadline<S> {
+        WithDeadline { inner, default: self.default }
+    }
+}
+
+/// The service [`DeadlineLayer`] wraps.
+#[derive(Debug, Clone)]
+pub struct WithDeadline<S> {
+    inner: S,
+    default: Option<Duration>,
+}
+
+impl<S, T> tower::Service<tonic::Request<T>> for WithDeadline<S>
+where
+    S: tower::Service<tonic::Request<T>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: tonic::Request<T>) -> S::Future {
+        let now = Instant::now();
+        let deadline = from_metadata(request.metadata(), now).or_else(|| self.default.map(|d| now + d));
+        if let Some(at) = deadline {
+            request.extensions_mut().insert(Deadline(at));
+        }
+        self.inner.call(request)
+    }
 }
 
 /// Parses a `grpc-timeout` value: at most eight ASCII digits and a unit (`H M S m u n`), per the gRPC HTTP/2 spec.
@@ -90,5 +163,21 @@ mod tests {
         let now = Instant::now();
         assert_eq!(from_metadata(&md, now), Some(now + Duration::from_millis(99)));
         assert_eq!(from_metadata(&MetadataMap::new(), now), None);
+    }
+
+    #[tokio::test]
+    async fn the_layer_leaves_the_deadline_or_the_default_in_the_extensions() {
+        use tower::{Layer, ServiceExt, service_fn};
+        let echo = service_fn(|request: tonic::Request<()>| async move { Ok::<_, ()>(Deadline::of(&request)) });
+        let mut timed = tonic::Request::new(());
+        timed.metadata_mut().insert(HEADER, "5S".parse().expect("ascii"));
+        let before = Instant::now();
+        let read = DeadlineLayer::from_client().layer(echo).oneshot(timed).await.expect("echo");
+        assert!(read.is_some_and(|at| at > before + Duration::from_secs(4)), "{read:?}");
+        let none = DeadlineLayer::from_client().layer(echo).oneshot(tonic::Request::new(())).await.expect("echo");
+        assert_eq!(none, None);
+        let default = DeadlineLayer::or_after(Duration::from_secs(60)).layer(echo);
+        let read = default.oneshot(tonic::Request::new(())).await.expect("echo");
+        assert!(read.is_some_and(|at| at > before + Duration::from_secs(59)), "{read:?}");
     }
 }

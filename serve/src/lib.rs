@@ -8,7 +8,12 @@
 //! - [`health`]: the gRPC health service, whose `Watch` streams end at the drain.
 //! - [`flags`]: parsers for flag values such as durations (`15s`, `500ms`).
 //! - [`runtime`]: the tokio runtime flavour and size, chosen on the command line.
+//! - [`server`]: the skeleton both servers are built on (health, reflection, metrics, admin port, drain).
 //! - [`transport`]: TCP, HTTP/2 and TLS settings, reflection.
+//!
+//! A server's request path is a tower stack of typed layers, below the decoding of the message: the ones both
+//! servers share are [`deadline::DeadlineLayer`] and [`admission::AdmissionLayer`] (and, in `offload-telemetry`,
+//! the request metrics).
 
 pub mod admission;
 pub mod deadline;
@@ -16,4 +21,5 @@ pub mod drain;
 pub mod flags;
 pub mod health;
 pub mod runtime;
+pub mod server;
 pub mod transport;

@@ -6,7 +6,7 @@
 //!
 //! Everything is registered once in [`Metrics::new`]; values that live elsewhere (in-flight requests, queue depths,
 //! tokio's own runtime metrics) are read at scrape time by the server's `on_scrape` hook, so the hot path pays only
-//! for the request counters it updates.
+//! for the request counters it updates, which [`RequestMetricsLayer`] (in each server's request path) updates.
 
 use std::{
     sync::{Arc, atomic::AtomicU64},
@@ -19,6 +19,10 @@ use prometheus_client::{
     registry::Registry,
 };
 use tokio::net::TcpListener;
+
+mod request;
+
+pub use self::request::{Labels, RequestMetrics, RequestMetricsLayer};
 
 /// How often the scheduling-delay probe asks to wake: often enough to catch stalls of a few milliseconds, rarely
 /// enough to cost nothing (200 wake-ups a second).

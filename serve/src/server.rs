@@ -1,0 +1,181 @@
+//! The skeleton both servers are built on: everything a server is besides its own gRPC service, assembled in one
+//! place so compute and the gateway start, report and stop the same way.
+//!
+//! A [`Skeleton`] owns the listener, the gRPC health service (`""` for liveness, one service name for
+//! readiness), server reflection, the metrics with their scheduling-delay probe and admin port, the HTTP-level
+//! layers every route shares, TLS, and the drain. A server starts one, builds its own service with the skeleton's
+//! [`Metrics`], logs its serving line (with [`Skeleton::local_addr`] and [`Skeleton::metrics_addr`]: launchers
+//! parse `addr=` and `metrics_addr=`), and hands its service to [`Skeleton::serve`].
+
+use std::{convert::Infallible, future::Future, net::SocketAddr, time::Duration};
+
+use anyhow::Context;
+use offload_telemetry::{
+    grpc_trace::ServerTraceLayer,
+    metrics::{self, AdminServer, Metrics},
+};
+use tokio::{net::TcpListener, task::AbortHandle};
+use tonic::{body::Body, codegen::http, server::NamedService, transport::ServerTlsConfig};
+use tonic_health::{ServingStatus, pb::health_server::HealthServer, server::HealthReporter};
+
+use crate::{
+    admission::Admission,
+    drain,
+    health::{self, DrainingHealth, EndWatches},
+    transport,
+};
+
+/// What a server tells its skeleton.
+#[derive(Debug)]
+pub struct Settings {
+    /// The process's name, in the log line that says it stopped (`offload-compute`).
+    pub name: &'static str,
+    /// The `server` label of every metric (`compute`).
+    pub metrics_label: &'static str,
+    /// The service whose health says the server can take work (`offload.v1.Compute`). It starts `NOT_SERVING`:
+    /// call [`Skeleton::ready`] when it can.
+    pub readiness: &'static str,
+    /// `--metrics-listen`: where to serve `/metrics`, if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
+    /// `--drain-timeout`: how long in-flight requests may take to finish once shutdown begins.
+    pub drain_timeout: Duration,
+    /// The server's TLS, if it serves over TLS.
+    pub tls: Option<ServerTlsConfig>,
+}
+
+/// A server without its own service yet (see the module docs).
+#[derive(Debug)]
+pub struct Skeleton {
+    settings: Settings,
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    health: HealthReporter,
+    health_service: HealthServer<DrainingHealth>,
+    /// Ends the health `Watch` streams at the drain, or the drain would wait for every watcher.
+    end_watches: EndWatches,
+    metrics: Metrics,
+    /// The `/metrics` port, stopped when the skeleton is dropped (after the drain).
+    admin: Option<AdminServer>,
+    /// Background tasks of the server that must stop before health says `NOT_SERVING` for good.
+    stop_at_drain: Vec<AbortHandle>,
+}
+
+impl Skeleton {
+    /// Takes `listener`, says the process is alive (`""` `SERVING`, readiness `NOT_SERVING`), starts the metrics
+    /// and their admin port. At each scrape the admission gauges are read from `admission`, then `on_scrape`
+    /// refreshes the server's own.
+    pub async fn start(
+        listener: TcpListener,
+        settings: Settings,
+        admission: &Admission,
+        on_scrape: impl Fn(&Metrics) + Send + Sync + 'static,
+    ) -> anyhow::Result<Self> {
+        let local_addr = listener.local_addr().context("listener has no local address")?;
+        let (health, health_service, end_watches) = health::reporter();
+        health.set_service_status("", ServingStatus::Serving).await;
+        health.set_service_status(settings.readiness, ServingStatus::NotServing).await;
+        let metrics = Metrics::new(settings.metrics_label);
+        metrics::spawn_schedule_probe(&metrics);
+        let admission = admission.clone();
+        let admin = metrics::start_admin(settings.metrics_listen, &metrics, move |m| {
+            m.in_flight.set(admission.in_flight() as i64);
+            m.shed.set(admission.shed());
+            m.concurrency_limit.set(admission.limit() as i64);
+            m.concurrency_ideal_latency_seconds.set(admission.ideal_latency().map_or(0.0, |d| d.as_secs_f64()));
+            on_scrape(m);
+        })
+        .await?;
+        Ok(Self {
+            settings,
+            listener,
+            local_addr,
+            health,
+            health_service,
+            end_watches,
+            metrics,
+            admin,
+            stop_at_drain: Vec::new(),
+        })
+    }
+
+    /// Where gRPC is served (the real port when the listener was bound to port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Where `/metrics` is served, or `off`: the serving line's `metrics_addr` field.
+    pub fn metrics_addr(&self) -> String {
+        self.admin.as_ref().map_or("off".to_owned(), |a| a.addr.to_string())
+    }
+
+    /// The server's metrics, for its request path.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The health reporter, for a server whose readiness follows something else (the gateway's replicas).
+    pub fn health(&self) -> &HealthReporter {
+        &self.health
+    }
+
+    /// Says the server can take work: its readiness service `SERVING`.
+    pub async fn ready(&self) {
+        self.health.set_service_status(self.settings.readiness, ServingStatus::Serving).await;
+    }
+
+    /// Stops `task` when the drain begins, before health says `NOT_SERVING` (a task that sets health must not set
+    /// it back).
+    pub fn stop_at_drain(&mut self, task: AbortHandle) {
+        self.stop_at_drain.push(task);
+    }
+
+    /// Serves `service` beside health and reflection until `shutdown` resolves, then drains (see [`drain`]).
+    pub async fn serve<S>(self, service: S, shutdown: impl Future<Output = ()>) -> anyhow::Result<()>
+    where
+        S: tower::Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
+            + NamedService
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        let Self { settings, listener, health, health_service, end_watches, admin, stop_at_drain, .. } = self;
+        let (reflection, reflection_alpha) = transport::reflection().context("cannot build server reflection")?;
+        // The layers every route shares, outermost first.
+        let layers = tower::ServiceBuilder::new()
+            // A server span per call, continuing the caller's W3C trace context; shed calls are traced too.
+            .layer(ServerTraceLayer);
+        let mut server = transport::server();
+        if let Some(tls) = settings.tls {
+            server = server.tls_config(tls).context("invalid TLS configuration")?;
+        }
+        let router = server
+            .layer(layers)
+            .add_service(health_service)
+            .add_service(reflection)
+            .add_service(reflection_alpha)
+            .add_service(service);
+        let incoming = transport::incoming(listener);
+        let readiness = settings.readiness;
+        let drained = drain::serve_until(
+            move |stop| router.serve_with_incoming_shutdown(incoming, stop),
+            shutdown,
+            settings.drain_timeout,
+            // Health first, so balancers stop routing here before connections are refused.
+            async {
+                for task in &stop_at_drain {
+                    task.abort();
+                }
+                health.set_service_status(readiness, ServingStatus::NotServing).await;
+                health.set_service_status("", ServingStatus::NotServing).await;
+                // Watchers got NOT_SERVING; their streams now end, or the drain would wait for them.
+                end_watches.now();
+            },
+        )
+        .await?;
+        drop(admin);
+        tracing::info!(?drained, "{} stopped", settings.name);
+        Ok(())
+    }
+}
