@@ -6,7 +6,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use clap::Parser;
 use offload_proto::v1::ExecMode;
 use offload_serve::{
-    flags::parse_duration,
+    flags::{choice, parse_duration},
     runtime::{Flavor, available_cores},
 };
 use offload_telemetry::LogFormat;
@@ -23,8 +23,13 @@ pub struct Config {
 
     /// Mode used when a request says EXEC_MODE_UNSPECIFIED. `adaptive` is the production choice: tiny jobs
     /// inline, everything else on the rayon pool.
-    #[arg(long, env = "OFFLOAD_COMPUTE_DEFAULT_MODE", value_enum, default_value_t = ModeArg::Adaptive)]
-    pub default_mode: ModeArg,
+    #[arg(
+        long,
+        env = "OFFLOAD_COMPUTE_DEFAULT_MODE",
+        value_parser = choice::<ExecMode>(),
+        default_value_t = ExecMode::Adaptive
+    )]
+    pub default_mode: ExecMode,
 
     /// tokio scheduler: `current-thread` reproduces a single event loop (asyncio's model), `multi-thread` is
     /// tokio's default work-stealing pool.
@@ -100,36 +105,6 @@ pub struct Config {
     pub tls_client_ca: Option<PathBuf>,
 }
 
-/// The modes a server can default to (the proto's `ExecMode` without `UNSPECIFIED`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum ModeArg {
-    /// On the tokio worker, blocking it.
-    Inline,
-    /// On a tokio worker, in a spawned task the handler awaits.
-    SpawnTask,
-    /// On tokio's blocking pool.
-    SpawnBlocking,
-    /// On the tokio worker after `block_in_place` (multi-thread runtime only).
-    BlockInPlace,
-    /// On the dedicated rayon pool.
-    Rayon,
-    /// Inline when cheaper than the offload hop, else rayon.
-    Adaptive,
-}
-
-impl From<ModeArg> for ExecMode {
-    fn from(m: ModeArg) -> Self {
-        match m {
-            ModeArg::Inline => Self::Inline,
-            ModeArg::SpawnTask => Self::SpawnTask,
-            ModeArg::SpawnBlocking => Self::SpawnBlocking,
-            ModeArg::BlockInPlace => Self::BlockInPlace,
-            ModeArg::Rayon => Self::Rayon,
-            ModeArg::Adaptive => Self::Adaptive,
-        }
-    }
-}
-
 impl Config {
     /// Checks what clap cannot: combinations and ranges. Fails with a message naming the flag.
     pub fn validate(&self) -> Result<(), String> {
@@ -143,7 +118,10 @@ impl Config {
         if self.max_inflight == 0 || self.workers == 0 || self.rayon_threads == 0 {
             return Err("--max-inflight, --workers and --rayon-threads must be at least 1".into());
         }
-        if self.runtime == Flavor::CurrentThread && self.default_mode == ModeArg::BlockInPlace {
+        if self.default_mode == ExecMode::Unspecified {
+            return Err("--default-mode must name a mode".into());
+        }
+        if self.runtime == Flavor::CurrentThread && self.default_mode == ExecMode::BlockInPlace {
             return Err("--default-mode=block-in-place needs --runtime=multi-thread".into());
         }
         Ok(())
@@ -159,6 +137,17 @@ mod tests {
         let config = Config::parse_from(["offload-compute"]);
         config.validate().expect("defaults are valid");
         assert_eq!(config.listen, "127.0.0.1:50051".parse().expect("addr"));
+        assert_eq!(config.default_mode, ExecMode::Adaptive);
+    }
+
+    #[test]
+    fn modes_are_named_as_everywhere_else() {
+        let config = Config::parse_from(["offload-compute", "--default-mode", "spawn-blocking"]);
+        assert_eq!(config.default_mode, ExecMode::SpawnBlocking);
+        assert!(Config::try_parse_from(["offload-compute", "--default-mode", "unspecified"]).is_err());
+        let current =
+            Config::parse_from(["offload-compute", "--runtime=current-thread", "--default-mode=block-in-place"]);
+        assert!(current.validate().expect_err("refused").contains("--runtime=multi-thread"));
     }
 
     #[test]

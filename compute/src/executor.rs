@@ -27,12 +27,15 @@ use std::{
     time::{Duration, Instant},
 };
 
+use offload_proto::v1::ExecMode;
 use tokio::sync::oneshot;
 use tracing::Span;
 
 use crate::kernel::{Cancel, Interrupted, Parallelism};
 
-/// A concrete place to run a job (the proto's `UNSPECIFIED` and `ADAPTIVE` resolve to one of these).
+/// A concrete place to run a job. A type apart from the proto's `ExecMode` because it is a different concept: a
+/// mode is what a request asks for, and two of them (`UNSPECIFIED`, `ADAPTIVE`) are decisions still to take; a
+/// placement is the decision taken, so the executor has no case it cannot run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Placement {
     /// On the async worker, inside the handler.
@@ -48,12 +51,37 @@ pub enum Placement {
 }
 
 impl Placement {
+    /// The placement a mode names, if it names one (`UNSPECIFIED` and `ADAPTIVE` are decided elsewhere).
+    pub fn named(mode: ExecMode) -> Option<Self> {
+        match mode {
+            ExecMode::Inline => Some(Self::Inline),
+            ExecMode::SpawnTask => Some(Self::SpawnTask),
+            ExecMode::SpawnBlocking => Some(Self::SpawnBlocking),
+            ExecMode::BlockInPlace => Some(Self::BlockInPlace),
+            ExecMode::Rayon => Some(Self::Rayon),
+            ExecMode::Adaptive | ExecMode::Unspecified => None,
+        }
+    }
+
     /// Only the rayon pool may split a job further: every other placement runs it on the thread it names, or the
     /// comparison between placements would measure rayon each time.
     fn parallelism(self) -> Parallelism {
         match self {
             Self::Rayon => Parallelism::Pool,
             Self::Inline | Self::SpawnTask | Self::SpawnBlocking | Self::BlockInPlace => Parallelism::Serial,
+        }
+    }
+}
+
+/// The mode a reply reports for a job run in this placement.
+impl From<Placement> for ExecMode {
+    fn from(placement: Placement) -> Self {
+        match placement {
+            Placement::Inline => Self::Inline,
+            Placement::SpawnTask => Self::SpawnTask,
+            Placement::SpawnBlocking => Self::SpawnBlocking,
+            Placement::BlockInPlace => Self::BlockInPlace,
+            Placement::Rayon => Self::Rayon,
         }
     }
 }
@@ -306,6 +334,7 @@ mod tests {
                 .expect("runs");
             let (par, thread) = ran.value;
             assert_eq!(par, placement.parallelism());
+            assert_eq!(Placement::named(ExecMode::from(placement)), Some(placement));
             if placement == Placement::Rayon {
                 assert!(thread.is_some_and(|t| t.starts_with("offload-rayon-")), "{placement:?}");
             }

@@ -1,4 +1,7 @@
-//! A unit of work as the server sees it: which kernel, on what input, producing what.
+//! A unit of work as the server sees it: which kernel, on what input, producing what; and a call as the request
+//! path sees it, whichever method it came in by.
+
+use offload_proto::v1::Execution;
 
 use crate::kernel::{Cancel, Interrupted, Parallelism, factorial, sum_of_squares};
 
@@ -14,6 +17,33 @@ pub enum Job {
 /// A job's result, as the decimal string the reply carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decimal(pub String);
+
+/// A call's request, whichever method it came in by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobRequest {
+    pub job: Job,
+    /// The requested `ExecMode`, as sent (it may be a value this server does not know).
+    pub mode: i32,
+}
+
+impl JobRequest {
+    /// A `Factorial` call.
+    pub fn factorial(n: u64, mode: i32) -> Self {
+        Self { job: Job::Factorial(n), mode }
+    }
+
+    /// A `SumOfSquares` call.
+    pub fn sum_of_squares(n: u64, mode: i32) -> Self {
+        Self { job: Job::SumOfSquares(n), mode }
+    }
+}
+
+/// A call's reply, before it becomes its method's message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobReply {
+    pub value: Decimal,
+    pub execution: Execution,
+}
 
 impl Job {
     /// The RPC method name, for logs and metrics.

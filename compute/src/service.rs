@@ -1,36 +1,39 @@
-//! The `offload.v1.Compute` gRPC service: validate, admit, place, run, report.
+//! The `offload.v1.Compute` gRPC service: its request path, read top-down, and the handlers that turn each method's
+//! messages into a [`JobRequest`] and back.
 //!
-//! Admission first (at most `--max-inflight` jobs, the rest shed at once with `RESOURCE_EXHAUSTED`), then cheap
-//! validation, placement, and the job itself under the client's deadline.
-//!
-//! Tracing: the server span (opened by [`offload_telemetry::grpc_trace::ServerTraceLayer`]) gets a `job` child
-//! naming the method, `n`, the requested and actual mode and the queue and compute times; the executor adds
-//! `queue` and `compute` (on the thread that ran the kernel) under it.
+//! Tracing: the server span (opened for every route by the skeleton's
+//! [`offload_telemetry::grpc_trace::ServerTraceLayer`]) gets a `job` child naming the method, `n`, the requested
+//! and actual mode and the queue and compute times; the executor adds `queue` and `compute` (on the thread that
+//! ran the kernel) under it.
 
-use std::{sync::Arc, time::Instant};
+use std::sync::Arc;
 
 use offload_proto::v1::{
-    ExecMode, Execution, FactorialRequest, FactorialResponse, SumOfSquaresRequest, SumOfSquaresResponse,
-    compute_server::Compute,
+    ExecMode, FactorialRequest, FactorialResponse, SumOfSquaresRequest, SumOfSquaresResponse, compute_server::Compute,
 };
-use offload_serve::{admission::Admission, deadline};
-use offload_telemetry::metrics::Metrics;
+use offload_serve::{
+    admission::{Admission, AdmissionLayer},
+    deadline::DeadlineLayer,
+};
+use offload_telemetry::metrics::{Labels, Metrics, RequestMetricsLayer};
 use tonic::{Request, Response, Status};
-use tracing::{Instrument, field};
+use tower::{ServiceBuilder, ServiceExt, util::BoxCloneSyncService};
 
 use crate::{
     adaptive::CostModel,
-    error::Error,
-    executor::{Executor, Placement},
-    job::{Decimal, Job},
-    kernel::{Cancel, Interrupted},
+    executor::Executor,
+    job::{Decimal, JobReply, JobRequest},
     limits::Limits,
+    run_job::RunJob,
 };
+
+/// What a call goes through, whichever method it came in by.
+type RequestPath = BoxCloneSyncService<Request<JobRequest>, Response<JobReply>, Status>;
 
 /// The compute service. Cheap to clone: tonic clones it per connection.
 #[derive(Debug, Clone)]
 pub struct ComputeService {
-    shared: Arc<Parts>,
+    request_path: RequestPath,
 }
 
 /// What the service is made of.
@@ -53,100 +56,48 @@ impl ComputeService {
     /// A service running jobs on `parts.executor`.
     pub fn new(parts: Parts) -> Self {
         debug_assert_ne!(parts.default_mode, ExecMode::Unspecified);
-        Self { shared: Arc::new(parts) }
+        let request_path = ServiceBuilder::new()
+            // Deadline first: the job's own checks and the timer around it answer DEADLINE_EXCEEDED by the
+            // client's `grpc-timeout`, before the transport's timer cancels the call with a vaguer CANCELLED.
+            .layer(DeadlineLayer::from_client())
+            // Metrics above admission, so refused calls are counted too, labelled with the mode they asked for.
+            .layer(RequestMetricsLayer::new(parts.metrics.clone(), ByMode))
+            // Admission: at most --max-inflight jobs, the rest refused at once; here, once the message arrived,
+            // so streams that never finish their request hold no slot.
+            .layer(AdmissionLayer::new(parts.admission.clone(), "--max-inflight"))
+            // The job: validate, place, run under the deadline, report.
+            .service(RunJob::new(Arc::new(parts)));
+        Self { request_path: BoxCloneSyncService::new(request_path) }
     }
 
-    /// Runs one request's job end to end.
-    async fn execute(&self, job: Job, mode: i32, deadline: Option<Instant>) -> Result<(Decimal, Execution), Status> {
-        let shared = &*self.shared;
-        let requested = ExecMode::try_from(mode).map_err(|_| Error::UnknownMode(mode))?;
-        shared.limits.check(job)?;
-        let requested = if requested == ExecMode::Unspecified { shared.default_mode } else { requested };
-        let placement = match requested {
-            ExecMode::Inline => Placement::Inline,
-            ExecMode::SpawnTask => Placement::SpawnTask,
-            ExecMode::SpawnBlocking => Placement::SpawnBlocking,
-            ExecMode::BlockInPlace => Placement::BlockInPlace,
-            ExecMode::Rayon => Placement::Rayon,
-            ExecMode::Adaptive | ExecMode::Unspecified => shared.cost_model.placement(job),
-        };
-        let span = tracing::info_span!(
-            "job",
-            method = job.method(),
-            n = job.n(),
-            mode.requested = requested.short_name(),
-            mode = mode_of(placement).short_name(),
-            queue_us = field::Empty,
-            compute_us = field::Empty,
-        );
-        let panic_on_n = shared.panic_on_n;
-        let run = shared
-            .executor
-            .run(placement, Cancel::new(deadline), move |par, cancel| {
-                if panic_on_n == Some(job.n()) {
-                    panic!("injected panic: n = {} matches --panic-on-n", job.n());
-                }
-                job.run(par, cancel)
-            })
-            .instrument(span.clone());
-        // INLINE and BLOCK_IN_PLACE never yield, so this timer cannot fire for them: their kernel checks the same
-        // deadline itself. For the other modes the timer answers on time even if the job is between checks.
-        let ran = match deadline {
-            Some(at) => {
-                tokio::time::timeout_at(at.into(), run).await.unwrap_or(Err(Interrupted::DeadlineExceeded.into()))
-            }
-            None => run.await,
-        }
-        .map_err(Error::from)?;
-        let (queue_us, compute_us) = (ran.queued.as_micros() as u64, ran.computed.as_micros() as u64);
-        span.record("queue_us", queue_us);
-        span.record("compute_us", compute_us);
-        span.in_scope(|| tracing::debug!("job done"));
-        let execution = Execution {
-            mode: mode_of(placement) as i32,
-            queue_us,
-            compute_us,
-            served_by: shared.instance_id.clone(),
-            ..Execution::default()
-        };
-        Ok((ran.value, execution))
+    async fn call(&self, request: Request<JobRequest>) -> Result<JobReply, Status> {
+        Ok(self.request_path.clone().oneshot(request).await?.into_inner())
     }
 }
 
-impl ComputeService {
-    /// Runs `job` and counts it in the request metrics, labelled with the mode it ran in (or, if it failed before
-    /// running, the mode it asked for).
-    async fn handle(&self, job: Job, mode: i32, deadline: Option<Instant>) -> Result<(Decimal, Execution), Status> {
-        let started = Instant::now();
-        let result = match self.shared.admission.try_admit("--max-inflight") {
-            Ok(_admitted) => self.execute(job, mode, deadline).await,
-            Err(refused) => Err(refused),
-        };
-        let (label, code) = match &result {
-            Ok((_, execution)) => (execution.mode().short_name(), tonic::Code::Ok),
-            Err(status) => (ExecMode::try_from(mode).map_or("unknown", ExecMode::short_name), status.code()),
-        };
-        self.shared.metrics.observe_request(job.method(), label, code, started.elapsed());
-        result
-    }
-}
+/// Labels a call with the mode it ran in or, if it failed, the mode it asked for.
+#[derive(Debug, Clone, Copy)]
+struct ByMode;
 
-fn mode_of(placement: Placement) -> ExecMode {
-    match placement {
-        Placement::Inline => ExecMode::Inline,
-        Placement::SpawnTask => ExecMode::SpawnTask,
-        Placement::SpawnBlocking => ExecMode::SpawnBlocking,
-        Placement::BlockInPlace => ExecMode::BlockInPlace,
-        Placement::Rayon => ExecMode::Rayon,
+impl Labels<JobRequest, JobReply> for ByMode {
+    fn method(&self, request: &JobRequest) -> &'static str {
+        request.job.method()
+    }
+
+    fn asked(&self, request: &JobRequest) -> &'static str {
+        ExecMode::try_from(request.mode).map_or("unknown", ExecMode::short_name)
+    }
+
+    fn served(&self, reply: &JobReply) -> &'static str {
+        reply.execution.mode().short_name()
     }
 }
 
 #[tonic::async_trait]
 impl Compute for ComputeService {
     async fn factorial(&self, request: Request<FactorialRequest>) -> Result<Response<FactorialResponse>, Status> {
-        let deadline = deadline::from_metadata(request.metadata(), Instant::now());
-        let FactorialRequest { n, mode, .. } = request.into_inner();
-        let (Decimal(value), execution) = self.handle(Job::Factorial(n), mode, deadline).await?;
+        let request = request.map(|FactorialRequest { n, mode, .. }| JobRequest::factorial(n, mode));
+        let JobReply { value: Decimal(value), execution } = self.call(request).await?;
         Ok(Response::new(FactorialResponse { digits: value.len() as u64, value, execution: Some(execution) }))
     }
 
@@ -154,9 +105,8 @@ impl Compute for ComputeService {
         &self,
         request: Request<SumOfSquaresRequest>,
     ) -> Result<Response<SumOfSquaresResponse>, Status> {
-        let deadline = deadline::from_metadata(request.metadata(), Instant::now());
-        let SumOfSquaresRequest { n, mode, .. } = request.into_inner();
-        let (Decimal(value), execution) = self.handle(Job::SumOfSquares(n), mode, deadline).await?;
+        let request = request.map(|SumOfSquaresRequest { n, mode, .. }| JobRequest::sum_of_squares(n, mode));
+        let JobReply { value: Decimal(value), execution } = self.call(request).await?;
         Ok(Response::new(SumOfSquaresResponse { value, execution: Some(execution) }))
     }
 }
