@@ -50,7 +50,7 @@ pub struct CompareArgs {
         value_delimiter = ',',
         default_value = "inline,spawn-task,spawn-blocking,block-in-place,rayon,adaptive"
     )]
-    pub modes: Vec<String>,
+    pub modes: Vec<ExecMode>,
     /// Gateway upstream-wait styles to compare (heavy jobs in RAYON, so compute is never the problem),
     /// comma-separated; `none` to skip.
     #[arg(long, value_delimiter = ',', default_value = "async,blocking,spawn-blocking,spawn-task")]
@@ -81,7 +81,7 @@ pub struct CompareArgs {
     pub probe_rps: f64,
     /// Mode the probes ask for.
     #[arg(long, default_value = "inline")]
-    pub probe_mode: String,
+    pub probe_mode: ExecMode,
     /// Measured time of each side of the hop comparison (0 to skip it).
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     pub hop_duration: Duration,
@@ -96,39 +96,16 @@ pub struct CompareArgs {
     pub quiet: bool,
 }
 
-/// Parses a mode name as the command line spells it (`spawn-blocking`) or as the proto does.
-pub fn parse_mode(name: &str) -> anyhow::Result<ExecMode> {
-    let normalized = name.trim().to_ascii_lowercase().replace('_', "-");
-    ExecMode::REQUESTABLE
-        .into_iter()
-        .chain([ExecMode::Unspecified])
-        .find(|m| m.short_name() == normalized || m.as_str_name().eq_ignore_ascii_case(name.trim()))
-        .ok_or_else(|| {
-            anyhow::anyhow!("unknown mode {name:?}: use inline, spawn-blocking, block-in-place, rayon, adaptive")
-        })
-}
-
-/// Parses an upstream-wait style (`spawn-blocking` or `UPSTREAM_WAIT_SPAWN_BLOCKING`).
-pub fn parse_wait(name: &str) -> anyhow::Result<UpstreamWait> {
-    let normalized = name.trim().to_ascii_lowercase().replace('_', "-");
-    UpstreamWait::REQUESTABLE
-        .into_iter()
-        .find(|w| w.short_name() == normalized || w.as_str_name().eq_ignore_ascii_case(name.trim()))
-        .ok_or_else(|| {
-            anyhow::anyhow!("unknown upstream wait {name:?}: use async, blocking, spawn-blocking, spawn-task")
-        })
-}
-
 /// Runs the comparison and writes its report.
 pub async fn run(args: CompareArgs) -> anyhow::Result<()> {
-    let modes = args.modes.iter().map(|m| parse_mode(m)).collect::<anyhow::Result<Vec<_>>>()?;
+    let modes = args.modes.clone();
     let waits = args
         .waits
         .iter()
         .filter(|w| !w.trim().is_empty() && w.trim() != "none")
-        .map(|w| parse_wait(w))
+        .map(|w| w.parse::<UpstreamWait>().map_err(|e| anyhow::anyhow!("--waits: {e}")))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let probe_mode = parse_mode(&args.probe_mode)?;
+    let probe_mode = args.probe_mode;
     let cores = crate::available_cores();
     let heavy = scenario::HeavyJob::calibrate(&args).await?;
     eprintln!(
@@ -158,20 +135,4 @@ pub async fn run(args: CompareArgs) -> anyhow::Result<()> {
     report.write_folder(&args.out)?;
     println!("\nreport: {}", args.out.join("report.md").display());
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn modes_parse_in_both_spellings() {
-        assert_eq!(parse_mode("spawn-blocking").expect("ok"), ExecMode::SpawnBlocking);
-        assert_eq!(parse_mode("EXEC_MODE_RAYON").expect("ok"), ExecMode::Rayon);
-        assert_eq!(parse_mode("block_in_place").expect("ok"), ExecMode::BlockInPlace);
-        assert!(parse_mode("fast").is_err());
-        assert_eq!(parse_wait("spawn-blocking").expect("ok"), UpstreamWait::SpawnBlocking);
-        assert_eq!(parse_wait("UPSTREAM_WAIT_BLOCKING").expect("ok"), UpstreamWait::Blocking);
-        assert!(parse_wait("sometimes").is_err());
-    }
 }
