@@ -5,21 +5,16 @@
 //! It exists to reproduce a mistake, measured: calling it from an async handler (`UPSTREAM_WAIT_BLOCKING`) blocks
 //! that runtime worker for the whole upstream call. It never deadlocks, even on a current-thread gateway whose
 //! only thread it blocks: the connection is driven by its own thread, and every call carries the request's
-//! deadline (sent to compute as `grpc-timeout` and enforced locally while waiting).
+//! deadline (sent to compute as `grpc-timeout` and enforced locally while waiting). What its failures mean is
+//! decided where the async client's are, in [`crate::upstream_status`].
 
 use std::{
     collections::BTreeSet,
-    future::Future,
     sync::{Mutex, mpsc},
     time::{Duration, Instant},
 };
 
-use offload_proto::{
-    service_names,
-    v1::{
-        FactorialRequest, FactorialResponse, SumOfSquaresRequest, SumOfSquaresResponse, compute_client::ComputeClient,
-    },
-};
+use offload_proto::{service_names, v1::compute_client::ComputeClient};
 use offload_telemetry::grpc_trace;
 use tokio::sync::mpsc::Sender;
 use tonic::{
@@ -28,7 +23,7 @@ use tonic::{
 };
 use tracing::Instrument;
 
-use crate::{balancer::ChannelSettings, discovery::Endpoints};
+use crate::{balancer::ChannelSettings, discovery::Endpoints, method::ComputeMethod};
 
 /// Room for endpoint changes not yet taken in by the balanced channel (a whole re-resolution's worth).
 const CHANGES_BUFFERED: usize = 1024;
@@ -67,38 +62,17 @@ impl BlockingComputeClient {
         Ok(Self { runtime: Some(runtime), client, changes, endpoints: Mutex::default(), settings })
     }
 
-    /// `Compute/Factorial`, blocking until the reply or `deadline`.
-    pub fn factorial(&self, request: FactorialRequest, deadline: Instant) -> Result<FactorialResponse, Status> {
-        self.call("Factorial", request, deadline, |mut client, request| async move { client.factorial(request).await })
-    }
-
-    /// `Compute/SumOfSquares`, blocking until the reply or `deadline`.
-    pub fn sum_of_squares(
-        &self,
-        request: SumOfSquaresRequest,
-        deadline: Instant,
-    ) -> Result<SumOfSquaresResponse, Status> {
-        self.call("SumOfSquares", request, deadline, |mut client, request| async move {
-            client.sum_of_squares(request).await
-        })
-    }
-
-    /// One call, traced as a client span of the caller's current span (the request's).
-    fn call<Req, Resp, F, Fut>(&self, method: &str, message: Req, deadline: Instant, call: F) -> Result<Resp, Status>
-    where
-        Req: Send + 'static,
-        Resp: Send + 'static,
-        F: FnOnce(ComputeClient<Channel>, Request<Req>) -> Fut,
-        Fut: Future<Output = Result<Response<Resp>, Status>> + Send + 'static,
-    {
+    /// Calls method `M` on compute, blocking the calling thread until the reply or `deadline`; traced as a client
+    /// span of the caller's current span (the request's).
+    pub fn call<M: ComputeMethod>(&self, message: M, deadline: Instant) -> Result<M::Reply, Status> {
         let Some(runtime) = &self.runtime else { return Err(Status::unavailable("sync client closed")) };
         let remaining = deadline.saturating_duration_since(Instant::now());
-        let span = grpc_trace::client_span(service_names::COMPUTE, method, "sync client");
+        let span = grpc_trace::client_span(service_names::COMPUTE, M::NAME, "sync client");
         let mut request = Request::new(message);
         request.set_timeout(remaining);
         grpc_trace::inject(&span, request.metadata_mut());
         let (tx, rx) = mpsc::sync_channel(1);
-        let reply = call(self.client.clone(), request).instrument(span.clone());
+        let reply = M::call(self.client.clone(), request).instrument(span.clone());
         runtime.spawn(async move {
             let _ = tx.send(reply.await.map(Response::into_inner));
         });

@@ -4,9 +4,10 @@
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::Parser;
+use offload_proto::v1::UpstreamWait;
 use offload_serve::{
     admission::{Admission, gradient::GradientSettings},
-    flags::parse_duration,
+    flags::{choice, parse_duration},
     runtime::{Flavor, available_cores},
     transport::read_pem,
 };
@@ -52,8 +53,13 @@ pub struct Config {
 
     /// How the gateway waits for compute when a request says UPSTREAM_WAIT_UNSPECIFIED: `async` (the right way),
     /// `blocking` (a synchronous client called on the runtime thread), `spawn-blocking`, `spawn-task`.
-    #[arg(long, env = "OFFLOAD_GATEWAY_DEFAULT_UPSTREAM_WAIT", value_enum, default_value_t = WaitArg::Async)]
-    pub default_upstream_wait: WaitArg,
+    #[arg(
+        long,
+        env = "OFFLOAD_GATEWAY_DEFAULT_UPSTREAM_WAIT",
+        value_parser = choice::<UpstreamWait>(),
+        default_value_t = UpstreamWait::Async
+    )]
+    pub default_upstream_wait: UpstreamWait,
 
     /// tokio scheduler for the gateway itself.
     #[arg(long, env = "OFFLOAD_GATEWAY_RUNTIME", value_enum, default_value_t = Flavor::MultiThread)]
@@ -128,30 +134,6 @@ pub struct Config {
     pub log_format: LogFormat,
 }
 
-/// The upstream-wait styles a gateway can default to (the proto's `UpstreamWait` without `UNSPECIFIED`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum WaitArg {
-    /// Await the async client.
-    Async,
-    /// Call the synchronous client on the runtime thread.
-    Blocking,
-    /// Call the synchronous client in `spawn_blocking`.
-    SpawnBlocking,
-    /// Await the async client inside `tokio::spawn`.
-    SpawnTask,
-}
-
-impl From<WaitArg> for offload_proto::v1::UpstreamWait {
-    fn from(w: WaitArg) -> Self {
-        match w {
-            WaitArg::Async => Self::Async,
-            WaitArg::Blocking => Self::Blocking,
-            WaitArg::SpawnBlocking => Self::SpawnBlocking,
-            WaitArg::SpawnTask => Self::SpawnTask,
-        }
-    }
-}
-
 impl Config {
     /// The parsed `--compute` entries.
     pub fn targets(&self) -> Result<Vec<Target>, String> {
@@ -202,6 +184,9 @@ impl Config {
                 _ => {}
             }
         }
+        if self.default_upstream_wait == UpstreamWait::Unspecified {
+            return Err("--default-upstream-wait must name a style".into());
+        }
         if self.dns_refresh.is_zero() {
             return Err("--dns-refresh must be above zero".into());
         }
@@ -227,6 +212,9 @@ mod tests {
         let config = Config::parse_from(["offload-gateway"]);
         config.validate().expect("valid");
         assert_eq!(config.compute, ["http://127.0.0.1:50051"]);
+        assert_eq!(config.default_upstream_wait, UpstreamWait::Async);
+        let spawned = Config::parse_from(["offload-gateway", "--default-upstream-wait", "spawn-task"]);
+        assert_eq!(spawned.default_upstream_wait, UpstreamWait::SpawnTask);
     }
 
     #[test]

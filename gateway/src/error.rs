@@ -1,8 +1,9 @@
-//! Every way a gateway request can fail, and the one place each becomes a gRPC status.
+//! Every way a gateway request can fail, and the one place each becomes a gRPC status. (Which failure a status
+//! from compute is, is decided in [`crate::upstream_status`].)
 
 use std::time::Duration;
 
-use tonic::{Code, Status};
+use tonic::Status;
 
 /// A failed gateway request.
 #[derive(Debug, thiserror::Error)]
@@ -16,7 +17,11 @@ pub enum Error {
     /// The deadline passed while waiting for compute.
     #[error("deadline exceeded after {waited:?} waiting for compute")]
     DeadlineExceeded { waited: Duration },
-    /// Compute answered with an error: passed through as is, with the endpoint named for debugging.
+    /// The connection to a replica failed before it answered (refused, reset, draining): worth another replica.
+    #[error("transport failure: {message}")]
+    Transport { endpoint: String, message: String },
+    /// Compute answered with an error: passed on with compute's code (INVALID_ARGUMENT, RESOURCE_EXHAUSTED, …) so
+    /// clients can act on it; the endpoint is kept for debugging.
     #[error("compute {endpoint}: {status}")]
     Upstream { endpoint: String, status: Status },
 }
@@ -25,19 +30,9 @@ impl From<Error> for Status {
     fn from(e: Error) -> Self {
         match e {
             Error::UnknownUpstreamWait(_) => Status::invalid_argument(e.to_string()),
-            Error::NoHealthyUpstream { .. } => Status::unavailable(e.to_string()),
+            Error::NoHealthyUpstream { .. } | Error::Transport { .. } => Status::unavailable(e.to_string()),
             Error::DeadlineExceeded { .. } => Status::deadline_exceeded(e.to_string()),
-            // Keep compute's code (INVALID_ARGUMENT, RESOURCE_EXHAUSTED, …) so clients can act on it; a transport
-            // failure already arrives as UNAVAILABLE.
-            Error::Upstream { ref status, .. } => {
-                let code = match status.code() {
-                    // A compute-side CANCELLED that the client did not cause is, from the client's side, a failure
-                    // of the upstream; report it as such.
-                    Code::Cancelled => Code::Unavailable,
-                    code => code,
-                };
-                Status::new(code, status.message().to_owned())
-            }
+            Error::Upstream { status, .. } => Status::new(status.code(), status.message().to_owned()),
         }
     }
 }

@@ -1,26 +1,30 @@
 //! `offload-gateway`: the front door. Accepts the same `offload.v1` requests as compute and forwards them to a
 //! balanced set of compute replicas, with deadlines, retries of these idempotent calls, and admission control.
 //!
-//! Layout: [`balancer`] knows the replicas and their health; [`service`] forwards; [`run`] wires them with the
-//! gateway's own health (NOT_SERVING for `offload.v1.Gateway` while no replica is healthy), reflection and
-//! graceful shutdown.
+//! Layout: [`discovery`] finds the replicas and [`balancer`] knows their health; [`service`] is the gRPC surface
+//! and its request path, whose last step, [`wait`], gets compute's reply in the requested style: through
+//! [`forward`] (one replica per attempt, transport failures retried) or the [`blocking_client`]. [`method`] makes
+//! one generic path serve both methods; [`upstream_status`] decides what a status from compute means, and
+//! [`error`] how each failure is answered. [`run`] builds them on the skeleton every offload server shares
+//! ([`offload_serve::server`]), with the gateway's own readiness: NOT_SERVING for `offload.v1.Gateway` while no
+//! replica is healthy.
 
 pub mod balancer;
 pub mod blocking_client;
 pub mod config;
 pub mod discovery;
 pub mod error;
+pub mod forward;
+pub mod method;
 pub mod service;
+pub mod upstream_status;
+pub mod wait;
 
 use std::{future::Future, sync::Arc};
 
 use anyhow::Context;
 use offload_proto::{service_names, v1::gateway_server::GatewayServer};
-use offload_serve::{drain, transport};
-use offload_telemetry::{
-    grpc_trace,
-    metrics::{self, Metrics},
-};
+use offload_serve::server::{Settings, Skeleton};
 use tokio::net::TcpListener;
 use tonic_health::{ServingStatus, server::HealthReporter};
 
@@ -58,7 +62,6 @@ pub async fn run_with_resolver(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     config.validate().map_err(anyhow::Error::msg).context("invalid configuration")?;
-    let local_addr = listener.local_addr().context("listener has no local address")?;
     let tls = config.compute_tls()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     let settings =
@@ -69,77 +72,43 @@ pub async fn run_with_resolver(
     let consumers: Vec<Arc<dyn Endpoints>> = vec![balancer.clone(), sync_client.clone()];
     Discovery::new(targets, resolver, scheme).start(config.dns_refresh, consumers).await;
 
-    let (health, health_service, end_watches) = offload_serve::health::reporter();
-    // "" says the process is alive (liveness); offload.v1.Gateway says it can serve (readiness).
-    health.set_service_status("", ServingStatus::Serving).await;
-    health.set_service_status(service_names::GATEWAY, ServingStatus::NotServing).await;
-    let follower = tokio::spawn(follow_upstream_health(Arc::clone(&balancer), health.clone()));
-
-    let (reflection, reflection_alpha) = transport::reflection().context("cannot build server reflection")?;
-    let metrics = Metrics::new("gateway");
-    metrics::spawn_schedule_probe(&metrics);
     let admission = config.admission();
-    let admin = {
-        let admission = admission.clone();
-        metrics::start_admin(config.metrics_listen, &metrics, move |m| {
-            m.in_flight.set(admission.in_flight() as i64);
-            m.shed.set(admission.shed());
-            m.concurrency_limit.set(admission.limit() as i64);
-            m.concurrency_ideal_latency_seconds.set(admission.ideal_latency().map_or(0.0, |d| d.as_secs_f64()));
-        })
-        .await?
+    let settings = Settings {
+        name: "offload-gateway",
+        metrics_label: "gateway",
+        // "" says the process is alive (liveness); offload.v1.Gateway says it can serve (readiness).
+        readiness: service_names::GATEWAY,
+        metrics_listen: config.metrics_listen,
+        drain_timeout: config.drain_timeout,
+        tls: None,
     };
+    let mut skeleton = Skeleton::start(listener, settings, &admission, |_| {}).await?;
+    let follower = tokio::spawn(follow_replica_health(Arc::clone(&balancer), skeleton.health().clone()));
+    skeleton.stop_at_drain(follower.abort_handle());
     let gateway = GatewayServer::new(GatewayService::new(service::Parts {
         balancer: Arc::clone(&balancer),
         default_timeout: config.default_timeout,
         sync_client,
-        default_wait: config.default_upstream_wait.into(),
+        default_wait: config.default_upstream_wait,
         admission,
-        metrics,
+        metrics: skeleton.metrics().clone(),
     }))
     .max_decoding_message_size(MAX_REQUEST_BYTES)
     .max_encoding_message_size(config.max_message_bytes);
-    // The layer stack, outermost first.
-    let layers = tower::ServiceBuilder::new()
-        // A server span per call, continuing the caller's W3C trace context; shed calls are traced too.
-        .layer(grpc_trace::ServerTraceLayer);
-    let router = transport::server()
-        .layer(layers)
-        .add_service(health_service)
-        .add_service(reflection)
-        .add_service(reflection_alpha)
-        .add_service(gateway);
     tracing::info!(
-        addr = %local_addr,
+        addr = %skeleton.local_addr(),
         compute = ?config.compute,
         runtime = ?config.runtime,
         max_inflight = config.max_inflight,
         adaptive_concurrency = config.adaptive_concurrency,
-        metrics_addr = admin.as_ref().map_or("off".to_owned(), |a| a.addr.to_string()),
+        metrics_addr = skeleton.metrics_addr(),
         "offload-gateway serving"
     );
-
-    let incoming = transport::incoming(listener);
-    let drained = drain::serve_until(
-        move |stop| router.serve_with_incoming_shutdown(incoming, stop),
-        shutdown,
-        config.drain_timeout,
-        async {
-            follower.abort();
-            health.set_service_status(service_names::GATEWAY, ServingStatus::NotServing).await;
-            health.set_service_status("", ServingStatus::NotServing).await;
-            // Watchers got NOT_SERVING; their streams now end, or the drain would wait for them.
-            end_watches.now();
-        },
-    )
-    .await?;
-    drop(admin);
-    tracing::info!(?drained, "offload-gateway stopped");
-    Ok(())
+    skeleton.serve(gateway, shutdown).await
 }
 
 /// Keeps `offload.v1.Gateway`'s health in step with the replicas: SERVING while at least one is healthy.
-async fn follow_upstream_health(balancer: Arc<Balancer>, health: HealthReporter) {
+async fn follow_replica_health(balancer: Arc<Balancer>, health: HealthReporter) {
     let mut serving = false;
     loop {
         let changed = balancer.health_changed();

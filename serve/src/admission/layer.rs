@@ -84,7 +84,7 @@ mod tests {
     async fn refuses_past_the_limit_and_frees_the_slot_when_the_call_ends() {
         let admission = Admission::new(1);
         let (release, released) = tokio::sync::oneshot::channel::<()>();
-        let released = std::sync::Mutex::new(Some(released));
+        let released = std::sync::Arc::new(std::sync::Mutex::new(Some(released)));
         let inner = service_fn(move |(): ()| {
             let wait = released.lock().expect("lock").take();
             async move {

@@ -1,0 +1,137 @@
+//! The bottom of the gateway's request path: get compute's reply in the wait style the call asked for, and add the
+//! gateway's part to the reply's execution report.
+//!
+//! The styles are the seed experiment's, to be measured against each other: awaiting the async client (the right
+//! way), awaiting it in a spawned task (`create_task`), or calling a synchronous client directly in the handler
+//! (`.get()` in an async handler) or in `spawn_blocking` (`run_in_executor`). Only the async styles retry on
+//! another replica ([`crate::forward`]); the synchronous client is a plain one.
+
+use std::{
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Instant,
+};
+
+use offload_proto::v1::{Execution, UpstreamWait};
+use offload_serve::deadline::Deadline;
+use tonic::{Request, Response, Status};
+use tower::ServiceExt;
+use tracing::{Instrument, Span};
+
+use crate::{
+    error::Error,
+    forward::{self, Attempt, Forwarded},
+    method::ComputeMethod,
+    service::Parts,
+    upstream_status,
+};
+
+/// A call as the gateway's request path sees it: the message to forward and how to wait for compute.
+#[derive(Debug, Clone)]
+pub struct Call<M> {
+    /// The request, its gateway-only `upstream_wait` cleared: compute never sees it.
+    pub message: M,
+    /// The wait style: the request's, or the gateway's default for `UNSPECIFIED`; the value sent if unknown.
+    pub wait: Result<UpstreamWait, i32>,
+}
+
+impl<M: ComputeMethod> Call<M> {
+    /// The call `message` asks for, on a gateway whose default style is `default`.
+    pub fn new(mut message: M, default: UpstreamWait) -> Self {
+        let asked = std::mem::take(message.upstream_wait());
+        let wait = match UpstreamWait::try_from(asked) {
+            Ok(UpstreamWait::Unspecified) => Ok(default),
+            Ok(wait) => Ok(wait),
+            Err(_) => Err(asked),
+        };
+        Self { message, wait }
+    }
+}
+
+/// Waits for compute in the call's style (the service at the bottom of [`crate::service`]'s stack).
+#[derive(Debug)]
+pub struct WaitForCompute<M: ComputeMethod> {
+    parts: Arc<Parts>,
+    /// The async styles' path: [`forward::stack`].
+    forward: forward::Stack<M>,
+}
+
+impl<M: ComputeMethod> Clone for WaitForCompute<M> {
+    fn clone(&self) -> Self {
+        Self { parts: Arc::clone(&self.parts), forward: self.forward.clone() }
+    }
+}
+
+impl<M: ComputeMethod> WaitForCompute<M> {
+    /// Waiting with `parts`' clients.
+    pub fn new(parts: Arc<Parts>) -> Self {
+        let forward = forward::stack(Arc::clone(&parts.balancer));
+        Self { parts, forward }
+    }
+}
+
+impl<M: ComputeMethod> tower::Service<Request<Call<M>>> for WaitForCompute<M> {
+    type Response = Response<M::Reply>;
+    type Error = Status;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<M::Reply>, Status>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Status>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<Call<M>>) -> Self::Future {
+        let this = self.clone();
+        let deadline = Deadline::of(&request).unwrap_or_else(|| Instant::now() + self.parts.default_timeout);
+        let Call { message, wait } = request.into_inner();
+        Box::pin(async move {
+            let wait = wait.map_err(Error::UnknownUpstreamWait)?;
+            let started = Instant::now();
+            let Forwarded { mut reply, attempts } = this.wait(wait, message, deadline).await?;
+            let execution = M::execution_mut(&mut reply).take().unwrap_or_default();
+            *M::execution_mut(&mut reply) = Some(Execution {
+                upstream_us: started.elapsed().as_micros() as u64,
+                upstream_attempts: attempts,
+                upstream_wait: wait as i32,
+                ..execution
+            });
+            Ok(Response::new(reply))
+        })
+    }
+}
+
+impl<M: ComputeMethod> WaitForCompute<M> {
+    /// Compute's reply to `message`, waited for in style `wait`.
+    async fn wait(self, wait: UpstreamWait, message: M, deadline: Instant) -> Result<Forwarded<M::Reply>, Error> {
+        let started = Instant::now();
+        let synchronous = |result: Result<M::Reply, Status>| match result {
+            Ok(reply) => Ok(Forwarded { reply, attempts: 1 }),
+            Err(status) => Err(upstream_status::classify(status, "sync client", started.elapsed())),
+        };
+        match wait {
+            UpstreamWait::Async | UpstreamWait::Unspecified => {
+                self.forward.oneshot(Attempt::first(message, deadline)).await
+            }
+            UpstreamWait::SpawnTask => {
+                // A spawned task starts outside the request's span: carry it, or the trace breaks here.
+                let forwarded = self.forward.oneshot(Attempt::first(message, deadline)).instrument(Span::current());
+                tokio::spawn(forwarded).await.map_err(|e| Error::Upstream {
+                    endpoint: "spawned task".to_owned(),
+                    status: Status::internal(e.to_string()),
+                })?
+            }
+            // The mistake under study: this blocks the runtime thread until compute answers.
+            UpstreamWait::Blocking => synchronous(self.parts.sync_client.call(message, deadline)),
+            UpstreamWait::SpawnBlocking => {
+                let client = Arc::clone(&self.parts.sync_client);
+                let span = Span::current();
+                let result = tokio::task::spawn_blocking(move || span.in_scope(|| client.call(message, deadline)))
+                    .await
+                    .map_err(|e| Status::internal(e.to_string()))
+                    .and_then(|r| r);
+                synchronous(result)
+            }
+        }
+    }
+}
