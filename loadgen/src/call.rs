@@ -16,7 +16,7 @@ use tonic::{Request, Status, transport::Channel};
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
 /// Replies up to this size are accepted: above the servers' 4 MiB so a load test never fails on a large factorial.
-const MAX_REPLY_BYTES: usize = 16 * 1024 * 1024;
+pub const MAX_REPLY_BYTES: usize = 16 * 1024 * 1024;
 
 /// A method and its request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,18 +115,16 @@ pub struct Caller {
 impl Caller {
     /// Connects to `url` now, so that connection set-up is not measured as request latency.
     pub async fn connect(url: &str) -> anyhow::Result<Self> {
-        let channel = Channel::from_shared(url.to_owned())
-            .with_context(|| format!("not a URL: {url}"))?
-            .tcp_nodelay(true)
-            .connect_timeout(Duration::from_secs(5))
-            .connect()
-            .await
-            .with_context(|| format!("cannot connect to {url}"))?;
-        Ok(Self {
+        Ok(Self::new(connect(url).await?))
+    }
+
+    /// Sends over `channel`.
+    pub fn new(channel: Channel) -> Self {
+        Self {
             gateway: GatewayClient::new(channel.clone()).max_decoding_message_size(MAX_REPLY_BYTES),
             compute: ComputeClient::new(channel.clone()).max_decoding_message_size(MAX_REPLY_BYTES),
             health: HealthClient::new(channel),
-        })
+        }
     }
 
     /// Sends one call and waits for its reply (which is read and dropped).
@@ -165,20 +163,34 @@ impl Caller {
                 self.health.check(request(check, timeout)).await.map(|_| None)
             }
         };
-        result.map_err(|status| {
-            // tonic's client reports its own expiry of the deadline as CANCELLED "Timeout expired"; ghz (grpc-go)
-            // reports DEADLINE_EXCEEDED, and so do we, so reports compare.
-            if status.code() == tonic::Code::Cancelled && status.message() == tonic::TimeoutExpired(()).to_string() {
-                Status::deadline_exceeded(status.message())
-            } else {
-                status
-            }
-        })
+        result.map_err(ghz_status)
     }
 
     /// Sends one offload call; the replica that served it (its `served_by`).
     pub async fn call_served_by(&mut self, call: &Call, timeout: Option<Duration>) -> Result<String, Status> {
         Ok(self.call_reporting(call, timeout).await?.map(|e| e.served_by).unwrap_or_default())
+    }
+}
+
+/// A channel (one HTTP/2 connection) to `url`, connected now, with Nagle off: calls are small and latency is what
+/// is measured.
+pub async fn connect(url: &str) -> anyhow::Result<Channel> {
+    Channel::from_shared(url.to_owned())
+        .with_context(|| format!("not a URL: {url}"))?
+        .tcp_nodelay(true)
+        .connect_timeout(Duration::from_secs(5))
+        .connect()
+        .await
+        .with_context(|| format!("cannot connect to {url}"))
+}
+
+/// tonic's client reports its own expiry of the deadline as CANCELLED "Timeout expired"; ghz (grpc-go) reports
+/// DEADLINE_EXCEEDED, and so do we, so reports compare.
+pub(crate) fn ghz_status(status: Status) -> Status {
+    if status.code() == tonic::Code::Cancelled && status.message() == tonic::TimeoutExpired(()).to_string() {
+        Status::deadline_exceeded(status.message())
+    } else {
+        status
     }
 }
 

@@ -1,0 +1,134 @@
+//! Where a method's descriptors come from, as ghz and grpcurl take them: the server's reflection service (the
+//! default), `.proto` files compiled in process by `protox` (no `protoc` needed), or a protoset (an encoded
+//! `FileDescriptorSet`, as `protoc --descriptor_set_out --include_imports` writes). Then `--call` is looked up,
+//! and a method that is not there is refused with the list of what is.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use prost_reflect::{DescriptorPool, MethodDescriptor};
+use tonic::transport::Channel;
+
+/// Where to read descriptors from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// Ask the server (gRPC server reflection).
+    Reflection,
+    /// Compile these `.proto` files; imports are searched in `imports`, then in each file's own folder.
+    Protos { files: Vec<PathBuf>, imports: Vec<PathBuf> },
+    /// Read this encoded `FileDescriptorSet`.
+    Protoset(PathBuf),
+}
+
+impl Source {
+    /// Where this source is, for messages.
+    fn describe(&self) -> String {
+        match self {
+            Self::Reflection => "the server's reflection service".to_owned(),
+            Self::Protos { files, .. } => files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", "),
+            Self::Protoset(path) => path.display().to_string(),
+        }
+    }
+
+    /// The descriptors, from the server (over `channel`) or from files.
+    pub async fn pool(&self, channel: &Channel) -> anyhow::Result<DescriptorPool> {
+        match self {
+            Self::Reflection => crate::reflection::pool(channel.clone()).await,
+            Self::Protos { files, imports } => compile(files, imports),
+            Self::Protoset(path) => {
+                let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+                DescriptorPool::decode(bytes.as_slice())
+                    .with_context(|| format!("{} is not an encoded FileDescriptorSet", path.display()))
+            }
+        }
+    }
+
+    /// The method `--call` names, with everything its messages need.
+    pub async fn method(&self, channel: &Channel, call: &str) -> anyhow::Result<MethodDescriptor> {
+        find_method(&self.pool(channel).await?, call, &self.describe())
+    }
+}
+
+/// Compiles `.proto` files in process (`protox`); each file's folder is searched after `imports`, as in ghz.
+fn compile(files: &[PathBuf], imports: &[PathBuf]) -> anyhow::Result<DescriptorPool> {
+    let mut includes = imports.to_vec();
+    for file in files {
+        let folder = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        if !includes.iter().any(|i| file.starts_with(i)) {
+            includes.push(folder.to_owned());
+        }
+    }
+    let mut compiler = protox::Compiler::new(&includes).context("--import-paths")?;
+    compiler.include_imports(true);
+    compiler.open_files(files).map_err(|e| anyhow::anyhow!("cannot compile --proto: {e}"))?;
+    Ok(compiler.descriptor_pool())
+}
+
+/// `package.Service/Method` or `package.Service.Method` (ghz and grpcurl take both), split.
+pub fn split_call(call: &str) -> anyhow::Result<(&str, &str)> {
+    let call = call.trim_start_matches('/');
+    call.rsplit_once('/')
+        .or_else(|| call.rsplit_once('.'))
+        .filter(|(service, method)| !service.is_empty() && !method.is_empty())
+        .with_context(|| format!("--call {call:?}: expected package.Service/Method"))
+}
+
+/// The method `call` names in `pool`, or an error listing every service and method there is (as grpcurl does).
+pub fn find_method(pool: &DescriptorPool, call: &str, source: &str) -> anyhow::Result<MethodDescriptor> {
+    let (service, method) = split_call(call)?;
+    if let Some(found) = pool.get_service_by_name(service).and_then(|s| s.methods().find(|m| m.name() == method)) {
+        return Ok(found);
+    }
+    let mut listing = String::new();
+    for service in pool.services() {
+        listing.push_str(&format!("\n  {}", service.full_name()));
+        for method in service.methods() {
+            listing.push_str(&format!("\n    {}", method.full_name()));
+        }
+    }
+    if listing.is_empty() {
+        bail!("--call {call}: no such method: {source} defines no services");
+    }
+    let what = if pool.get_service_by_name(service).is_some() { "method" } else { "service" };
+    bail!("--call {call}: no such {what}. Services and methods in {source}:{listing}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_methods_are_refused_with_the_list() {
+        let pool = DescriptorPool::decode(offload_proto::FILE_DESCRIPTOR_SET).expect("descriptors");
+        let found = find_method(&pool, "offload.v1.Gateway/Factorial", "here").expect("exists");
+        assert_eq!(found.full_name(), "offload.v1.Gateway.Factorial");
+        assert_eq!(
+            find_method(&pool, "/offload.v1.Compute.SumOfSquares", "here").expect("exists").name(),
+            "SumOfSquares"
+        );
+        let error = find_method(&pool, "offload.v1.Gateway/Nope", "here").expect_err("unknown").to_string();
+        assert!(error.starts_with("--call offload.v1.Gateway/Nope: no such method. Services and methods in here:"));
+        assert!(error.contains("\n  offload.v1.Compute\n    offload.v1.Compute.Factorial"), "{error}");
+        let error = find_method(&pool, "nope.Svc/M", "here").expect_err("unknown").to_string();
+        assert!(error.contains("no such service"), "{error}");
+        assert!(split_call("Factorial").is_err());
+    }
+
+    #[test]
+    fn protos_compile_in_process_with_their_imports() {
+        let dir = std::env::temp_dir().join(format!("loadgen-protos-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("a")).expect("dir");
+        std::fs::write(dir.join("a/m.proto"), "syntax = \"proto3\"; package a; message M { int64 id = 1; }")
+            .expect("write");
+        std::fs::write(
+            dir.join("s.proto"),
+            "syntax = \"proto3\"; package s; import \"a/m.proto\"; import \"google/protobuf/empty.proto\";\n\
+             service S { rpc Get(a.M) returns (google.protobuf.Empty); }",
+        )
+        .expect("write");
+        let pool = compile(&[dir.join("s.proto")], &[]).expect("compiles");
+        let method = find_method(&pool, "s.S/Get", "s.proto").expect("found");
+        assert_eq!(method.input().full_name(), "a.M");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

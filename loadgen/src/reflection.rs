@@ -1,0 +1,88 @@
+//! Method descriptors from the server itself, by gRPC server reflection: the services it lists and the files that
+//! define them (with their imports), as grpcurl and ghz fetch them when given no `.proto` file.
+//!
+//! `grpc.reflection.v1` is asked first; a server that answers `UNIMPLEMENTED` is asked again over
+//! `grpc.reflection.v1alpha`, which older servers (and some current ones, such as Python's `grpcio-reflection`)
+//! serve alone. The two versions are the same protocol under two package names, so one macro writes both clients.
+
+use std::collections::{HashMap, HashSet};
+
+use anyhow::Context;
+use prost::Message;
+use prost_reflect::DescriptorPool;
+use prost_types::FileDescriptorProto;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Code, Status, transport::Channel};
+
+/// Requests the reflection stream may have queued before the client reads answers: one per file is all it needs.
+const QUEUED_REQUESTS: usize = 16;
+
+/// Every service the server lists, and every file they need, as a descriptor pool.
+pub async fn pool(channel: Channel) -> anyhow::Result<DescriptorPool> {
+    let files = match files_v1(channel.clone()).await {
+        Err(status) if status.code() == Code::Unimplemented => files_v1alpha(channel).await,
+        other => other,
+    }
+    .map_err(|status| {
+        anyhow::anyhow!(
+            "server reflection failed ({}: {}); give the service's definitions with --proto or --protoset",
+            crate::recording::go_code_name(status.code()),
+            status.message()
+        )
+    })?;
+    let mut pool = DescriptorPool::new();
+    pool.add_file_descriptor_protos(files).context("the server's reflection answers are not valid descriptors")?;
+    Ok(pool)
+}
+
+macro_rules! reflection_client {
+    ($function:ident, $version:ident) => {
+        /// The files defining every listed service (and their imports), over this version of the protocol.
+        async fn $function(channel: Channel) -> Result<Vec<FileDescriptorProto>, Status> {
+            use tonic_reflection::pb::$version::{
+                ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+                server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+            };
+            let request = |r| ServerReflectionRequest { host: String::new(), message_request: Some(r) };
+            let (tx, rx) = mpsc::channel(QUEUED_REQUESTS);
+            let closed = |_| Status::unavailable("reflection stream closed");
+            tx.send(request(MessageRequest::ListServices(String::new()))).await.map_err(closed)?;
+            let mut answers = ServerReflectionClient::new(channel)
+                .server_reflection_info(ReceiverStream::new(rx))
+                .await?
+                .into_inner();
+            let mut wanted: Vec<MessageRequest> = match answers.message().await?.and_then(|a| a.message_response) {
+                Some(MessageResponse::ListServicesResponse(list)) => {
+                    list.service.into_iter().map(|s| MessageRequest::FileContainingSymbol(s.name)).collect()
+                }
+                Some(MessageResponse::ErrorResponse(e)) => {
+                    return Err(Status::new(e.error_code.into(), e.error_message))
+                }
+                _ => return Err(Status::internal("no answer to list_services")),
+            };
+            let mut files = HashMap::new();
+            let mut asked = HashSet::new();
+            while let Some(next) = wanted.pop() {
+                tx.send(request(next)).await.map_err(closed)?;
+                let answer = answers.message().await?.and_then(|a| a.message_response);
+                // A service whose file the server cannot give (some list themselves without one) is left out.
+                let Some(MessageResponse::FileDescriptorResponse(found)) = answer else { continue };
+                for bytes in found.file_descriptor_proto {
+                    let file = FileDescriptorProto::decode(bytes.as_slice())
+                        .map_err(|e| Status::internal(format!("undecodable file descriptor: {e}")))?;
+                    for import in &file.dependency {
+                        if !files.contains_key(import) && asked.insert(import.clone()) {
+                            wanted.push(MessageRequest::FileByFilename(import.clone()));
+                        }
+                    }
+                    files.insert(file.name().to_owned(), file);
+                }
+            }
+            Ok(files.into_values().collect())
+        }
+    };
+}
+
+reflection_client!(files_v1, v1);
+reflection_client!(files_v1alpha, v1alpha);
