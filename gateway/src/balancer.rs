@@ -29,14 +29,14 @@ use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use crate::discovery::Endpoints;
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
 
-/// HTTP/2 PING interval on upstream connections, also while idle: a replica that vanished without closing its
+/// HTTP/2 PING interval on replica connections, also while idle: a replica that vanished without closing its
 /// socket (node failure) is noticed within `KEEPALIVE + KEEPALIVE_TIMEOUT` even if no request is in flight.
 const KEEPALIVE: Duration = Duration::from_secs(5);
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One compute replica.
 #[derive(Debug)]
-pub struct Upstream {
+pub struct Replica {
     /// As configured, for logs and error messages.
     pub url: String,
     /// The multiplexed channel calls go through.
@@ -50,13 +50,13 @@ pub struct Upstream {
     watcher: std::sync::OnceLock<AbortHandle>,
 }
 
-/// Marks one call in flight on an upstream until dropped.
+/// Marks one call in flight on a replica until dropped.
 #[derive(Debug)]
-pub struct InFlight(Arc<Upstream>);
+pub struct InFlight(Arc<Replica>);
 
 impl std::ops::Deref for InFlight {
-    type Target = Upstream;
-    fn deref(&self) -> &Upstream {
+    type Target = Replica;
+    fn deref(&self) -> &Replica {
         &self.0
     }
 }
@@ -71,7 +71,7 @@ impl Drop for InFlight {
 #[derive(Debug)]
 pub struct Balancer {
     /// The current endpoints, replaced by [`Endpoints::set_endpoints`]; read (cheaply) on every pick.
-    upstreams: RwLock<Vec<Arc<Upstream>>>,
+    replicas: RwLock<Vec<Arc<Replica>>>,
     /// Round-robin cursor for the first candidate.
     next: AtomicUsize,
     /// Woken whenever a replica's health (or the set) changes, so the gateway's own health can follow.
@@ -81,7 +81,7 @@ pub struct Balancer {
     health_retry: Duration,
 }
 
-/// Settings for the upstream channels.
+/// Settings for the replica channels.
 #[derive(Debug, Clone)]
 pub struct ChannelSettings {
     pub connect_timeout: Duration,
@@ -111,7 +111,7 @@ impl Balancer {
     /// stream says so.
     pub fn new(settings: ChannelSettings, health_retry: Duration) -> Arc<Self> {
         Arc::new(Self {
-            upstreams: RwLock::default(),
+            replicas: RwLock::default(),
             next: AtomicUsize::new(0),
             changed: Arc::new(Notify::new()),
             settings,
@@ -119,8 +119,8 @@ impl Balancer {
         })
     }
 
-    fn current(&self) -> std::sync::RwLockReadGuard<'_, Vec<Arc<Upstream>>> {
-        self.upstreams.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    fn current(&self) -> std::sync::RwLockReadGuard<'_, Vec<Arc<Replica>>> {
+        self.replicas.read().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Endpoints known now.
@@ -145,11 +145,11 @@ impl Balancer {
 
     /// The less busy of two healthy candidates, skipping `exclude` (the replica a failed attempt used).
     pub fn pick(&self, exclude: Option<&str>) -> Option<InFlight> {
-        let upstreams = self.current();
-        let n = upstreams.len();
+        let replicas = self.current();
+        let n = replicas.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         let mut candidates = (0..n)
-            .map(|i| &upstreams[(start + i) % n])
+            .map(|i| &replicas[(start + i) % n])
             .filter(|u| u.healthy.load(Ordering::Relaxed) && Some(u.url.as_str()) != exclude);
         let first = candidates.next()?;
         let chosen = match candidates.next() {
@@ -162,13 +162,13 @@ impl Balancer {
         Some(InFlight(Arc::clone(chosen)))
     }
 
-    /// A new upstream for `url` (connected lazily) with its health watcher running.
-    fn connect(&self, url: &str) -> Result<Arc<Upstream>, tonic::transport::Error> {
+    /// A new replica for `url` (connected lazily) with its health watcher running.
+    fn connect(&self, url: &str) -> Result<Arc<Replica>, tonic::transport::Error> {
         let channel = self.settings.endpoint(url)?.connect_lazy();
         let client = ComputeClient::new(channel.clone())
             .max_decoding_message_size(self.settings.max_message_bytes)
             .max_encoding_message_size(self.settings.max_message_bytes);
-        let upstream = Arc::new(Upstream {
+        let replica = Arc::new(Replica {
             url: url.to_owned(),
             client,
             channel,
@@ -176,11 +176,11 @@ impl Balancer {
             healthy: AtomicBool::new(false),
             watcher: std::sync::OnceLock::new(),
         });
-        let watched = Arc::clone(&upstream);
+        let watched = Arc::clone(&replica);
         let (changed, retry) = (Arc::clone(&self.changed), self.health_retry);
         let task = tokio::spawn(async move { watch(&watched, &changed, retry).await });
-        let _ = upstream.watcher.set(task.abort_handle());
-        Ok(upstream)
+        let _ = replica.watcher.set(task.abort_handle());
+        Ok(replica)
     }
 }
 
@@ -188,9 +188,9 @@ impl Endpoints for Balancer {
     /// Adds channels (and health watchers) for new URLs and drops the ones no longer listed. Calls in flight on a
     /// removed replica finish on their connection; new calls no longer go there.
     fn set_endpoints(&self, urls: &BTreeSet<String>) {
-        let mut upstreams = self.upstreams.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let before = upstreams.len();
-        upstreams.retain(|u| {
+        let mut replicas = self.replicas.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let before = replicas.len();
+        replicas.retain(|u| {
             let keep = urls.contains(&u.url);
             if !keep {
                 tracing::info!(url = u.url, "compute endpoint removed");
@@ -201,22 +201,22 @@ impl Endpoints for Balancer {
             }
             keep
         });
-        let removed = before != upstreams.len();
+        let removed = before != replicas.len();
         let mut added = false;
         for url in urls {
-            if upstreams.iter().any(|u| &u.url == url) {
+            if replicas.iter().any(|u| &u.url == url) {
                 continue;
             }
             match self.connect(url) {
-                Ok(upstream) => {
+                Ok(replica) => {
                     tracing::info!(url, "compute endpoint added");
-                    upstreams.push(upstream);
+                    replicas.push(replica);
                     added = true;
                 }
                 Err(error) => tracing::warn!(url, %error, "ignoring an unusable compute endpoint"),
             }
         }
-        drop(upstreams);
+        drop(replicas);
         if removed || added {
             self.changed.notify_waiters();
         }
@@ -224,8 +224,8 @@ impl Endpoints for Balancer {
 }
 
 /// Watches one replica's health stream for as long as it is in the set, re-watching `retry` after it breaks.
-async fn watch(upstream: &Upstream, changed: &Notify, retry: Duration) {
-    let mut health = HealthClient::new(upstream.channel.clone());
+async fn watch(replica: &Replica, changed: &Notify, retry: Duration) {
+    let mut health = HealthClient::new(replica.channel.clone());
     loop {
         let request = HealthCheckRequest { service: service_names::COMPUTE.to_owned() };
         match health.watch(request).await {
@@ -233,28 +233,28 @@ async fn watch(upstream: &Upstream, changed: &Notify, retry: Duration) {
                 let mut stream = response.into_inner();
                 loop {
                     match stream.message().await {
-                        Ok(Some(update)) => set_health(upstream, changed, update.status() == ServingStatus::Serving),
+                        Ok(Some(update)) => set_health(replica, changed, update.status() == ServingStatus::Serving),
                         Ok(None) => break,
                         Err(status) => {
-                            tracing::debug!(url = upstream.url, %status, "health stream broke");
+                            tracing::debug!(url = replica.url, %status, "health stream broke");
                             break;
                         }
                     }
                 }
             }
-            Err(status) => tracing::debug!(url = upstream.url, %status, "health watch failed"),
+            Err(status) => tracing::debug!(url = replica.url, %status, "health watch failed"),
         }
-        set_health(upstream, changed, false);
+        set_health(replica, changed, false);
         tokio::time::sleep(retry).await;
     }
 }
 
-fn set_health(upstream: &Upstream, changed: &Notify, healthy: bool) {
-    if upstream.healthy.swap(healthy, Ordering::Relaxed) != healthy {
+fn set_health(replica: &Replica, changed: &Notify, healthy: bool) {
+    if replica.healthy.swap(healthy, Ordering::Relaxed) != healthy {
         if healthy {
-            tracing::info!(url = upstream.url, "compute endpoint healthy");
+            tracing::info!(url = replica.url, "compute endpoint healthy");
         } else {
-            tracing::warn!(url = upstream.url, "compute endpoint unhealthy: no longer routed to");
+            tracing::warn!(url = replica.url, "compute endpoint unhealthy: no longer routed to");
         }
         changed.notify_waiters();
     }

@@ -13,7 +13,7 @@ pub enum Error {
     UnknownUpstreamWait(i32),
     /// No compute endpoint is currently healthy.
     #[error("no healthy compute endpoint (of {configured} configured)")]
-    NoHealthyUpstream { configured: usize },
+    NoHealthyReplica { configured: usize },
     /// The deadline passed while waiting for compute.
     #[error("deadline exceeded after {waited:?} waiting for compute")]
     DeadlineExceeded { waited: Duration },
@@ -23,16 +23,16 @@ pub enum Error {
     /// Compute answered with an error: passed on with compute's code (INVALID_ARGUMENT, RESOURCE_EXHAUSTED, …) so
     /// clients can act on it; the endpoint is kept for debugging.
     #[error("compute {endpoint}: {status}")]
-    Upstream { endpoint: String, status: Status },
+    Compute { endpoint: String, status: Status },
 }
 
 impl From<Error> for Status {
     fn from(e: Error) -> Self {
         match e {
             Error::UnknownUpstreamWait(_) => Status::invalid_argument(e.to_string()),
-            Error::NoHealthyUpstream { .. } | Error::Transport { .. } => Status::unavailable(e.to_string()),
+            Error::NoHealthyReplica { .. } | Error::Transport { .. } => Status::unavailable(e.to_string()),
             Error::DeadlineExceeded { .. } => Status::deadline_exceeded(e.to_string()),
-            Error::Upstream { status, .. } => Status::new(status.code(), status.message().to_owned()),
+            Error::Compute { status, .. } => Status::new(status.code(), status.message().to_owned()),
         }
     }
 }

@@ -103,8 +103,8 @@ where
                         attempt.number += 1;
                         failed = Some(error);
                     }
-                    Err(Error::NoHealthyUpstream { configured }) => {
-                        return Err(failed.unwrap_or(Error::NoHealthyUpstream { configured }));
+                    Err(Error::NoHealthyReplica { configured }) => {
+                        return Err(failed.unwrap_or(Error::NoHealthyReplica { configured }));
                     }
                     outcome => return outcome,
                 }
@@ -131,7 +131,7 @@ impl<M: ComputeMethod> tower::Service<Attempt<M>> for CallReplica {
     fn call(&mut self, attempt: Attempt<M>) -> Self::Future {
         let Some(replica) = self.balancer.pick(attempt.avoid.as_deref()) else {
             let configured = self.balancer.len();
-            return Box::pin(std::future::ready(Err(Error::NoHealthyUpstream { configured })));
+            return Box::pin(std::future::ready(Err(Error::NoHealthyReplica { configured })));
         };
         Box::pin(async move {
             let remaining = attempt.deadline.saturating_duration_since(Instant::now());

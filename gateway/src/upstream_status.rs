@@ -17,9 +17,9 @@ pub fn classify(status: Status, endpoint: &str, waited: Duration) -> Error {
     } else if status.code() == Code::Cancelled {
         // A compute-side CANCELLED that the client did not cause is, from the client's side, a failure of the
         // replica: report it as UNAVAILABLE.
-        Error::Upstream { endpoint: endpoint.to_owned(), status: Status::unavailable(status.message().to_owned()) }
+        Error::Compute { endpoint: endpoint.to_owned(), status: Status::unavailable(status.message().to_owned()) }
     } else {
-        Error::Upstream { endpoint: endpoint.to_owned(), status }
+        Error::Compute { endpoint: endpoint.to_owned(), status }
     }
 }
 

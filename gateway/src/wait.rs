@@ -116,7 +116,7 @@ impl<M: ComputeMethod> WaitForCompute<M> {
             UpstreamWait::SpawnTask => {
                 // A spawned task starts outside the request's span: carry it, or the trace breaks here.
                 let forwarded = self.forward.oneshot(Attempt::first(message, deadline)).instrument(Span::current());
-                tokio::spawn(forwarded).await.map_err(|e| Error::Upstream {
+                tokio::spawn(forwarded).await.map_err(|e| Error::Compute {
                     endpoint: "spawned task".to_owned(),
                     status: Status::internal(e.to_string()),
                 })?
