@@ -67,7 +67,7 @@ fn expected(field: &FieldDescriptor) -> String {
         return format!("a JSON object of {}", kind(&entry.map_entry_value_field().kind()));
     }
     let one = kind(&field.kind());
-    if field.is_list() { format!("a JSON array of {one}") } else { one }
+    if field.is_list() { format!("a JSON array, each item {one}") } else { one }
 }
 
 fn kind(kind: &Kind) -> String {

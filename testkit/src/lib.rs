@@ -7,6 +7,7 @@
 //! - [`job`]: sizing a job to take X ms of one core, measured by the server itself.
 //! - [`scrape`]: `/metrics` read and parsed back as Prometheus text.
 //! - [`raw`]: HTTP/2 without gRPC's guard rails, for what a well-behaved client never sends.
+//! - [`foreign`]: a gRPC service that is not offload's (Python), for the load generator's tests.
 //! - [`python`]: Python peers and checkers in private virtualenvs under `target/`.
 //!
 //! It depends on the servers' public contract only (`offload-proto`, their flags and log lines), never on their
@@ -15,6 +16,7 @@
 pub mod binaries;
 pub mod child;
 pub mod cluster;
+pub mod foreign;
 pub mod job;
 pub mod python;
 pub mod raw;

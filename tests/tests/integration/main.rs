@@ -9,6 +9,7 @@ mod compute_cli;
 mod deadlines_and_shutdown;
 mod deploy;
 mod discovery;
+mod foreign_service;
 mod gateway_cli;
 mod hostile_clients;
 mod metrics;
