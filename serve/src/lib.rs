@@ -8,12 +8,13 @@
 //! - [`health`]: the gRPC health service, whose `Watch` streams end at the drain.
 //! - [`flags`]: parsers for flag values such as durations (`15s`, `500ms`).
 //! - [`runtime`]: the tokio runtime flavour and size, chosen on the command line.
+//! - [`stall`]: the stall detector, naming the call whose poll held a worker thread past `--stall-threshold`.
 //! - [`server`]: the skeleton both servers are built on (health, reflection, metrics, admin port, drain).
 //! - [`transport`]: TCP, HTTP/2 and TLS settings, reflection.
 //!
 //! A server's request path is a tower stack of typed layers, below the decoding of the message: the ones both
 //! servers share are [`deadline::DeadlineLayer`] and [`admission::AdmissionLayer`] (and, in `offload-telemetry`,
-//! the request metrics).
+//! the request metrics); in front of every route, [`stall::StallLayer`].
 
 pub mod admission;
 pub mod deadline;
@@ -22,4 +23,5 @@ pub mod flags;
 pub mod health;
 pub mod runtime;
 pub mod server;
+pub mod stall;
 pub mod transport;

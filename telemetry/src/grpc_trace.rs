@@ -113,6 +113,16 @@ fn trace_id_of(span: &Span, parent: &opentelemetry::Context) -> Option<TraceId> 
     [own, remote].into_iter().find(|c| c.is_valid()).map(|c| c.trace_id())
 }
 
+/// The trace of a request, for a line logged outside its span (a watchdog on another thread): `span`'s trace when
+/// export is on, else the one the request's `traceparent` header names, if any.
+pub fn trace_id(span: &Span, traceparent: Option<&http::HeaderValue>) -> Option<TraceId> {
+    let mut headers = http::HeaderMap::new();
+    if let Some(value) = traceparent {
+        headers.insert("traceparent", value.clone());
+    }
+    trace_id_of(span, &extract(&headers))
+}
+
 /// A tower layer that opens a server span per gRPC call (see the module docs).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ServerTraceLayer;

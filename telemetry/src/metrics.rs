@@ -70,6 +70,20 @@ pub struct Metrics {
     pub runtime_worker_busy_seconds: Family<WorkerLabel, Gauge<f64, AtomicU64>>,
     /// Blocking-pool jobs in flight (compute's `SPAWN_BLOCKING` jobs).
     pub blocking_in_flight: Gauge,
+    /// Polls of a request's handler that held their worker thread past `--stall-threshold`, by method and mode.
+    pub runtime_stalls: Family<StallLabels, Counter>,
+    /// How long each of those polls held its worker thread, in seconds.
+    pub runtime_stall_seconds: Family<StallLabels, Histogram>,
+}
+
+/// Labels of a stall metric: the call whose poll held its worker thread.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StallLabels {
+    /// `Factorial` or `SumOfSquares`, as in [`RequestLabels`].
+    pub method: String,
+    /// The execution mode (compute) or upstream-wait style (gateway) the call used, lower-case; `unknown` if the
+    /// stall came before the server knew it.
+    pub mode: String,
 }
 
 /// A tokio worker's index.
@@ -81,6 +95,11 @@ pub struct WorkerLabel {
 /// Request latency buckets, seconds: 50 µs to ~100 s, doubling.
 fn latency_buckets() -> impl Iterator<Item = f64> {
     prometheus_client::metrics::histogram::exponential_buckets(50e-6, 2.0, 22)
+}
+
+/// Stall-length buckets, seconds: 1 ms (below any useful threshold) to ~65 s (past the longest job), doubling.
+fn stall_buckets() -> impl Iterator<Item = f64> {
+    prometheus_client::metrics::histogram::exponential_buckets(1e-3, 2.0, 17)
 }
 
 /// Scheduling-delay buckets, seconds: 25 µs to ~3.3 s, doubling.
@@ -109,6 +128,8 @@ impl Metrics {
             runtime_global_queue_depth: Gauge::default(),
             runtime_worker_busy_seconds: Family::default(),
             blocking_in_flight: Gauge::default(),
+            runtime_stalls: Family::default(),
+            runtime_stall_seconds: Family::new_with_constructor(|| Histogram::new(stall_buckets())),
             // Replaced below, once every metric above is registered in it.
             registry: Arc::default(),
         };
@@ -153,6 +174,16 @@ impl Metrics {
             "Jobs running or queued on tokio's blocking pool",
             metrics.blocking_in_flight.clone(),
         );
+        registry.register(
+            "runtime_stalls",
+            "Polls of a request's handler that held their tokio worker past --stall-threshold, by method and mode",
+            metrics.runtime_stalls.clone(),
+        );
+        registry.register(
+            "runtime_stall_seconds",
+            "How long each stalled poll held its tokio worker, in seconds, by method and mode",
+            metrics.runtime_stall_seconds.clone(),
+        );
         metrics.registry = Arc::new(registry);
         metrics
     }
@@ -163,6 +194,13 @@ impl Metrics {
             RequestLabels { method: method.to_owned(), mode: mode.to_owned(), code: code_name(code).to_owned() };
         self.requests.get_or_create(&labels).inc();
         self.request_seconds.get_or_create(&labels).observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts one stalled poll of a `method` call in `mode` that held its worker for `length`.
+    pub fn observe_stall(&self, method: &str, mode: &str, length: Duration) {
+        let labels = StallLabels { method: method.to_owned(), mode: mode.to_owned() };
+        self.runtime_stalls.get_or_create(&labels).inc();
+        self.runtime_stall_seconds.get_or_create(&labels).observe(length.as_secs_f64());
     }
 
     /// Reads tokio's runtime metrics from the current runtime into the gauges.
