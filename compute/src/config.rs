@@ -84,6 +84,12 @@ pub struct Config {
     #[arg(long, env = "OFFLOAD_COMPUTE_PANIC_ON_N")]
     pub panic_on_n: Option<u64>,
 
+    /// A poll of a request's handler that holds its tokio worker longer than this is a stall: logged as a WARN
+    /// while it lasts (method, mode, n, thread, trace id) and counted in `offload_runtime_stalls_total`. `0` turns
+    /// the detector off.
+    #[arg(long, env = "OFFLOAD_COMPUTE_STALL_THRESHOLD", default_value = "10ms", value_parser = parse_duration)]
+    pub stall_threshold: Duration,
+
     /// Admin address serving Prometheus metrics at `/metrics` (for example `0.0.0.0:9090`). Off unless set.
     #[arg(long, env = "OFFLOAD_COMPUTE_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
@@ -138,6 +144,9 @@ mod tests {
         config.validate().expect("defaults are valid");
         assert_eq!(config.listen, "127.0.0.1:50051".parse().expect("addr"));
         assert_eq!(config.default_mode, ExecMode::Adaptive);
+        assert_eq!(config.stall_threshold, offload_serve::stall::DEFAULT_THRESHOLD);
+        let off = Config::parse_from(["offload-compute", "--stall-threshold", "0"]);
+        assert!(off.stall_threshold.is_zero());
     }
 
     #[test]

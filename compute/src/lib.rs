@@ -71,6 +71,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         metrics_listen: config.metrics_listen,
         drain_timeout: config.drain_timeout,
         tls,
+        stall_threshold: config.stall_threshold,
     };
     let skeleton = {
         let executor = executor.clone();
@@ -112,6 +113,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         rayon_threads = executor.rayon_threads(),
         rayon_priority = ?config.rayon_priority,
         max_inflight = config.max_inflight,
+        stall_threshold = ?config.stall_threshold,
         tls = match (&config.tls_cert, &config.tls_client_ca) {
             (None, _) => "off",
             (Some(_), None) => "on",

@@ -9,7 +9,7 @@ use std::{
 };
 
 use offload_proto::v1::{ExecMode, Execution};
-use offload_serve::deadline::Deadline;
+use offload_serve::{deadline::Deadline, stall::StallTag};
 use tonic::{Request, Response, Status};
 use tracing::{Instrument, field};
 
@@ -46,17 +46,28 @@ impl tower::Service<Request<JobRequest>> for RunJob {
     fn call(&mut self, request: Request<JobRequest>) -> Self::Future {
         let parts = Arc::clone(&self.parts);
         let deadline = Deadline::of(&request);
+        let stall_tag = request.extensions().get::<StallTag>().cloned();
         let JobRequest { job, mode } = request.into_inner();
-        Box::pin(async move { Ok(Response::new(run(&parts, job, mode, deadline).await?)) })
+        Box::pin(async move { Ok(Response::new(run(&parts, job, mode, deadline, stall_tag).await?)) })
     }
 }
 
-/// Runs one request's job end to end.
-async fn run(parts: &Parts, job: Job, mode: i32, deadline: Option<Instant>) -> Result<JobReply, Error> {
+/// Runs one request's job end to end. `stall_tag` (the stall detector's, if on) learns the mode and n before the
+/// job runs, so a stall it causes is reported with them.
+async fn run(
+    parts: &Parts,
+    job: Job,
+    mode: i32,
+    deadline: Option<Instant>,
+    stall_tag: Option<StallTag>,
+) -> Result<JobReply, Error> {
     let requested = ExecMode::try_from(mode).map_err(|_| Error::UnknownMode(mode))?;
     parts.limits.check(job)?;
     let requested = if requested == ExecMode::Unspecified { parts.default_mode } else { requested };
     let placement = Placement::named(requested).unwrap_or_else(|| parts.cost_model.placement(job));
+    if let Some(tag) = stall_tag {
+        tag.set(ExecMode::from(placement).short_name(), Some(job.n()));
+    }
     let span = tracing::info_span!(
         "job",
         method = job.method(),

@@ -125,6 +125,12 @@ pub struct Config {
     #[arg(long, env = "OFFLOAD_GATEWAY_DRAIN_TIMEOUT", default_value = "15s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
 
+    /// A poll of a request's handler that holds its tokio worker longer than this is a stall: logged as a WARN
+    /// while it lasts (method, upstream-wait style, n, thread, trace id) and counted in
+    /// `offload_runtime_stalls_total`. `0` turns the detector off.
+    #[arg(long, env = "OFFLOAD_GATEWAY_STALL_THRESHOLD", default_value = "10ms", value_parser = parse_duration)]
+    pub stall_threshold: Duration,
+
     /// Admin address serving Prometheus metrics at `/metrics` (for example `0.0.0.0:9090`). Off unless set.
     #[arg(long, env = "OFFLOAD_GATEWAY_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,

@@ -81,6 +81,7 @@ pub async fn run_with_resolver(
         metrics_listen: config.metrics_listen,
         drain_timeout: config.drain_timeout,
         tls: None,
+        stall_threshold: config.stall_threshold,
     };
     let mut skeleton = Skeleton::start(listener, settings, &admission, |_| {}).await?;
     let follower = tokio::spawn(follow_replica_health(Arc::clone(&balancer), skeleton.health().clone()));
@@ -101,6 +102,7 @@ pub async fn run_with_resolver(
         runtime = ?config.runtime,
         max_inflight = config.max_inflight,
         adaptive_concurrency = config.adaptive_concurrency,
+        stall_threshold = ?config.stall_threshold,
         metrics_addr = skeleton.metrics_addr(),
         "offload-gateway serving"
     );

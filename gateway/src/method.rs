@@ -26,6 +26,9 @@ pub trait ComputeMethod: Clone + Send + Sync + 'static {
     /// The gateway-only field saying how to wait for compute (cleared before forwarding).
     fn upstream_wait(&mut self) -> &mut i32;
 
+    /// The request's `n`, for the stall detector's reports.
+    fn n(&self) -> u64;
+
     /// The execution report of a reply.
     fn execution(reply: &Self::Reply) -> Option<&Execution>;
 
@@ -43,6 +46,10 @@ impl ComputeMethod for FactorialRequest {
 
     fn upstream_wait(&mut self) -> &mut i32 {
         &mut self.upstream_wait
+    }
+
+    fn n(&self) -> u64 {
+        self.n
     }
 
     fn execution(reply: &FactorialResponse) -> Option<&Execution> {
@@ -64,6 +71,10 @@ impl ComputeMethod for SumOfSquaresRequest {
 
     fn upstream_wait(&mut self) -> &mut i32 {
         &mut self.upstream_wait
+    }
+
+    fn n(&self) -> u64 {
+        self.n
     }
 
     fn execution(reply: &SumOfSquaresResponse) -> Option<&Execution> {

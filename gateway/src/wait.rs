@@ -15,7 +15,7 @@ use std::{
 };
 
 use offload_proto::v1::{Execution, UpstreamWait};
-use offload_serve::deadline::Deadline;
+use offload_serve::{deadline::Deadline, stall::StallTag};
 use tonic::{Request, Response, Status};
 use tower::ServiceExt;
 use tracing::{Instrument, Span};
@@ -84,6 +84,10 @@ impl<M: ComputeMethod> tower::Service<Request<Call<M>>> for WaitForCompute<M> {
     fn call(&mut self, request: Request<Call<M>>) -> Self::Future {
         let this = self.clone();
         let deadline = Deadline::of(&request).unwrap_or_else(|| Instant::now() + self.parts.default_timeout);
+        if let Ok(style) = request.get_ref().wait {
+            // The stall detector names a stall with the wait style: `blocking` is the one that stalls.
+            StallTag::set_on(&request, style.short_name(), Some(request.get_ref().message.n()));
+        }
         let Call { message, wait } = request.into_inner();
         Box::pin(async move {
             let wait = wait.map_err(Error::UnknownUpstreamWait)?;

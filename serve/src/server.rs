@@ -3,7 +3,7 @@
 //!
 //! A [`Skeleton`] owns the listener, the gRPC health service (`""` for liveness, one service name for
 //! readiness), server reflection, the metrics with their scheduling-delay probe and admin port, the HTTP-level
-//! layers every route shares, TLS, and the drain. A server starts one, builds its own service with the skeleton's
+//! layers every route shares (tracing, the stall detector), TLS, and the drain. A server starts one, builds its own service with the skeleton's
 //! [`Metrics`], logs its serving line (with [`Skeleton::local_addr`] and [`Skeleton::metrics_addr`]: launchers
 //! parse `addr=` and `metrics_addr=`), and hands its service to [`Skeleton::serve`].
 
@@ -22,6 +22,7 @@ use crate::{
     admission::Admission,
     drain,
     health::{self, DrainingHealth, EndWatches},
+    stall::StallLayer,
     transport,
 };
 
@@ -41,6 +42,8 @@ pub struct Settings {
     pub drain_timeout: Duration,
     /// The server's TLS, if it serves over TLS.
     pub tls: Option<ServerTlsConfig>,
+    /// `--stall-threshold`: a poll of a request's handler longer than this is reported as a stall (0: off).
+    pub stall_threshold: Duration,
 }
 
 /// A server without its own service yet (see the module docs).
@@ -140,12 +143,16 @@ impl Skeleton {
             + 'static,
         S::Future: Send + 'static,
     {
-        let Self { settings, listener, health, health_service, end_watches, admin, stop_at_drain, .. } = self;
+        let Self { settings, listener, health, health_service, end_watches, metrics, admin, stop_at_drain, .. } = self;
         let (reflection, reflection_alpha) = transport::reflection().context("cannot build server reflection")?;
         // The layers every route shares, outermost first.
         let layers = tower::ServiceBuilder::new()
             // A server span per call, continuing the caller's W3C trace context; shed calls are traced too.
-            .layer(ServerTraceLayer);
+            .layer(ServerTraceLayer)
+            // Stalls: each poll of a handler timed, inside the span so a stall's event lands on its call's trace.
+            .layer(StallLayer::with_on_stall(settings.stall_threshold, move |stall| {
+                metrics.observe_stall(stall.method, stall.mode, stall.length);
+            }));
         let mut server = transport::server();
         if let Some(tls) = settings.tls {
             server = server.tls_config(tls).context("invalid TLS configuration")?;

@@ -124,7 +124,7 @@ impl Watchdog {
                 mode,
                 n = call.tag.n(),
                 thread = threads::name(threads::current()),
-                stall_ms = length.as_secs_f64() * 1e3,
+                stall_ms = millis(length),
                 "runtime stall ended: one poll of this call held its worker thread for {length:.1?}"
             );
         });
@@ -182,9 +182,14 @@ fn warn_running(call: &InFlight, thread: u16, so_far: Duration, threshold: Durat
         mode = call.tag.mode(),
         n = call.tag.n(),
         thread = threads::name(thread),
-        so_far_ms = so_far.as_secs_f64() * 1e3,
-        threshold_ms = threshold.as_secs_f64() * 1e3,
+        so_far_ms = millis(so_far),
+        threshold_ms = millis(threshold),
         trace_id = call.trace_id().map(field::display),
         "runtime stall: a poll of this call has held its worker thread for {so_far:.1?} and is still running"
     );
+}
+
+/// `d` in milliseconds, to a tenth: what a log reader needs of a stall's length.
+fn millis(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e4).round() / 10.0
 }
