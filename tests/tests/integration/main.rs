@@ -17,6 +17,7 @@ mod mtls;
 mod python_client;
 mod replicas;
 mod service_pair;
+mod stalls;
 mod supply_chain;
 mod tracing;
 mod upstream_wait;

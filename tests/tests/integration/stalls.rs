@@ -1,0 +1,165 @@
+//! The stall detector, on the real binaries: an `INLINE` job is named (method, mode, trace id) in a `WARN` line
+//! while it still blocks its worker, and counted in `offload_runtime_stalls_total`; `RAYON` jobs stall nothing; a
+//! gateway waiting in the `BLOCKING` style is named the same way; `--stall-threshold 0` turns the detector off.
+
+use std::{future::Future, net::SocketAddr, time::Duration};
+
+use offload_proto::{
+    service_names,
+    v1::{ExecMode, SumOfSquaresRequest, UpstreamWait, compute_client::ComputeClient, gateway_client::GatewayClient},
+};
+use offload_testkit::{
+    binaries::start,
+    child::ChildServer,
+    job::JobSizer,
+    scrape::{Scrape, value},
+};
+use offload_tests::channel;
+use tonic::Request;
+
+/// The tests' threshold: above the default so that the OS preempting a worker on a busy 2-core machine is not
+/// taken for a stall, and far below the jobs' length.
+const THRESHOLD: &str = "20ms";
+/// Milliseconds of one core per job: five thresholds, so every `INLINE` job is a stall and the watchdog has time
+/// to say so while it runs.
+const JOB_MS: f64 = 100.0;
+/// How often the test reads the server's log while a call is in flight.
+const LOG_POLL: Duration = Duration::from_millis(5);
+
+fn scrape(addr: SocketAddr) -> Scrape {
+    offload_testkit::scrape::scrape(addr).expect("GET /metrics")
+}
+
+/// The sum of `name`'s samples whose labels include `labels` (0 if none).
+fn total(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+    scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(v)))
+        .filter_map(|s| {
+            // This sample's own full label set, which only it has.
+            let own: Vec<(&str, &str)> = s.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            value(scrape, name, &own)
+        })
+        .sum()
+}
+
+/// A request carrying a `traceparent` of trace `trace_id`.
+fn traced<T>(message: T, trace_id: &str) -> Request<T> {
+    let mut request = Request::new(message);
+    let traceparent = format!("00-{trace_id}-00f067aa0ba902b7-01");
+    request.metadata_mut().insert("traceparent", traceparent.parse().expect("ascii"));
+    request
+}
+
+/// Awaits `call` while reading `server`'s log; with its output, the first line that says a stall of trace
+/// `trace_id` is still running, if one was read before the call returned.
+async fn warned_while_running<F: Future>(
+    server: &mut ChildServer,
+    trace_id: &str,
+    call: F,
+) -> (F::Output, Option<String>) {
+    tokio::pin!(call);
+    let mut seen = None;
+    loop {
+        tokio::select! {
+            output = &mut call => return (output, seen),
+            () = tokio::time::sleep(LOG_POLL) => {
+                if seen.is_none() {
+                    seen = server.log_lines().into_iter().find(|l| l.contains(trace_id) && l.contains("still running"));
+                }
+            }
+        }
+    }
+}
+
+async fn sized_n(compute: &ChildServer) -> u64 {
+    JobSizer::connect(&compute.url()).await.expect("sizer").sum_of_squares_n(JOB_MS).await.expect("n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inline_jobs_are_named_while_they_stall_and_counted_rayon_jobs_are_not() {
+    let mut compute = start("offload-compute", &["--metrics-listen", "127.0.0.1:0", "--stall-threshold", THRESHOLD]);
+    let metrics = compute.metrics_addr.expect("metrics");
+    let n = sized_n(&compute).await;
+    let mut client = ComputeClient::new(channel(&compute.url()).await);
+    let inline = [("method", "SumOfSquares"), ("mode", "inline")];
+    let before = scrape(metrics);
+
+    let trace_id = "5a1100000000000000000000000000a1";
+    let request = SumOfSquaresRequest { n, mode: ExecMode::Inline as i32, ..Default::default() };
+    let (reply, warned) =
+        warned_while_running(&mut compute, trace_id, client.sum_of_squares(traced(request, trace_id))).await;
+    reply.expect("inline job");
+    let warned = warned.expect("a WARN naming the trace before the call returned");
+    for expected in ["WARN", "SumOfSquares", "inline", &format!("{n}"), "thread"] {
+        assert!(warned.contains(expected), "{expected:?} not in {warned}");
+    }
+    let ended = compute.log_lines().into_iter().find(|l| l.contains(trace_id) && l.contains("stall ended"));
+    assert!(ended.is_some_and(|l| l.contains("SumOfSquares")), "no end-of-stall line for the trace");
+    client.sum_of_squares(request).await.expect("a second inline job");
+    let after_inline = scrape(metrics);
+    let moved =
+        |name: &str, b: &Scrape, a: &Scrape, labels: &[(&str, &str)]| total(a, name, labels) - total(b, name, labels);
+    assert_eq!(moved("offload_runtime_stalls_total", &before, &after_inline, &inline), 2.0, "one stall per inline job");
+    assert_eq!(moved("offload_runtime_stall_seconds_count", &before, &after_inline, &inline), 2.0);
+
+    for _ in 0..3 {
+        client
+            .sum_of_squares(SumOfSquaresRequest { n, mode: ExecMode::Rayon as i32, ..Default::default() })
+            .await
+            .expect("rayon job");
+    }
+    let after_rayon = scrape(metrics);
+    let sum_of_squares = [("method", "SumOfSquares")];
+    assert_eq!(
+        moved("offload_runtime_stalls_total", &after_inline, &after_rayon, &sum_of_squares),
+        0.0,
+        "rayon jobs stall nothing"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocking_gateway_is_named_by_its_wait_style() {
+    let compute = start("offload-compute", &[]);
+    let n = sized_n(&compute).await;
+    let mut gateway = start(
+        "offload-gateway",
+        &["--compute", &compute.url(), "--metrics-listen", "127.0.0.1:0", "--stall-threshold", THRESHOLD],
+    );
+    let metrics = gateway.metrics_addr.expect("metrics");
+    offload_tests::wait_serving(&gateway.url(), service_names::GATEWAY).await;
+    let mut client = GatewayClient::new(channel(&gateway.url()).await);
+    let before = scrape(metrics);
+
+    let trace_id = "5a1100000000000000000000000000b2";
+    let request = SumOfSquaresRequest { n, mode: ExecMode::Rayon as i32, upstream_wait: UpstreamWait::Blocking as i32 };
+    let (reply, warned) =
+        warned_while_running(&mut gateway, trace_id, client.sum_of_squares(traced(request, trace_id))).await;
+    reply.expect("blocking call");
+    let warned = warned.expect("a WARN naming the trace before the call returned");
+    for expected in ["WARN", "SumOfSquares", "blocking"] {
+        assert!(warned.contains(expected), "{expected:?} not in {warned}");
+    }
+    let after = scrape(metrics);
+    let blocking = [("method", "SumOfSquares"), ("mode", "blocking")];
+    assert_eq!(
+        total(&after, "offload_runtime_stalls_total", &blocking)
+            - total(&before, "offload_runtime_stalls_total", &blocking),
+        1.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn threshold_zero_turns_the_detector_off() {
+    let mut compute = start("offload-compute", &["--metrics-listen", "127.0.0.1:0", "--stall-threshold", "0"]);
+    let n = sized_n(&compute).await;
+    let mut client = ComputeClient::new(channel(&compute.url()).await);
+    client
+        .sum_of_squares(SumOfSquaresRequest { n, mode: ExecMode::Inline as i32, ..Default::default() })
+        .await
+        .expect("inline job");
+    let scraped = scrape(compute.metrics_addr.expect("metrics"));
+    assert_eq!(total(&scraped, "offload_runtime_stalls_total", &[]), 0.0);
+    assert!(!compute.log_lines().iter().any(|l| l.contains("runtime stall")), "no stall lines when off");
+}
