@@ -19,5 +19,6 @@ mod replicas;
 mod service_pair;
 mod stalls;
 mod supply_chain;
+mod tonic_without_reflection;
 mod tracing;
 mod upstream_wait;
