@@ -159,7 +159,7 @@ where
         let tag = StallTag::default();
         request.extensions_mut().insert(tag.clone());
         let call = Arc::new(InFlight::new(
-            request.uri().path(),
+            request.uri().path_and_query().cloned(),
             tag,
             Span::current(),
             request.headers().get("traceparent").cloned(),

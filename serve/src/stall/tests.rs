@@ -74,3 +74,29 @@ fn each_live_thread_has_its_own_slot_and_name() {
     assert_ne!(there.0, here);
     assert!(there.1.starts_with("slot-test ("), "{}", there.1);
 }
+
+/// What the detector adds to a request that does not stall: registration, the tag, one timed poll. Run it
+/// optimised: `cargo test --release -p offload-serve stall::tests::cost_per_request -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement, not a check"]
+fn cost_per_request() {
+    /// Requests per measurement: enough for a stable mean, few enough to take a fraction of a second.
+    const REQUESTS: u32 = 1_000_000;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let measure = |layer: StallLayer| {
+        let mut service =
+            layer.layer(tower::service_fn(|_: http::Request<()>| async { Ok::<_, std::convert::Infallible>(()) }));
+        runtime.block_on(async {
+            let started = Instant::now();
+            for _ in 0..REQUESTS {
+                service.call(request("/pkg.Svc/Trivial")).await.expect("ok");
+            }
+            started.elapsed() / REQUESTS
+        })
+    };
+    for round in 0..3 {
+        let off = measure(StallLayer::new(Duration::ZERO));
+        let on = measure(StallLayer::new(DEFAULT_THRESHOLD));
+        println!("round {round}: off {off:?}/request, on {on:?}/request, cost {:?}", on.saturating_sub(off));
+    }
+}

@@ -35,8 +35,8 @@ const TIME_BITS: u32 = 48;
 pub(crate) struct InFlight {
     /// 0 between polls; else `thread slot << TIME_BITS | (poll start in µs + 1)`.
     polling: AtomicU64,
-    /// The gRPC path without its leading `/` (`offload.v1.Compute/SumOfSquares`).
-    path: Box<str>,
+    /// The gRPC path (`/offload.v1.Compute/SumOfSquares`): a reference to the request's own bytes, not a copy.
+    path: Option<tonic::codegen::http::uri::PathAndQuery>,
     tag: StallTag,
     /// The request's span (the server span, when a tracing layer sits above): the ended stall's event goes there.
     span: Span,
@@ -46,17 +46,23 @@ pub(crate) struct InFlight {
 
 impl InFlight {
     pub(super) fn new(
-        path: &str,
+        path: Option<tonic::codegen::http::uri::PathAndQuery>,
         tag: StallTag,
         span: Span,
         traceparent: Option<tonic::codegen::http::HeaderValue>,
     ) -> Self {
-        Self { polling: AtomicU64::new(0), path: path.trim_start_matches('/').into(), tag, span, traceparent }
+        Self { polling: AtomicU64::new(0), path, tag, span, traceparent }
+    }
+
+    /// The gRPC path without its leading `/` (`offload.v1.Compute/SumOfSquares`).
+    fn rpc(&self) -> &str {
+        self.path.as_ref().map_or("", |p| p.path().trim_start_matches('/'))
     }
 
     /// The method's name: the path's last part.
     fn method(&self) -> &str {
-        self.path.rsplit('/').next().unwrap_or(&self.path)
+        let rpc = self.rpc();
+        rpc.rsplit('/').next().unwrap_or(rpc)
     }
 
     /// Marks a poll begun `micros` after the watchdog's epoch, on this thread.
@@ -120,7 +126,7 @@ impl Watchdog {
         let (method, mode) = (call.method(), call.tag.mode());
         call.span.in_scope(|| {
             tracing::warn!(
-                method = &*call.path,
+                method = call.rpc(),
                 mode,
                 n = call.tag.n(),
                 thread = threads::name(threads::current()),
@@ -178,7 +184,7 @@ fn watch(registered: &mpsc::Receiver<Arc<InFlight>>, threshold: Duration, epoch:
 /// The `WARN` of a poll still running past the threshold.
 fn warn_running(call: &InFlight, thread: u16, so_far: Duration, threshold: Duration) {
     tracing::warn!(
-        method = &*call.path,
+        method = call.rpc(),
         mode = call.tag.mode(),
         n = call.tag.n(),
         thread = threads::name(thread),
