@@ -3,12 +3,13 @@
 //! - `load`: one ghz-compatible load test against any endpoint (`offload-loadgen`).
 //! - `compare`: the main job: every execution mode under the same mixed load (`offload-experiments`).
 //! - `reliability`: faults, overload and a soak against a gateway and several replicas (`offload-experiments`).
+//! - `stall`: does any gRPC server block its event loop under a given call? (`offload-experiments`).
 //!
 //! The servers are linked in as the hidden `compute` and `gateway` subcommands, so the experiments can start them
 //! as child processes of this one executable: `cargo run -p offload-bench -- compare` builds everything it needs.
 
 use clap::{Parser, Subcommand};
-use offload_experiments::{compare, reliability};
+use offload_experiments::{compare, reliability, stall};
 use offload_loadgen::load;
 
 /// Load generator, execution-mode comparison and reliability experiments for offload.
@@ -27,6 +28,8 @@ enum Command {
     Load(load::LoadArgs),
     /// Replica loss, rolling restart, overload, deadlines and a soak against a gateway and several replicas.
     Reliability(reliability::ReliabilityArgs),
+    /// Does this gRPC server block its event loop? Probe latency idle, then under a call, and a verdict.
+    Stall(stall::StallArgs),
     /// Run the compute server (what the experiments start as a child process).
     #[command(hide = true)]
     Compute(offload_compute::Config),
@@ -48,6 +51,7 @@ fn main() -> anyhow::Result<()> {
         Command::Load(args) => client_runtime()?.block_on(load::run(args)),
         Command::Compare(args) => client_runtime()?.block_on(compare::run(args)),
         Command::Reliability(args) => client_runtime()?.block_on(reliability::run(args)),
+        Command::Stall(args) => client_runtime()?.block_on(stall::run(args)),
     }
 }
 

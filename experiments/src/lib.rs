@@ -5,9 +5,12 @@
 //!   table, charts and a report folder.
 //! - [`reliability`]: replica loss, rolling restart, overload, deadlines and a soak against a gateway and several
 //!   compute replicas.
+//! - [`stall`]: does any gRPC server block its event loop? Probe latency idle and under a given call, and a
+//!   verdict.
 
 pub mod compare;
 pub mod reliability;
+pub mod stall;
 
 /// A server's tokio runtime, as its `--runtime` flag takes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -1,7 +1,8 @@
-"""A gRPC service that is not offload's, for testing `offload-bench load` against a foreign server.
+"""A gRPC service that is not offload's, for testing `offload-bench load` and `stall` against a foreign server.
 
-Python's `grpc.aio` serves `echo.v1.Echo` (echo/v1/echo.proto: unary, client, server and bidi streaming), the
-standard health service and, unless `--no-reflection`, server reflection. It binds 127.0.0.1:0 and prints
+Python's `grpc.aio` serves `echo.v1.Echo` (echo/v1/echo.proto: unary, client, server and bidi streaming),
+`work.v1.Work` (work/v1/work.proto: the same synchronous work done on the event loop, which blocks it, or in the
+loop's executor, which does not), the standard health service and, unless `--no-reflection`, server reflection. It binds 127.0.0.1:0 and prints
 `echo-service serving addr=HOST:PORT`; then one line per request message it receives,
 `seen {"call": ..., "message": ..., "metadata": ...}`, so a test can check what the load generator sent (its JSON
 mapping, its templates) from the server's side.
@@ -14,6 +15,7 @@ import importlib.resources
 import json
 import os
 import sys
+import time
 
 from google.protobuf import json_format
 from grpc_tools import protoc
@@ -22,11 +24,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def generate_stubs(out):
-    """Python stubs for echo.proto, from grpcio-tools' bundled protoc and well-known types."""
+    """Python stubs for the services' protos, from grpcio-tools' bundled protoc and well-known types."""
     os.makedirs(out, exist_ok=True)
     well_known = str(importlib.resources.files("grpc_tools") / "_proto")
     code = protoc.main(["protoc", f"-I{HERE}", f"-I{well_known}", f"--python_out={out}",
-                        f"--grpc_python_out={out}", "echo/v1/echo.proto"])
+                        f"--grpc_python_out={out}", "echo/v1/echo.proto", "work/v1/work.proto"])
     if code != 0:
         sys.exit(f"protoc failed with {code}")
     sys.path.insert(0, out)
@@ -41,6 +43,7 @@ def main():
     from grpc_reflection.v1alpha import reflection
 
     from echo.v1 import echo_pb2, echo_pb2_grpc
+    from work.v1 import work_pb2, work_pb2_grpc
 
     def seen(call, message, context):
         metadata = {k: v for k, v in context.invocation_metadata() if not k.startswith("grpc-")
@@ -75,17 +78,30 @@ def main():
                 count += 1
                 yield echo_pb2.EchoReply(request=request, seen=count)
 
+    class Work(work_pb2_grpc.WorkServicer):
+        # The same synchronous function both ways; only where it runs differs.
+        async def Blocking(self, request, context):
+            started = time.perf_counter()
+            time.sleep(request.ms / 1000)  # On the event loop: every other request waits.
+            return work_pb2.WorkReply(took_ms=(time.perf_counter() - started) * 1000)
+
+        async def Offloaded(self, request, context):
+            started = time.perf_counter()
+            await asyncio.get_running_loop().run_in_executor(None, time.sleep, request.ms / 1000)
+            return work_pb2.WorkReply(took_ms=(time.perf_counter() - started) * 1000)
+
     async def serve():
         server = grpc.aio.server()
         echo_pb2_grpc.add_EchoServicer_to_server(Echo(), server)
+        work_pb2_grpc.add_WorkServicer_to_server(Work(), server)
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-        names = ["echo.v1.Echo", health.SERVICE_NAME]
+        names = ["echo.v1.Echo", "work.v1.Work", health.SERVICE_NAME]
         if reflection_on:
             reflection.enable_server_reflection(names + [reflection.SERVICE_NAME], server)
         port = server.add_insecure_port("127.0.0.1:0")
         await server.start()
-        for name in ("", "echo.v1.Echo"):
+        for name in ("", "echo.v1.Echo", "work.v1.Work"):
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
         print(f"echo-service serving addr=127.0.0.1:{port} reflection={reflection_on}", flush=True)
         await server.wait_for_termination()

@@ -1,6 +1,8 @@
 //! A gRPC service that is not offload's: Python's `grpc.aio` serving `echo.v1.Echo` (unary, client, server and
-//! bidi streaming), health and, unless turned off, server reflection (`testkit/python/echo_service.py`). The load
-//! generator is tested against it as against any service a user would point it at.
+//! bidi streaming), `work.v1.Work` (`Blocking`: a synchronous sleep on the event loop; `Offloaded`: the same call
+//! in the loop's executor), health and, unless turned off, server reflection (`testkit/python/echo_service.py`).
+//! The load generator and `offload-bench stall` are tested against it as against any service a user would point
+//! them at.
 //!
 //! The service prints one `seen {json}` line per request message it receives (the message in proto3 JSON, the
 //! metadata), so a test checks from the server's side what was sent. Python and its packages come from a private

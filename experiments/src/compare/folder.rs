@@ -65,9 +65,9 @@ impl Comparison {
         let mut md = String::new();
         let _ = writeln!(
             md,
-            "| {first} | heavy/s | % of ideal | heavy p50 ms | heavy p99 ms | probe p50 ms | probe p99 ms | probe p99.9 ms | health p99 ms | scheduling delay p99 ms | errors | compute CPU s | gateway CPU s |"
+            "| {first} | heavy/s | % of ideal | heavy p50 ms | heavy p99 ms | probe p50 ms | probe p99 ms | probe p99.9 ms | health p99 ms | scheduling delay p99 ms | stalls (top culprit) | errors | compute CPU s | gateway CPU s |"
         );
-        let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|");
+        let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---:|");
         for r in rounds {
             let cpu = |c: Option<std::time::Duration>| c.map_or("-".to_owned(), |c| format!("{:.1}", c.as_secs_f64()));
             let _ = writeln!(
@@ -128,6 +128,10 @@ impl Comparison {
                 "window_s": r.window.as_secs_f64(),
                 "schedule_delay": r.schedule_delay.map(|d| serde_json::json!({
                     "count": d.count, "mean_ms": d.mean * 1e3, "p99_upper_bound_ms": d.upper_bound * 1e3,
+                })),
+                "stalls": r.stalls.as_ref().map(|s| serde_json::json!({
+                    "total": s.total,
+                    "culprit": s.culprit.as_ref().map(|(name, n)| serde_json::json!({"call": name, "stalls": n})),
                 })),
             })).collect::<Vec<_>>(),
             "hop": self.hop.as_ref().map(|h| serde_json::json!({

@@ -20,6 +20,7 @@ mod charts;
 mod folder;
 mod output;
 mod scenario;
+mod stalls;
 
 use std::{path::PathBuf, time::Duration};
 
@@ -29,7 +30,10 @@ use offload_proto::v1::{ExecMode, UpstreamWait};
 
 use crate::ServerRuntime;
 
-pub use self::scenario::{HeavyJob, Round, RoundResult};
+pub use self::{
+    scenario::{HeavyJob, Round, RoundResult},
+    stalls::Stalls,
+};
 
 /// Options of the comparison. The defaults finish in about a minute on 2 cores.
 #[derive(Debug, Clone, Args)]

@@ -6,7 +6,10 @@ use std::{fmt::Write as _, time::Duration};
 
 use offload_proto::v1::{ExecMode, UpstreamWait};
 
-use super::scenario::{HopResult, RoundResult, Setup};
+use super::{
+    scenario::{HopResult, RoundResult, Setup},
+    stalls::Stalls,
+};
 use offload_loadgen::{recording::Recording, report::rfc3339};
 
 /// A finished comparison.
@@ -106,7 +109,8 @@ impl Comparison {
         let _ = writeln!(
             out,
             "(latencies in ms; probes measured from their scheduled send time; sched p99: the stressed server's \
-             scheduling delay, an upper bucket bound)"
+             scheduling delay, an upper bucket bound; \
+             stalls: handler polls that held a worker past --stall-threshold, both servers, and the top method/mode)"
         );
         for r in self.rounds.iter().filter(|r| errors(r) != "0") {
             let _ = writeln!(out, "errors in {}: {}", r.label, error_detail(r));
@@ -119,8 +123,9 @@ impl Comparison {
     }
 
     /// A round's measurement cells, shared by the terminal table and the markdown table so their columns cannot
-    /// drift: heavy/s, % of ideal, heavy p50/p99, probe p50/p99/p99.9, health p99 (ms), scheduling delay p99.
-    pub(super) fn measure_cells(&self, r: &RoundResult) -> [String; 9] {
+    /// drift: heavy/s, % of ideal, heavy p50/p99, probe p50/p99/p99.9, health p99 (ms), scheduling delay p99,
+    /// stalled polls with the top culprit.
+    pub(super) fn measure_cells(&self, r: &RoundResult) -> [String; 10] {
         let heavy = |f: &dyn Fn(&Recording) -> String| r.heavy.as_ref().map_or("-".to_owned(), f);
         [
             heavy(&|h| format!("{:.1}", h.ok_rps())),
@@ -132,6 +137,7 @@ impl Comparison {
             ms(r.probe.percentile(99.9)),
             r.health.as_ref().map_or("-".to_owned(), |h| ms(h.percentile(99.0))),
             schedule_delay(r),
+            Stalls::cell(r.stalls.as_ref()),
         ]
     }
 
@@ -139,7 +145,7 @@ impl Comparison {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "{:<20} {:>8} {:>7} {:>9} {:>9} {:>9} {:>9} {:>10} {:>10} {:>9} {:>7} {:>8} {:>8}",
+            "{:<20} {:>8} {:>7} {:>9} {:>9} {:>9} {:>9} {:>10} {:>10} {:>9} {:>7} {:>8} {:>8}  stalls (top culprit)",
             first,
             "heavy/s",
             "%ideal",
@@ -152,15 +158,15 @@ impl Comparison {
             "sched p99",
             "errors",
             "cpu cmp",
-            "cpu gw"
+            "cpu gw",
         );
         for r in rounds {
-            let [heavy_rps, share, heavy_p50, heavy_p99, probe_p50, probe_p99, probe_p999, health_p99, sched] =
+            let [heavy_rps, share, heavy_p50, heavy_p99, probe_p50, probe_p99, probe_p999, health_p99, sched, stalls] =
                 self.measure_cells(r);
             let cpu = |c: Option<Duration>| c.map_or("-".to_owned(), |c| format!("{:.1}s", c.as_secs_f64()));
             let _ = writeln!(
                 out,
-                "{:<20} {:>8} {:>7} {:>9} {:>9} {:>9} {:>9} {:>10} {:>10} {:>9} {:>7} {:>8} {:>8}",
+                "{:<20} {:>8} {:>7} {:>9} {:>9} {:>9} {:>9} {:>10} {:>10} {:>9} {:>7} {:>8} {:>8}  {}",
                 r.label,
                 heavy_rps,
                 share,
@@ -174,6 +180,7 @@ impl Comparison {
                 errors(r),
                 cpu(r.compute_cpu),
                 cpu(r.gateway_cpu),
+                stalls,
             );
         }
         out

@@ -8,7 +8,7 @@ use offload_proto::{
     v1::{ExecMode, FactorialRequest, SumOfSquaresRequest, UpstreamWait},
 };
 
-use super::CompareArgs;
+use super::{CompareArgs, stalls::Stalls};
 use offload_loadgen::{
     call::{Call, Caller},
     recording::Recording,
@@ -121,6 +121,9 @@ pub struct RoundResult {
     /// The stressed server's scheduling-delay probe over the window (compute's in mode rounds, the gateway's in
     /// upstream-wait rounds), from its `/metrics`.
     pub schedule_delay: Option<HistogramDelta>,
+    /// Stalled polls over the window, summed over both servers, with the top culprit; `None` when the servers
+    /// export no stall counter (or no metrics port was reachable).
+    pub stalls: Option<Stalls>,
 }
 
 /// The servers of a round: started here, or the ones `--gateway` points at.
@@ -177,6 +180,14 @@ impl Servers {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         Ok(())
+    }
+
+    /// Every started server's `/metrics`, compute first (none for `--gateway`: no metrics port is known).
+    fn scrape_all(&self) -> Vec<Option<scrape::Scrape>> {
+        [&self.compute, &self.gateway]
+            .into_iter()
+            .map(|s| s.as_ref().and_then(|s| s.metrics_addr).and_then(|a| scrape::scrape(a).ok()))
+            .collect()
     }
 
     fn cpu(&self) -> (Option<Duration>, Option<Duration>) {
@@ -255,6 +266,7 @@ pub async fn run_round(setup: &Setup, round: Round) -> anyhow::Result<RoundResul
     let stressed = if wait.is_some() { &servers.gateway } else { &servers.compute };
     let metrics_addr = stressed.as_ref().and_then(|s| s.metrics_addr);
     let delay_before = metrics_addr.and_then(|a| scrape::scrape(a).ok());
+    let stalls_before = servers.scrape_all();
     let (compute_before, gateway_before) = servers.cpu();
     let started = Instant::now();
     let probe_plan =
@@ -299,6 +311,13 @@ pub async fn run_round(setup: &Setup, round: Round) -> anyhow::Result<RoundResul
     let window = started.elapsed();
     let (compute_after, gateway_after) = servers.cpu();
     let delay_after = metrics_addr.and_then(|a| scrape::scrape(a).ok());
+    let stalls_after = servers.scrape_all();
+    let pairs: Vec<_> = stalls_before
+        .iter()
+        .zip(&stalls_after)
+        .filter_map(|(before, after)| Some((before.as_ref()?, after.as_ref()?)))
+        .collect();
+    let stalls = super::stalls::delta(&pairs);
     let schedule_delay = match (&delay_before, &delay_after) {
         (Some(before), Some(after)) => {
             scrape::histogram_delta(before, after, "offload_runtime_schedule_delay_seconds", 99.0)
@@ -317,6 +336,7 @@ pub async fn run_round(setup: &Setup, round: Round) -> anyhow::Result<RoundResul
         gateway_cpu: delta(gateway_after, gateway_before),
         window,
         schedule_delay,
+        stalls,
     })
 }
 
