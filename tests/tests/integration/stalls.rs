@@ -25,6 +25,8 @@ const THRESHOLD: &str = "20ms";
 const JOB_MS: f64 = 100.0;
 /// How often the test reads the server's log while a call is in flight.
 const LOG_POLL: Duration = Duration::from_millis(5);
+/// How long a line may take from the server's stdout to the test (a generous bound for a loaded machine).
+const LOG_LAG: Duration = Duration::from_secs(5);
 
 fn scrape(addr: SocketAddr) -> Scrape {
     offload_testkit::scrape::scrape(addr).expect("GET /metrics")
@@ -73,6 +75,19 @@ async fn warned_while_running<F: Future>(
     }
 }
 
+/// The first line of `server`'s log that `matches`, waiting up to [`LOG_LAG`] for it: the log is read from a pipe
+/// by a thread of this process, so a line the server wrote before answering may be read after the answer.
+async fn logged(server: &mut ChildServer, matches: impl Fn(&str) -> bool) -> Option<String> {
+    let until = std::time::Instant::now() + LOG_LAG;
+    loop {
+        let line = server.log_lines().into_iter().find(|l| matches(l));
+        if line.is_some() || std::time::Instant::now() > until {
+            return line;
+        }
+        tokio::time::sleep(LOG_POLL).await;
+    }
+}
+
 async fn sized_n(compute: &ChildServer) -> u64 {
     JobSizer::connect(&compute.url()).await.expect("sizer").sum_of_squares_n(JOB_MS).await.expect("n")
 }
@@ -95,7 +110,7 @@ async fn inline_jobs_are_named_while_they_stall_and_counted_rayon_jobs_are_not()
     for expected in ["WARN", "SumOfSquares", "inline", &format!("{n}"), "thread"] {
         assert!(warned.contains(expected), "{expected:?} not in {warned}");
     }
-    let ended = compute.log_lines().into_iter().find(|l| l.contains(trace_id) && l.contains("stall ended"));
+    let ended = logged(&mut compute, |l| l.contains(trace_id) && l.contains("stall ended")).await;
     assert!(ended.is_some_and(|l| l.contains("SumOfSquares")), "no end-of-stall line for the trace");
     client.sum_of_squares(request).await.expect("a second inline job");
     let after_inline = scrape(metrics);
