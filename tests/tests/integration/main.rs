@@ -17,6 +17,7 @@ mod mtls;
 mod python_client;
 mod replicas;
 mod service_pair;
+mod stall_verdict;
 mod stalls;
 mod supply_chain;
 mod tonic_without_reflection;
