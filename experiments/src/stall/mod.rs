@@ -47,7 +47,7 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Does this gRPC server block its event loop? Probe latency idle, then under load, and a verdict.
 ///
-/// The verdict's rule: the server **stalls** when the loaded probe p99 is at least `--min-ratio` (K, default 5)
+/// The verdict's rule: the server **stalls** when the loaded probe p99 is at least `--min-ratio` (K, default 10)
 /// times the idle p99 AND at least `--min-extra` (X, default 10 ms) above it; otherwise it is **ok**. Either half
 /// alone misfires on a busy machine; a blocked event loop passes both by far (docs/stall.md has the
 /// measurements).

@@ -25,7 +25,8 @@ static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 /// Runs `offload-bench stall` on `target` with `call` and `data`: its `--json`, with its printed output for
 /// messages.
 fn stall(target: &str, call: &str, data: &str) -> (Value, String) {
-    let json = std::env::temp_dir().join(format!("offload-stall-{}-{}.json", std::process::id(), call.replace('/', ".")));
+    let json =
+        std::env::temp_dir().join(format!("offload-stall-{}-{}.json", std::process::id(), call.replace('/', ".")));
     let output = Command::new(binaries::path("offload-bench"))
         .args(["stall", "--insecure", "--target", target, "--call", call, "-d", data, "-c", CLIENTS])
         .args(["--duration", PHASE, "--json"])
