@@ -29,6 +29,11 @@ enum Command {
     /// Replica loss, rolling restart, overload, deadlines and a soak against a gateway and several replicas.
     Reliability(reliability::ReliabilityArgs),
     /// Does this gRPC server block its event loop? Probe latency idle, then under a call, and a verdict.
+    ///
+    /// The verdict: the server stalls when the loaded probe p99 is at least K times the idle p99 AND at least X
+    /// above it (K: --min-ratio, default 10; X: --min-extra, default 10 ms); otherwise it is ok. Either half alone
+    /// misfires on a busy machine, a blocked event loop passes both by far; docs/stall.md has the measurements
+    /// behind K and X.
     Stall(stall::StallArgs),
     /// Run the compute server (what the experiments start as a child process).
     #[command(hide = true)]

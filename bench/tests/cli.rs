@@ -40,6 +40,7 @@ fn a_short_compare_writes_table_json_charts_and_markdown() {
     for row in modes.iter().chain(&waits).chain(&["idle", "via gateway", "INLINE: probe p99", "gateway BLOCKING"]) {
         assert!(stdout.contains(row), "table lacks {row:?}:\n{stdout}");
     }
+    assert!(stdout.contains("stalls (top culprit)"), "table lacks the stalls column:\n{stdout}");
 
     let summary = json(&out.join("summary.json"));
     let rounds = summary["rounds"].as_array().expect("rounds");
@@ -47,6 +48,10 @@ fn a_short_compare_writes_table_json_charts_and_markdown() {
     for round in rounds.iter().skip(1) {
         assert!(round["heavy"]["ok"].as_u64().expect("heavy ok") > 0, "{round}");
         assert!(round["compute_cpu_s"].as_f64().expect("cpu") > 0.0, "{round}");
+    }
+    for round in rounds {
+        // The servers' stall detector is read in every round (2 ms jobs stay under its threshold: a count, maybe 0).
+        assert!(round["stalls"]["total"].as_f64().is_some(), "no stall count: {round}");
     }
     for mode in modes.iter().chain(&waits) {
         for kind in ["heavy", "probe", "health"] {
@@ -125,4 +130,14 @@ fn compare_measures_servers_that_are_already_running() {
     let _ = std::fs::remove_dir_all(&out);
     gateway.stop(Duration::from_secs(20));
     compute.stop(Duration::from_secs(20));
+}
+
+#[test]
+fn stall_help_states_the_rule_behind_its_verdict() {
+    let output = Command::new(BIN).args(["stall", "--help"]).output().expect("run stall --help");
+    let help = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{help}");
+    for expected in ["--target", "--call", "--probe", "--json", "--min-ratio", "--min-extra", "stalls", "ok"] {
+        assert!(help.contains(expected), "stall --help lacks {expected:?}:\n{help}");
+    }
 }

@@ -121,8 +121,8 @@ pub struct RoundResult {
     /// The stressed server's scheduling-delay probe over the window (compute's in mode rounds, the gateway's in
     /// upstream-wait rounds), from its `/metrics`.
     pub schedule_delay: Option<HistogramDelta>,
-    /// Stalled polls over the window, summed over both servers, with the top culprit; `None` when the servers
-    /// export no stall counter (or no metrics port was reachable).
+    /// Stalled polls over the window, summed over both servers, with the top culprit; `None` when no server's
+    /// `/metrics` was read (`--gateway`).
     pub stalls: Option<Stalls>,
 }
 

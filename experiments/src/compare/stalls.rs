@@ -3,8 +3,10 @@
 //! between two scrapes, summed over compute and gateway, gives the round's stalls and its top culprit
 //! (`SumOfSquares/inline`), so the table says not only that a mode hurts but which calls did it.
 //!
-//! A server without the detector has no such metric: the column then shows `–`, not a misleading zero. A server
-//! with it but no stall yet exports the metric's `# HELP` line and no sample, which counts as zero.
+//! `prometheus_client` exports a family only once it has a sample, so a server whose detector saw no stall has
+//! no such line at all: a `/metrics` read without it counts as zero (compare starts this executable's own servers,
+//! which have the detector). The column shows `–` only when no `/metrics` was read: a `--gateway` started
+//! elsewhere, whose metrics port compare does not know.
 
 use std::collections::BTreeMap;
 
@@ -23,7 +25,7 @@ pub struct Stalls {
 }
 
 impl Stalls {
-    /// `12 SumOfSquares/inline`, or `0`; `–` when the servers have no stall detector.
+    /// `12 SumOfSquares/inline`, or `0`; `–` when no server's `/metrics` was read.
     pub fn cell(stalls: Option<&Self>) -> String {
         match stalls {
             None => "–".to_owned(),
@@ -33,10 +35,8 @@ impl Stalls {
     }
 }
 
-/// Stall counts by `method/mode` in one scrape; `None` if the server does not export the metric at all.
-fn counts(scrape: &Scrape) -> Option<BTreeMap<String, f64>> {
-    let family = STALLS_TOTAL.trim_end_matches("_total");
-    let documented = scrape.docs.contains_key(family) || scrape.docs.contains_key(STALLS_TOTAL);
+/// Stall counts by `method/mode` in one scrape.
+fn counts(scrape: &Scrape) -> BTreeMap<String, f64> {
     let mut counts = BTreeMap::new();
     for sample in scrape.samples.iter().filter(|s| s.metric == STALLS_TOTAL) {
         let label = |key: &str| sample.labels.get(key).unwrap_or("?").to_owned();
@@ -44,24 +44,21 @@ fn counts(scrape: &Scrape) -> Option<BTreeMap<String, f64>> {
         let value = scrape::value(scrape, STALLS_TOTAL, &[("method", &label("method")), ("mode", &label("mode"))]);
         *counts.entry(name).or_default() += value.unwrap_or(0.0);
     }
-    (documented || !counts.is_empty()).then_some(counts)
+    counts
 }
 
-/// The stalls between `before` and `after`, pairs of scrapes of the same servers; `None` if no server exports
-/// the metric.
+/// The stalls between `before` and `after`, pairs of scrapes of the same servers; `None` if no server was
+/// scraped.
 pub fn delta(pairs: &[(&Scrape, &Scrape)]) -> Option<Stalls> {
     let mut by_call: BTreeMap<String, f64> = BTreeMap::new();
-    let mut exported = false;
     for (before, after) in pairs {
-        let Some(after) = counts(after) else { continue };
-        exported = true;
-        let before = counts(before).unwrap_or_default();
-        for (name, n) in after {
+        let before = counts(before);
+        for (name, n) in counts(after) {
             let moved = n - before.get(&name).copied().unwrap_or(0.0);
             *by_call.entry(name).or_default() += moved.max(0.0);
         }
     }
-    if !exported {
+    if pairs.is_empty() {
         return None;
     }
     let total = by_call.values().fold(0.0, |sum, n| sum + n); // Not `sum()`: an empty f64 sum is -0.0.
@@ -99,13 +96,12 @@ mod tests {
     }
 
     #[test]
-    fn a_detector_that_saw_nothing_is_zero_and_no_detector_is_a_dash() {
-        let quiet = parse(HELP);
-        let stalls = delta(&[(&quiet, &quiet)]).expect("exported");
+    fn no_stall_sample_is_zero_and_no_scrape_is_a_dash() {
+        let quiet = parse("# HELP offload_requests Requests.\n# TYPE offload_requests counter\n");
+        let stalls = delta(&[(&quiet, &quiet)]).expect("scraped");
         assert_eq!(stalls, Stalls { total: 0.0, culprit: None });
         assert_eq!(Stalls::cell(Some(&stalls)), "0");
-        let without = parse("# HELP offload_requests Requests.\n# TYPE offload_requests counter\n");
-        assert_eq!(delta(&[(&without, &without)]), None);
+        assert_eq!(delta(&[]), None);
         assert_eq!(Stalls::cell(None), "–");
     }
 }
