@@ -265,7 +265,7 @@ fn timed<T>(
 /// Why it matters: when the pool has as many threads as cores and all are busy, a tokio worker woken by a new
 /// request must wait for the OS to give it a core. Linux's scheduler (EEVDF) lets the running thread finish its
 /// slice first (up to a few milliseconds) unless that thread is `SCHED_IDLE`, which any normal thread preempts at
-/// once. A lower nice value only shortens the wait. Measured with `offload-bench compare` (see the README).
+/// once. A lower nice value only shortens the wait. Measured with `offload-bench compare` (docs/results.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum PoolPriority {
     /// The default priority: pool and runtime compete as equals.
