@@ -202,11 +202,11 @@ impl Executor {
             Placement::Inline => timed(submitted, spans, par, &cancel, job),
             Placement::SpawnTask => {
                 // The spawned task runs the kernel without ever yielding: whichever worker picks it up is blocked
-                // for the job's duration, exactly as INLINE's is. Only the handler's own task is freed.
+                // for the job's duration, exactly as INLINE's is. Only the handler's own task is freed. The stall
+                // detector times it as the request's own work, so the stall is named after the call.
                 let token = cancel.clone();
-                tokio::spawn(async move { timed(submitted, spans, par, &token, job) })
-                    .await
-                    .map_err(|_| ExecError::WorkerGone)?
+                let job = async move { timed(submitted, spans, par, &token, job) };
+                tokio::spawn(offload_serve::stall::in_current_call(job)).await.map_err(|_| ExecError::WorkerGone)?
             }
             Placement::BlockInPlace => {
                 let multi_thread = tokio::runtime::Handle::try_current()

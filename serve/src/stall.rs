@@ -12,6 +12,9 @@
 //! the server writes, once it knows, into the call's [`StallTag`], which the layer puts into the request's
 //! extensions (`tonic::Request::extensions()` in a handler); the watchdog reads it when it reports.
 //!
+//! Work a handler hands to `tokio::spawn` blocks a worker as surely as the handler itself would; wrapped in
+//! [`in_current_call`] when it is spawned, its polls are timed and reported as the same call's.
+//!
 //! Cost when nothing stalls: per request, one small allocation and a lock-free channel send to register it; per
 //! poll, two clock reads and two relaxed atomic stores. `docs/results.md` has the measurement.
 //!
@@ -29,6 +32,7 @@ mod threads;
 mod watchdog;
 
 use std::{
+    cell::RefCell,
     future::Future,
     sync::{Arc, OnceLock},
     task::{Context, Poll},
@@ -169,6 +173,48 @@ where
     }
 }
 
+thread_local! {
+    /// The call whose future this thread is polling right now, if any: what [`in_current_call`] attaches to.
+    static CURRENT: RefCell<Option<Watched>> = const { RefCell::new(None) };
+}
+
+/// The watchdog and a call's entry in it.
+type Watched = (Arc<Watchdog>, Arc<InFlight>);
+
+/// `future`, its polls timed as the call whose future is being polled on this thread now (a handler spawning work
+/// for its request), or untimed outside any call or with the detector off:
+///
+/// ```ignore
+/// tokio::spawn(offload_serve::stall::in_current_call(async move { run_the_job() }));
+/// ```
+pub fn in_current_call<F: Future>(future: F) -> Timed<F> {
+    let watched = CURRENT.with(|current| {
+        current.borrow().as_ref().map(|(watchdog, call)| {
+            let spawned = Arc::new(call.spawned());
+            watchdog.watch(Arc::clone(&spawned));
+            (Arc::clone(watchdog), spawned)
+        })
+    });
+    Timed { inner: future, watched }
+}
+
+/// Makes `watched` the thread's current call until dropped, then puts back the one before (polls nest when a
+/// timed future polls another in place).
+struct CurrentCall(Option<Watched>);
+
+impl CurrentCall {
+    fn enter(watched: &Watched) -> Self {
+        Self(CURRENT.with(|current| current.replace(Some((Arc::clone(&watched.0), Arc::clone(&watched.1))))))
+    }
+}
+
+impl Drop for CurrentCall {
+    fn drop(&mut self) {
+        let before = self.0.take();
+        CURRENT.with(|current| *current.borrow_mut() = before);
+    }
+}
+
 pin_project_lite::pin_project! {
     /// A handler's future, each poll timed (see the module docs). `watched` holds the watchdog and the call's
     /// entry in it; `None` when the detector is off.
@@ -176,7 +222,7 @@ pin_project_lite::pin_project! {
     pub struct Timed<F> {
         #[pin]
         inner: F,
-        watched: Option<(Arc<Watchdog>, Arc<InFlight>)>,
+        watched: Option<Watched>,
     }
 }
 
@@ -185,10 +231,14 @@ impl<F: Future> Future for Timed<F> {
 
     fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
-        let Some((watchdog, call)) = this.watched else { return this.inner.poll(cx) };
+        let Some(watched) = this.watched else { return this.inner.poll(cx) };
+        let (watchdog, call) = (&watched.0, &watched.1);
         let started = Instant::now();
         call.polling_since(watchdog.micros_at(started));
-        let output = this.inner.poll(cx);
+        let output = {
+            let _current = CurrentCall::enter(watched);
+            this.inner.poll(cx)
+        };
         let length = started.elapsed();
         call.polling_ended();
         if length >= watchdog.threshold {

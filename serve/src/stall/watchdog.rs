@@ -54,6 +54,12 @@ impl InFlight {
         Self { polling: AtomicU64::new(0), path, tag, span, traceparent }
     }
 
+    /// A new entry for work the call hands to another task (see [`super::in_current_call`]): the same call, with
+    /// its own poll word, since the two may be polled at once on two workers.
+    pub(super) fn spawned(&self) -> Self {
+        Self::new(self.path.clone(), self.tag.clone(), self.span.clone(), self.traceparent.clone())
+    }
+
     /// The gRPC path without its leading `/` (`offload.v1.Compute/SumOfSquares`).
     fn rpc(&self) -> &str {
         self.path.as_ref().map_or("", |p| p.path().trim_start_matches('/'))

@@ -93,7 +93,7 @@ async fn sized_n(compute: &ChildServer) -> u64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn inline_jobs_are_named_while_they_stall_and_counted_rayon_jobs_are_not() {
+async fn inline_and_spawned_jobs_are_named_while_they_stall_and_counted_rayon_jobs_are_not() {
     let mut compute = start("offload-compute", &["--metrics-listen", "127.0.0.1:0", "--stall-threshold", THRESHOLD]);
     let metrics = compute.metrics_addr.expect("metrics");
     let n = sized_n(&compute).await;
@@ -119,6 +119,21 @@ async fn inline_jobs_are_named_while_they_stall_and_counted_rayon_jobs_are_not()
     assert_eq!(moved("offload_runtime_stalls_total", &before, &after_inline, &inline), 2.0, "one stall per inline job");
     assert_eq!(moved("offload_runtime_stall_seconds_count", &before, &after_inline, &inline), 2.0);
 
+    // SPAWN_TASK moves the job into a task of its own, on a worker all the same: its stall is the call's too.
+    for _ in 0..2 {
+        client
+            .sum_of_squares(SumOfSquaresRequest { n, mode: ExecMode::SpawnTask as i32, ..Default::default() })
+            .await
+            .expect("spawn-task job");
+    }
+    let after_spawn_task = scrape(metrics);
+    let spawn_task = [("method", "SumOfSquares"), ("mode", "spawn-task")];
+    assert_eq!(
+        moved("offload_runtime_stalls_total", &after_inline, &after_spawn_task, &spawn_task),
+        2.0,
+        "one stall per spawned job, named after its call"
+    );
+
     for _ in 0..3 {
         client
             .sum_of_squares(SumOfSquaresRequest { n, mode: ExecMode::Rayon as i32, ..Default::default() })
@@ -128,7 +143,7 @@ async fn inline_jobs_are_named_while_they_stall_and_counted_rayon_jobs_are_not()
     let after_rayon = scrape(metrics);
     let sum_of_squares = [("method", "SumOfSquares")];
     assert_eq!(
-        moved("offload_runtime_stalls_total", &after_inline, &after_rayon, &sum_of_squares),
+        moved("offload_runtime_stalls_total", &after_spawn_task, &after_rayon, &sum_of_squares),
         0.0,
         "rayon jobs stall nothing"
     );
