@@ -18,6 +18,12 @@ use crate::{
     python::{python3, venv},
 };
 
+/// How long the service's output must stay quiet before [`ForeignService::seen`] takes it as complete: far above
+/// a pipe's latency, short enough to add nothing noticeable to a test.
+const SEEN_SETTLE: std::time::Duration = std::time::Duration::from_millis(200);
+/// The most [`ForeignService::seen`] waits for the output to settle.
+const SEEN_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The running Python service.
 #[derive(Debug)]
 pub struct ForeignService {
@@ -77,8 +83,24 @@ impl ForeignService {
     }
 
     /// The JSON of every `seen` line so far: `{"call", "message", "metadata"}` per request message received.
+    ///
+    /// The service prints a line as each message arrives, but the lines reach this process through a pipe and a
+    /// reader thread, which a busy machine may run a little later than the load generator's exit: so this waits
+    /// until no new line has come for [`SEEN_SETTLE`] (at most [`SEEN_WAIT`]).
     pub fn seen(&mut self) -> Vec<String> {
-        self.server.log_lines().iter().filter_map(|line| line.strip_prefix("seen ").map(str::to_owned)).collect()
+        let read = |server: &mut ChildServer| -> Vec<String> {
+            server.log_lines().iter().filter_map(|line| line.strip_prefix("seen ").map(str::to_owned)).collect()
+        };
+        let deadline = std::time::Instant::now() + SEEN_WAIT;
+        let mut lines = read(&mut self.server);
+        loop {
+            std::thread::sleep(SEEN_SETTLE);
+            let now = read(&mut self.server);
+            if now.len() == lines.len() || std::time::Instant::now() > deadline {
+                return now;
+            }
+            lines = now;
+        }
     }
 }
 
