@@ -21,6 +21,16 @@ pub enum Source {
 }
 
 impl Source {
+    /// The source named by the `--proto`, `-i/--import-paths` and `--protoset` flags (`load` and `stall` take the
+    /// same three, as ghz and grpcurl do): a protoset wins, then `.proto` files, else the server's reflection.
+    pub fn from_flags(protos: &[PathBuf], imports: &[PathBuf], protoset: Option<&PathBuf>) -> Self {
+        match (protoset, protos.is_empty()) {
+            (Some(path), _) => Self::Protoset(path.clone()),
+            (None, false) => Self::Protos { files: protos.to_vec(), imports: imports.to_vec() },
+            (None, true) => Self::Reflection,
+        }
+    }
+
     /// Where this source is, for messages.
     fn describe(&self) -> String {
         match self {

@@ -146,11 +146,7 @@ impl LoadArgs {
 
     /// Where the method's descriptors come from.
     fn source(&self) -> Source {
-        match (&self.protoset, self.proto.is_empty()) {
-            (Some(path), _) => Source::Protoset(path.clone()),
-            (None, false) => Source::Protos { files: self.proto.clone(), imports: self.import_paths.clone() },
-            (None, true) => Source::Reflection,
-        }
+        Source::from_flags(&self.proto, &self.import_paths, self.protoset.as_ref())
     }
 
     /// The typed call, if this run can take offload's typed path: one of its own methods or the health check,

@@ -108,11 +108,7 @@ pub struct StallArgs {
 
 impl StallArgs {
     fn source(&self) -> Source {
-        match (&self.protoset, self.proto.is_empty()) {
-            (Some(path), _) => Source::Protoset(path.clone()),
-            (None, false) => Source::Protos { files: self.proto.clone(), imports: self.import_paths.clone() },
-            (None, true) => Source::Reflection,
-        }
+        Source::from_flags(&self.proto, &self.import_paths, self.protoset.as_ref())
     }
 
     fn rule(&self) -> Rule {
