@@ -9,6 +9,32 @@ use anyhow::{Context, bail};
 use prost_reflect::{DescriptorPool, MethodDescriptor};
 use tonic::transport::Channel;
 
+/// The `--proto`, `-i/--import-paths` and `--protoset` flags, as ghz and grpcurl take them: declared once for every
+/// command that finds a method's descriptors (`load`, `stall`).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct DescriptorArgs {
+    /// `.proto` file(s) defining the service, compiled in process (no protoc). Default: ask the server's reflection.
+    #[arg(long, conflicts_with = "protoset")]
+    pub proto: Vec<PathBuf>,
+    /// Folders searched for `--proto`'s imports (comma-separated); each file's own folder is searched last.
+    #[arg(short = 'i', long = "import-paths", value_delimiter = ',')]
+    pub import_paths: Vec<PathBuf>,
+    /// Encoded FileDescriptorSet defining the service (`protoc --descriptor_set_out=F --include_imports`).
+    #[arg(long)]
+    pub protoset: Option<PathBuf>,
+}
+
+impl DescriptorArgs {
+    /// The source these flags name: a protoset wins, then `.proto` files, else the server's reflection.
+    pub fn source(&self) -> Source {
+        match (&self.protoset, self.proto.is_empty()) {
+            (Some(path), _) => Source::Protoset(path.clone()),
+            (None, false) => Source::Protos { files: self.proto.clone(), imports: self.import_paths.clone() },
+            (None, true) => Source::Reflection,
+        }
+    }
+}
+
 /// Where to read descriptors from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
@@ -21,16 +47,6 @@ pub enum Source {
 }
 
 impl Source {
-    /// The source named by the `--proto`, `-i/--import-paths` and `--protoset` flags (`load` and `stall` take the
-    /// same three, as ghz and grpcurl do): a protoset wins, then `.proto` files, else the server's reflection.
-    pub fn from_flags(protos: &[PathBuf], imports: &[PathBuf], protoset: Option<&PathBuf>) -> Self {
-        match (protoset, protos.is_empty()) {
-            (Some(path), _) => Self::Protoset(path.clone()),
-            (None, false) => Self::Protos { files: protos.to_vec(), imports: imports.to_vec() },
-            (None, true) => Self::Reflection,
-        }
-    }
-
     /// Where this source is, for messages.
     fn describe(&self) -> String {
         match self {

@@ -21,7 +21,7 @@ use tonic::client::Grpc;
 
 use crate::{
     call::{self, Call, Caller},
-    descriptors::Source,
+    descriptors::{DescriptorArgs, Source},
     dynamic_call::{DynamicCall, StreamOptions},
     report::{Options, Report, summary},
     runner::{self, Plan},
@@ -46,15 +46,9 @@ pub struct LoadArgs {
     /// Request metadata as a JSON object of strings (`{"traceparent": "…"}`); may use ghz's templates.
     #[arg(short = 'm', long)]
     pub metadata: Option<String>,
-    /// `.proto` file(s) defining the service, compiled in process (no protoc). Default: ask the server's reflection.
-    #[arg(long, conflicts_with = "protoset")]
-    pub proto: Vec<PathBuf>,
-    /// Folders searched for `--proto`'s imports (comma-separated); each file's own folder is searched last.
-    #[arg(short = 'i', long = "import-paths", value_delimiter = ',')]
-    pub import_paths: Vec<PathBuf>,
-    /// Encoded FileDescriptorSet defining the service (`protoc --descriptor_set_out=F --include_imports`).
-    #[arg(long)]
-    pub protoset: Option<PathBuf>,
+    /// Where the method's descriptors come from.
+    #[command(flatten)]
+    pub descriptors: DescriptorArgs,
     /// End each stream after this long (`10s`).
     #[arg(long, value_parser = parse_duration)]
     pub stream_call_duration: Option<Duration>,
@@ -116,16 +110,18 @@ impl LoadArgs {
         self.call = self.call.or_else(|| get("call").and_then(|v| v.as_str()).map(str::to_owned));
         self.data = self.data.or_else(|| get("data").map(|v| v.to_string()));
         self.metadata = self.metadata.or_else(|| get("metadata").map(|v| v.to_string()));
-        self.protoset = self.protoset.or_else(|| get("protoset").and_then(|v| v.as_str()).map(PathBuf::from));
-        if self.proto.is_empty()
+        let descriptors = &mut self.descriptors;
+        descriptors.protoset =
+            descriptors.protoset.take().or_else(|| get("protoset").and_then(|v| v.as_str()).map(PathBuf::from));
+        if descriptors.proto.is_empty()
             && let Some(proto) = get("proto").and_then(|v| v.as_str())
         {
-            self.proto.push(proto.into());
+            descriptors.proto.push(proto.into());
         }
-        if self.import_paths.is_empty()
+        if descriptors.import_paths.is_empty()
             && let Some(paths) = get("import-paths").and_then(|v| v.as_array())
         {
-            self.import_paths = paths.iter().filter_map(|p| p.as_str()).map(PathBuf::from).collect();
+            descriptors.import_paths = paths.iter().filter_map(|p| p.as_str()).map(PathBuf::from).collect();
         }
         self.concurrency = self.concurrency.or_else(|| get("concurrency").and_then(|v| v.as_u64()).map(|v| v as usize));
         self.connections = self.connections.or_else(|| get("connections").and_then(|v| v.as_u64()).map(|v| v as usize));
@@ -144,15 +140,10 @@ impl LoadArgs {
         Ok(self)
     }
 
-    /// Where the method's descriptors come from.
-    fn source(&self) -> Source {
-        Source::from_flags(&self.proto, &self.import_paths, self.protoset.as_ref())
-    }
-
     /// The typed call, if this run can take offload's typed path: one of its own methods or the health check,
     /// descriptors not given, `-d` without templates, no metadata and no stream flags.
     fn typed_call(&self, method: &str, data: Option<&str>) -> Option<Call> {
-        let plain = self.source() == Source::Reflection
+        let plain = self.descriptors.source() == Source::Reflection
             && self.metadata.is_none()
             && !data.is_some_and(|d| d.contains("{{"))
             && self.stream_call_count.is_none()
@@ -202,7 +193,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
             (name, recording)
         }
         None => {
-            let descriptor = args.source().method(&channels[0], &method).await?;
+            let descriptor = args.descriptors.source().method(&channels[0], &method).await?;
             let stream = StreamOptions {
                 call_duration: args.stream_call_duration,
                 call_count: args.stream_call_count,

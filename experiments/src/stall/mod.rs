@@ -22,7 +22,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 use offload_loadgen::{
     call,
-    descriptors::Source,
+    descriptors::DescriptorArgs,
     duration::parse as parse_duration,
     recording::Recording,
     runner::{self, Plan},
@@ -92,25 +92,15 @@ pub struct StallArgs {
     /// Plaintext connection (the only kind supported; accepted for ghz compatibility).
     #[arg(long)]
     pub insecure: bool,
-    /// `.proto` file(s) defining the service, compiled in process. Default: ask the server's reflection.
-    #[arg(long, conflicts_with = "protoset")]
-    pub proto: Vec<PathBuf>,
-    /// Folders searched for `--proto`'s imports (comma-separated).
-    #[arg(short = 'i', long = "import-paths", value_delimiter = ',')]
-    pub import_paths: Vec<PathBuf>,
-    /// Encoded FileDescriptorSet defining the service.
-    #[arg(long)]
-    pub protoset: Option<PathBuf>,
+    /// Where the method's descriptors come from.
+    #[command(flatten)]
+    pub descriptors: DescriptorArgs,
     /// Also write the numbers and the verdict here as JSON.
     #[arg(long)]
     pub json: Option<PathBuf>,
 }
 
 impl StallArgs {
-    fn source(&self) -> Source {
-        Source::from_flags(&self.proto, &self.import_paths, self.protoset.as_ref())
-    }
-
     fn rule(&self) -> Rule {
         Rule { min_ratio: self.min_ratio, min_extra: self.min_extra }
     }
@@ -122,7 +112,7 @@ pub async fn run(args: StallArgs) -> anyhow::Result<()> {
         bail!("--rps, --duration and -c must be positive");
     }
     let url = if args.target.contains("://") { args.target.clone() } else { format!("http://{}", args.target) };
-    let source = args.source();
+    let source = args.descriptors.source();
     // Probe and load on connections of their own, so a probe never queues behind the load in the client.
     let probe_channel = call::connect(&url).await?;
     let probe = match args.probe.as_str() {
