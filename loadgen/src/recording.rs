@@ -2,6 +2,10 @@
 //!
 //! HDR histograms keep three significant digits from a microsecond to ten minutes in a few tens of kilobytes,
 //! whatever the number of calls, and merge exactly, so each worker records alone and the run adds them up.
+//!
+//! Calls recorded with their send time ([`Recording::record_call`]) are also kept one by one, up to
+//! [`MAX_DETAILS`], as ghz's `details[]`: the per-call list is what latency-over-time charts and the
+//! per-call output formats are drawn from.
 
 use std::{collections::BTreeMap, time::Duration};
 
@@ -12,6 +16,22 @@ use tonic::Code;
 const LOWEST_NS: u64 = 1_000;
 /// Highest latency recorded: 10 minutes; anything longer is clamped there (and is a failed test anyway).
 const HIGHEST_NS: u64 = 600_000_000_000;
+
+/// Calls kept one by one, at most: ghz keeps a million (`maxResult`); 32 bytes each plus any error text.
+pub const MAX_DETAILS: usize = 1_000_000;
+
+/// One call, as ghz's `details[]` keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Detail {
+    /// When the call was sent (open loop: scheduled), from the start of the run.
+    pub sent: Duration,
+    /// How long it took.
+    pub latency: Duration,
+    /// Its final status.
+    pub code: Code,
+    /// The status message of a failed call (shared: failures tend to repeat one message).
+    pub error: Option<std::sync::Arc<str>>,
+}
 
 /// Latencies and outcomes of a set of calls.
 #[derive(Debug, Clone)]
@@ -24,6 +44,8 @@ pub struct Recording {
     pub errors: BTreeMap<String, u64>,
     /// Wall time the run took.
     pub elapsed: Duration,
+    /// Calls recorded with [`Recording::record_call`], in order of sending, up to [`MAX_DETAILS`].
+    pub details: Vec<Detail>,
 }
 
 impl Default for Recording {
@@ -37,7 +59,13 @@ impl Recording {
     pub fn new() -> Self {
         #[allow(clippy::expect_used)] // Constant, valid bounds.
         let latency = Histogram::new_with_bounds(LOWEST_NS, HIGHEST_NS, 3).expect("valid histogram bounds");
-        Self { latency, statuses: BTreeMap::new(), errors: BTreeMap::new(), elapsed: Duration::ZERO }
+        Self {
+            latency,
+            statuses: BTreeMap::new(),
+            errors: BTreeMap::new(),
+            elapsed: Duration::ZERO,
+            details: Vec::new(),
+        }
     }
 
     /// Records one call.
@@ -55,6 +83,18 @@ impl Recording {
         }
     }
 
+    /// Records one call sent `sent` after the start of the run, keeping it in [`Recording::details`] too.
+    pub fn record_call(&mut self, sent: Duration, latency: Duration, outcome: Result<(), tonic::Status>) {
+        if self.details.len() < MAX_DETAILS {
+            let (code, error) = match &outcome {
+                Ok(()) => (Code::Ok, None),
+                Err(status) => (status.code(), Some(std::sync::Arc::from(status.message()))),
+            };
+            self.details.push(Detail { sent, latency, code, error });
+        }
+        self.record(latency, outcome);
+    }
+
     /// Adds another recording's calls (elapsed time is the longer of the two: they ran side by side).
     pub fn merge(&mut self, other: &Self) {
         #[allow(clippy::expect_used)] // Same bounds on both sides: adding cannot fail.
@@ -66,6 +106,9 @@ impl Recording {
             *self.errors.entry(k.clone()).or_default() += v;
         }
         self.elapsed = self.elapsed.max(other.elapsed);
+        let room = MAX_DETAILS.saturating_sub(self.details.len());
+        self.details.extend(other.details.iter().take(room).cloned());
+        self.details.sort_by_key(|d| d.sent);
     }
 
     /// Calls recorded.

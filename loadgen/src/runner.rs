@@ -104,7 +104,7 @@ where
                     }
                     let sent = Instant::now();
                     let outcome = invoke(worker).await;
-                    recording.record(sent.elapsed(), outcome);
+                    recording.record_call(sent - start, sent.elapsed(), outcome);
                     if let Some(bar) = &progress {
                         bar.inc(1);
                     }
@@ -135,11 +135,11 @@ where
     Fut: Future<Output = Result<(), tonic::Status>> + Send + 'static,
 {
     let slots = Arc::new(Semaphore::new(concurrency));
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(Duration, Result<(), tonic::Status>)>();
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(Duration, Duration, Result<(), tonic::Status>)>();
     let collector = tokio::spawn(async move {
         let mut recording = Recording::new();
-        while let Some((latency, outcome)) = done_rx.recv().await {
-            recording.record(latency, outcome);
+        while let Some((sent, latency, outcome)) = done_rx.recv().await {
+            recording.record_call(sent, latency, outcome);
             if let Some(bar) = &progress {
                 bar.inc(1);
             }
@@ -164,7 +164,7 @@ where
         let worker = (i % concurrency as u64) as usize;
         tokio::spawn(async move {
             let outcome = invoke(worker).await;
-            let _ = done_tx.send((at.elapsed(), outcome));
+            let _ = done_tx.send((at - start, at.elapsed(), outcome));
             drop(slot);
         });
     }
