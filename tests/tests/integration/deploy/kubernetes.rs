@@ -207,28 +207,26 @@ fn every_object_and_pod_carries_the_recommended_labels_and_selectors_never_chang
                 assert_eq!(labels["app.kubernetes.io/version"], VERSION, "{what}");
             }
         }
-        // Selectors are immutable once applied: each is the one `name` label it was released with, so adding or
-        // changing other labels (a new version, an instance) never breaks `kubectl apply`.
+        // A Deployment's (StatefulSet's, DaemonSet's) selector is immutable once applied: each is the one `name`
+        // label it was released with, so adding or changing other labels (a new version, an instance) never
+        // breaks `kubectl apply`.
         let released = BTreeMap::from([
             ("compute", "compute"),
             ("gateway", "gateway"),
             ("otel-collector", "otel-collector"),
             ("jaeger", "jaeger"),
         ]);
-        for workload in rendered.objects.iter().filter(|o| o["spec"]["selector"]["matchLabels"].is_object()) {
+        let immutable = |o: &&Value| matches!(o["kind"].as_str(), Some("Deployment" | "StatefulSet" | "DaemonSet"));
+        for workload in rendered.objects.iter().filter(immutable) {
             let what = format!("{}: {} {}", rendered.name, workload["kind"], workload["metadata"]["name"]);
             let selector = &workload["spec"]["selector"];
             assert_eq!(selector.as_object().map(|s| s.len()), Some(1), "{what}: only matchLabels");
             let name = workload["metadata"]["labels"]["app.kubernetes.io/name"].as_str().expect("name label");
             assert_eq!(selector["matchLabels"], json!({"app.kubernetes.io/name": name}), "{what}: selector changed");
-            if let Some(pods) = pod_template(workload) {
-                assert!(selects(&selector["matchLabels"], &pods["metadata"]["labels"]), "{what}: selects its pods");
-            }
-            if workload["kind"] == "Deployment" {
-                let workload_name = workload["metadata"]["name"].as_str().expect("name");
-                if let Some(released) = released.get(workload_name) {
-                    assert_eq!(&name, released, "{what}: the released selector");
-                }
+            let pods = &workload["spec"]["template"]["metadata"]["labels"];
+            assert!(selects(&selector["matchLabels"], pods), "{what}: selects its pods");
+            if let Some(released) = released.get(workload["metadata"]["name"].as_str().expect("name")) {
+                assert_eq!(&name, released, "{what}: the released selector");
             }
         }
         // Every Service reaches pods that exist in the same render.
