@@ -134,7 +134,9 @@ async fn loadgenerator_aims_at_the_gateway_with_a_request_it_answers() {
     let Some(renders) = tokio::task::spawn_blocking(renders).await.expect("render") else { return };
     let with_job: Vec<&Rendered> = renders.iter().filter(|r| r.get("Job", "loadgenerator").is_some()).collect();
     let names: Vec<&str> = with_job.iter().map(|r| r.name.as_str()).collect();
-    assert!(names.contains(&"overlays/loadgenerator"), "the loadgenerator overlay runs it: {names:?}");
+    for overlay in ["overlays/loadgenerator", "overlays/local"] {
+        assert!(names.contains(&overlay), "{overlay} runs it: {names:?}");
+    }
     assert!(!names.contains(&"base"), "the base runs no load");
     let calls: Vec<(String, DynamicMessage)> = with_job.iter().map(|r| check_job(r)).collect();
 
