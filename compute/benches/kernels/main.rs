@@ -1,14 +1,17 @@
 //! `cargo bench -p offload-compute --bench kernels`: the CPU kernels and the offload hop alone, in-process.
 //!
 //! Two parts, one run:
-//! 1. divan's table: `factorial(n)` with its decimal string (the reference library's serial path, ours on one
-//!    thread, ours on the rayon pool), `sum_of_squares(n)` on the pool at n, 2n and 4n (time must double with n:
-//!    the proof that the loop was not folded into the closed form), and the offload hop (a no-op job sent to rayon
-//!    or to `spawn_blocking` and its answer awaited).
+//! 1. divan's table: `factorial(n)` with its decimal string (malachite's own serial path, ours on one thread, ours
+//!    on the rayon pool), `sum_of_squares(n)` on the pool at n, 2n and 4n (time must double with n: the proof that
+//!    the loop was not folded into the closed form), and the offload hop (a no-op job sent to rayon or to
+//!    `spawn_blocking` and its answer awaited).
 //! 2. The ratios the README quotes, measured interleaved in this same run (so a noisy neighbour hits both sides
-//!    alike): ours over the reference for factorial, elements per nanosecond and the doubling for sum of squares.
+//!    alike): ours on the pool over GMP (through gmpy2, see [`gmp`]) for factorial at 10⁴, 10⁵ and 10⁶, elements
+//!    per nanosecond and the doubling for sum of squares. The machine's load average is printed beside them.
 //!
 //! `OFFLOAD_BENCH_THREADS` sets the pool's size (default: the CPUs this process may use).
+
+mod gmp;
 
 use std::{
     sync::OnceLock,
@@ -22,11 +25,14 @@ use offload_compute::{
     kernel::{Cancel, Parallelism, factorial, sum_of_squares},
 };
 
-/// Factorial sizes: 10⁴ (a small reply), 10⁵ (the README's figure, 456 574 digits).
+/// Factorial sizes in divan's table: 10⁴ (a small reply), 10⁵ (the README's figure, 456 574 digits).
 const FACTORIAL_N: [u64; 2] = [10_000, 100_000];
+/// Factorial sizes compared with GMP, and the interleaved runs of each (best kept): 10⁶ (5.6 million digits) takes
+/// about a second a side, so it gets fewer.
+const GMP_RATIO_N: [(u64, usize); 3] = [(10_000, 20), (100_000, 7), (1_000_000, 3)];
 /// Sum-of-squares sizes: ~5, 10 and 20 ms on the 2-core machine, long enough to swamp the pool's hop.
 const SUM_N: [u64; 3] = [100_000_000, 200_000_000, 400_000_000];
-/// Repetitions of each interleaved ratio measurement; the best of each side is kept.
+/// Repetitions of each sum-of-squares ratio measurement; the best is kept.
 const RATIO_RUNS: usize = 5;
 
 fn threads() -> usize {
@@ -52,9 +58,9 @@ fn main() {
 mod factorial_decimal {
     use super::*;
 
-    /// malachite's factorial and `to_string`, serial: the reference.
+    /// malachite's factorial and `to_string`, serial: the library's own path.
     #[divan::bench(args = FACTORIAL_N)]
-    fn reference(n: u64) -> String {
+    fn malachite(n: u64) -> String {
         factorial::reference_factorial_decimal(black_box(n))
     }
 
@@ -117,33 +123,54 @@ fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1e3)
 }
 
+/// The machine's load average (1, 5, 15 min), printed beside the figures: the 2-core VM is shared.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map_or_else(|_| "unknown".into(), |l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+}
+
 /// The README's ratios, both sides measured interleaved in this run.
 fn ratios() {
     let never = Cancel::never();
-    println!("\nratios, best of {RATIO_RUNS} interleaved runs");
-    for n in FACTORIAL_N {
-        let (mut reference, mut ours) = (Duration::MAX, Duration::MAX);
-        for _ in 0..RATIO_RUNS {
-            reference = reference.min(best_of(1, || factorial::reference_factorial_decimal(n)));
-            ours =
-                ours.min(best_of(1, || pool().install(|| factorial::factorial_decimal(n, Parallelism::Pool, &never))));
+    println!("\nratios, interleaved in this run, best of each side; load average {}", load_average());
+    let ours =
+        |n| pool().install(|| factorial::factorial_decimal(n, Parallelism::Pool, &never)).expect("never cancelled");
+    match gmp::Gmp::start() {
+        Ok(mut gmp) => {
+            println!("  reference: {} (in-process, one thread)", gmp.version);
+            for (n, runs) in GMP_RATIO_N {
+                let (mut reference, mut ours_best) = (Duration::MAX, Duration::MAX);
+                for _ in 0..runs {
+                    let start = Instant::now();
+                    let decimal = ours(n);
+                    ours_best = ours_best.min(start.elapsed());
+                    let (t, fingerprint) = gmp.factorial_decimal(n);
+                    reference = reference.min(t);
+                    assert_eq!(gmp::Fingerprint::of(&decimal), fingerprint, "ours and GMP disagree on {n}!");
+                }
+                println!(
+                    "  factorial({n}) with its decimal string: ours on the pool {} vs GMP {}: ours ÷ GMP = {:.2}",
+                    ms(ours_best),
+                    ms(reference),
+                    ours_best.as_secs_f64() / reference.as_secs_f64()
+                );
+            }
         }
-        println!(
-            "  factorial({n}) to decimal: ours on the pool {} vs reference {}: {:.2}× the reference's speed",
-            ms(ours),
-            ms(reference),
-            reference.as_secs_f64() / ours.as_secs_f64()
-        );
+        Err(why) => {
+            println!("  GMP reference skipped: {why}");
+            for (n, runs) in GMP_RATIO_N {
+                let t = best_of(runs, || ours(n));
+                println!("  factorial({n}) with its decimal string: ours on the pool {} (no GMP to compare)", ms(t));
+            }
+        }
     }
     let mut base = None;
     for n in SUM_N {
-        let start = Instant::now();
         let t = best_of(RATIO_RUNS, || pool().install(|| sum_of_squares::sum_of_squares(n, Parallelism::Pool, &never)));
         let doubling = base.map_or(String::new(), |b: Duration| {
             format!(", time {:.2}× n={}", t.as_secs_f64() / b.as_secs_f64(), SUM_N[0])
         });
         base.get_or_insert(t);
-        black_box(start);
         println!(
             "  sum_of_squares({n}) on the pool: {} = {:.2} elements/ns{doubling}",
             ms(t),
