@@ -1,27 +1,88 @@
 //! Big integer → decimal string, divide and conquer, on the rayon pool when allowed.
 //!
-//! For a 100 000! the decimal conversion costs four times the factorial itself, and every big-integer library does
-//! it on one thread. Splitting `x = q·10ᵏ + r` with `k` about half the digits gives two independent halves, so on
-//! the pool the two cores convert them at once. The powers `10^(B·2ⁱ)` are computed once per job (and, for
+//! For a 100 000! the decimal conversion costs several times the factorial itself, and every big-integer library
+//! does it on one thread. Splitting `x = q·10ᵏ + r` with `k` about half the digits gives two independent halves, so
+//! on the pool the two cores convert them at once. The powers `10^(B·2ⁱ)` are computed once per job (and, for
 //! factorials, while the factorial itself is being computed; see [`super::factorial`]).
+//!
+//! Each split divides by a power of ten whose reciprocal was computed beside the power: a Barrett division (two
+//! multiplications and a short correction) instead of the library's general division, which measured seven times
+//! a multiplication of the same size. Each level's reciprocal comes from the one below by squaring and one
+//! Newton-style correction, so the reciprocals cost a few multiplications and no division but the smallest. On the
+//! pool, the big multiplications of the top splits (where the other core would otherwise wait) are themselves split
+//! across both cores ([`super::multiply`]).
 //!
 //! The recursion checks the job's [`Cancel`] at every split, which makes the conversion interruptible even on the
 //! serial path.
 
-use malachite_base::num::arithmetic::traits::{DivRem, Pow};
+use malachite_base::num::{
+    arithmetic::traits::{DivRem, Pow},
+    basic::traits::One,
+    logic::traits::SignificantBits,
+};
 use malachite_nz::natural::Natural;
 
-use super::{Cancel, Interrupted, Parallelism};
+use super::{Cancel, Interrupted, Parallelism, multiply::mul};
 
-/// Below this many digits the library converts directly. Every split costs a big division, so there should be
-/// just enough pieces to keep the pool busy: for 100 000! (456 574 digits) on two threads, 128k-digit leaves
-/// (a top split and one more level, four leaves) measured fastest; 16k leaves spent more on divisions than the
-/// parallelism gained. On one thread every split is pure overhead, so the serial leaf is larger still and exists
-/// only to keep a cancellation check every few tens of milliseconds on huge numbers.
-const fn leaf_digits(par: Parallelism) -> u64 {
-    match par {
-        Parallelism::Pool => 128 * 1024,
-        Parallelism::Serial => 256 * 1024,
+/// Below this many digits the library converts directly. With the Barrett split a division costs about two
+/// multiplications, so the recursion pays down to pieces much smaller than with the library's division; below a
+/// few thousand digits the library's own conversion is quicker than another split. Chosen by measuring 100 000! on
+/// the 2-core VM (`cargo bench -p offload-compute --bench kernels`).
+const LEAF_DIGITS: u64 = 8 * 1024;
+
+/// One power of ten the conversion splits by, with what makes dividing by it cheap.
+#[derive(Debug)]
+struct Power {
+    value: Natural,
+    /// `value`'s significant bits, `m`.
+    bits: u64,
+    /// `⌊2^(2m) / value⌋`: with it Barrett's quotient estimate is never above the true quotient and at most two
+    /// below.
+    reciprocal: Natural,
+}
+
+impl Power {
+    /// The first level: its reciprocal by the library's division (the number is small).
+    fn exact(value: Natural) -> Self {
+        let bits = value.significant_bits();
+        let reciprocal = (Natural::ONE << (2 * bits)) / &value;
+        Self { value, bits, reciprocal }
+    }
+
+    /// `self²`, its reciprocal derived from ours: `A = R²` rescaled is at most the true reciprocal and off by about
+    /// twice our relative error; the remainder `e = 2^(2m') − A·v` then gives the missing `c ≈ e / v` by one Barrett
+    /// step with `A` itself, which squares the relative error away, and `e − c·v` (a product half the size) the last
+    /// few units, so every level's reciprocal is exact and the errors cannot grow from level to level.
+    fn squared(&self, par: Parallelism) -> Self {
+        let value = mul(&self.value, &self.value, par);
+        let bits = value.significant_bits();
+        let approx = mul(&self.reciprocal, &self.reciprocal, par) >> (4 * self.bits - 2 * bits);
+        let excess = (Natural::ONE << (2 * bits)) - mul(&approx, &value, par);
+        let correction = mul(&(&excess >> (bits - 1)), &approx, par) >> (bits + 1);
+        let mut remainder = excess - mul(&correction, &value, par);
+        let mut reciprocal = approx + correction;
+        while remainder >= value {
+            remainder -= &value;
+            reciprocal += Natural::ONE;
+        }
+        Self { value, bits, reciprocal }
+    }
+
+    /// `(x / value, x % value)`.
+    fn div_rem(&self, x: &Natural, par: Parallelism) -> (Natural, Natural) {
+        if x.significant_bits() > 2 * self.bits {
+            // Only when the digit estimate was far too small: Barrett's estimate would be poor, so let the library
+            // divide.
+            return x.div_rem(&self.value);
+        }
+        // Never above the true quotient (every step rounds down), and below it by a few units at most.
+        let mut q = mul(&(x >> (self.bits - 1)), &self.reciprocal, par) >> (self.bits + 1);
+        let mut r = x - mul(&q, &self.value, par);
+        while r >= self.value {
+            r -= &self.value;
+            q += Natural::ONE;
+        }
+        (q, r)
     }
 }
 
@@ -30,30 +91,27 @@ const fn leaf_digits(par: Parallelism) -> u64 {
 #[derive(Debug)]
 pub struct Powers {
     base: u64,
-    pows: Vec<Natural>,
+    pows: Vec<Power>,
 }
 
 impl Powers {
     /// Powers suited to numbers of about `digits` decimal digits, converted with `par`.
     pub fn for_digits(digits: u64, par: Parallelism) -> Self {
-        let leaf = leaf_digits(par);
-        if digits < 2 * leaf {
+        if digits < 2 * LEAF_DIGITS {
             return Self { base: digits.max(1), pows: Vec::new() };
         }
         // Levels k with base = digits / 2^(k+1) in [leaf/2, leaf).
         let mut levels = 0u32;
-        while digits >> (levels + 1) >= leaf {
+        while digits >> (levels + 1) >= LEAF_DIGITS {
             levels += 1;
         }
         let base = digits.div_ceil(1 << (levels + 1));
         let mut pows = Vec::with_capacity(levels as usize + 1);
-        let mut p = Natural::from(10u32).pow(base);
+        pows.push(Power::exact(Natural::from(10u32).pow(base)));
         for _ in 0..levels {
-            let next = &p * &p;
-            pows.push(p);
-            p = next;
+            let next = pows.last().expect("first level pushed").squared(par);
+            pows.push(next);
         }
-        pows.push(p);
         Self { base, pows }
     }
 
@@ -73,7 +131,7 @@ pub fn to_decimal(x: &Natural, powers: &Powers, par: Parallelism, cancel: &Cance
 /// leading zeros). `pows` is the slice of powers still small enough to be useful at this depth.
 fn convert(
     x: &Natural,
-    pows: &[Natural],
+    pows: &[Power],
     powers: &Powers,
     width: Option<usize>,
     par: Parallelism,
@@ -82,7 +140,7 @@ fn convert(
 ) -> Result<(), Interrupted> {
     cancel.check()?;
     // The largest power not above x: splitting by a bigger one would give an empty upper half.
-    let Some(level) = pows.iter().rposition(|p| p <= x) else {
+    let Some(level) = pows.iter().rposition(|p| p.value <= *x) else {
         let digits = x.to_string();
         if let Some(width) = width {
             out.extend(std::iter::repeat_n('0', width.saturating_sub(digits.len())));
@@ -91,7 +149,7 @@ fn convert(
         return Ok(());
     };
     let low_width = powers.digits_of(level);
-    let (q, r) = x.div_rem(&pows[level]);
+    let (q, r) = pows[level].div_rem(x, par);
     let high_width = width.map(|w| w.saturating_sub(low_width));
     let smaller = &pows[..level];
     let mut low = String::new();
@@ -145,8 +203,19 @@ mod tests {
             let powers = Powers::for_digits(1_456_574, par);
             let top = powers.digits_of(powers.pows.len() - 1) as f64;
             assert!((top / 1_456_574.0 - 0.5).abs() < 0.01, "top split at {top} digits");
-            let leaf = leaf_digits(par);
-            assert!(powers.base >= leaf / 2 && powers.base < leaf, "{par:?}: base {}", powers.base);
+            assert!(powers.base >= LEAF_DIGITS / 2 && powers.base < LEAF_DIGITS, "{par:?}: base {}", powers.base);
+        }
+    }
+
+    #[test]
+    fn reciprocals_are_exact() {
+        for par in [Parallelism::Pool, Parallelism::Serial] {
+            let powers = Powers::for_digits(1_456_574, par);
+            for (level, p) in powers.pows.iter().enumerate() {
+                assert_eq!(p.value, Natural::from(10u32).pow(powers.base << level));
+                let exact = (Natural::ONE << (2 * p.bits)) / &p.value;
+                assert_eq!(p.reciprocal, exact, "level {level}");
+            }
         }
     }
 

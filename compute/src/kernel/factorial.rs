@@ -15,6 +15,7 @@ use malachite_nz::natural::Natural;
 use super::{
     Cancel, Interrupted, Parallelism,
     decimal::{Powers, to_decimal},
+    prime_factorial,
 };
 
 /// Up to here `n!` fits in a `u64` and is computed by a plain loop: no allocation, a few nanoseconds. This covers
@@ -29,8 +30,8 @@ pub fn factorial_decimal(n: u64, par: Parallelism, cancel: &Cancel) -> Result<St
     cancel.check()?;
     let digits = estimated_digits(n);
     let (value, powers) = match par {
-        Parallelism::Pool => rayon::join(|| Natural::factorial(n), || Powers::for_digits(digits, par)),
-        Parallelism::Serial => (Natural::factorial(n), Powers::for_digits(digits, par)),
+        Parallelism::Pool => rayon::join(|| prime_factorial::factorial(n, par), || Powers::for_digits(digits, par)),
+        Parallelism::Serial => (prime_factorial::factorial(n, par), Powers::for_digits(digits, par)),
     };
     to_decimal(&value, &powers, par, cancel)
 }
