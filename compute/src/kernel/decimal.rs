@@ -5,12 +5,13 @@
 //! on the pool the two cores convert them at once. The powers `10^(B·2ⁱ)` are computed once per job (and, for
 //! factorials, while the factorial itself is being computed; see [`super::factorial`]).
 //!
-//! Each split divides by a power of ten whose reciprocal was computed beside the power: a Barrett division (two
-//! multiplications and a short correction) instead of the library's general division, which measured seven times
-//! a multiplication of the same size. Each level's reciprocal comes from the one below by squaring and one
-//! Newton-style correction, so the reciprocals cost a few multiplications and no division but the smallest. On the
-//! pool, the big multiplications of the top splits (where the other core would otherwise wait) are themselves split
-//! across both cores ([`super::multiply`]).
+//! The library's division costs five to six times a multiplication of the same size (malachite 0.14, measured in
+//! thread CPU time at 24k to 760k bits). So every split but the top one divides by a power of ten whose reciprocal
+//! was computed beside the power: a Barrett division, two multiplications and a short correction. Each level's
+//! reciprocal comes from the one below by squaring and a Newton-style correction, about three multiplications,
+//! which pays off because level `i` below the top serves `2ⁱ` splits. The top power divides once, so it gets no
+//! reciprocal (computing one costs about what the library's division does) and the library divides by it. On the
+//! pool, the big multiplications are themselves split across both cores ([`super::multiply`]).
 //!
 //! The recursion checks the job's [`Cancel`] at every split, which makes the conversion interruptible even on the
 //! serial path.
@@ -37,15 +38,15 @@ struct Power {
     /// `value`'s significant bits, `m`.
     bits: u64,
     /// `⌊2^(2m) / value⌋`: with it Barrett's quotient estimate is never above the true quotient and at most two
-    /// below.
-    reciprocal: Natural,
+    /// below. `None` for the top power, which the library divides by.
+    reciprocal: Option<Natural>,
 }
 
 impl Power {
-    /// The first level: its reciprocal by the library's division (the number is small).
-    fn exact(value: Natural) -> Self {
+    /// The first level: its reciprocal (unless it is also the top) by the library's division, the number being small.
+    fn first(value: Natural, with_reciprocal: bool) -> Self {
         let bits = value.significant_bits();
-        let reciprocal = (Natural::ONE << (2 * bits)) / &value;
+        let reciprocal = with_reciprocal.then(|| (Natural::ONE << (2 * bits)) / &value);
         Self { value, bits, reciprocal }
     }
 
@@ -53,10 +54,14 @@ impl Power {
     /// twice our relative error; the remainder `e = 2^(2m') − A·v` then gives the missing `c ≈ e / v` by one Barrett
     /// step with `A` itself, which squares the relative error away, and `e − c·v` (a product half the size) the last
     /// few units, so every level's reciprocal is exact and the errors cannot grow from level to level.
-    fn squared(&self, par: Parallelism) -> Self {
+    /// Without `with_reciprocal`, or when `self` has none, only the value is squared.
+    fn squared(&self, with_reciprocal: bool, par: Parallelism) -> Self {
         let value = mul(&self.value, &self.value, par);
         let bits = value.significant_bits();
-        let approx = mul(&self.reciprocal, &self.reciprocal, par) >> (4 * self.bits - 2 * bits);
+        let Some(own) = self.reciprocal.as_ref().filter(|_| with_reciprocal) else {
+            return Self { value, bits, reciprocal: None };
+        };
+        let approx = mul(own, own, par) >> (4 * self.bits - 2 * bits);
         let excess = (Natural::ONE << (2 * bits)) - mul(&approx, &value, par);
         let correction = mul(&(&excess >> (bits - 1)), &approx, par) >> (bits + 1);
         let mut remainder = excess - mul(&correction, &value, par);
@@ -65,18 +70,17 @@ impl Power {
             remainder -= &value;
             reciprocal += Natural::ONE;
         }
-        Self { value, bits, reciprocal }
+        Self { value, bits, reciprocal: Some(reciprocal) }
     }
 
     /// `(x / value, x % value)`.
     fn div_rem(&self, x: &Natural, par: Parallelism) -> (Natural, Natural) {
-        if x.significant_bits() > 2 * self.bits {
-            // Only when the digit estimate was far too small: Barrett's estimate would be poor, so let the library
-            // divide.
+        // Above 2m bits (a digit estimate far too small) Barrett's estimate would be poor: the library divides.
+        let Some(reciprocal) = self.reciprocal.as_ref().filter(|_| x.significant_bits() <= 2 * self.bits) else {
             return x.div_rem(&self.value);
-        }
-        // Never above the true quotient (every step rounds down), and below it by a few units at most.
-        let mut q = mul(&(x >> (self.bits - 1)), &self.reciprocal, par) >> (self.bits + 1);
+        };
+        // Never above the true quotient (every step rounds down), and below it by two at most.
+        let mut q = mul(&(x >> (self.bits - 1)), reciprocal, par) >> (self.bits + 1);
         let mut r = x - mul(&q, &self.value, par);
         while r >= self.value {
             r -= &self.value;
@@ -107,9 +111,9 @@ impl Powers {
         }
         let base = digits.div_ceil(1 << (levels + 1));
         let mut pows = Vec::with_capacity(levels as usize + 1);
-        pows.push(Power::exact(Natural::from(10u32).pow(base)));
-        for _ in 0..levels {
-            let next = pows.last().expect("first level pushed").squared(par);
+        pows.push(Power::first(Natural::from(10u32).pow(base), levels > 0));
+        for level in 1..=levels {
+            let next = pows.last().expect("first level pushed").squared(level < levels, par);
             pows.push(next);
         }
         Self { base, pows }
@@ -208,13 +212,14 @@ mod tests {
     }
 
     #[test]
-    fn reciprocals_are_exact() {
+    fn reciprocals_are_exact_below_the_top() {
         for par in [Parallelism::Pool, Parallelism::Serial] {
             let powers = Powers::for_digits(1_456_574, par);
             for (level, p) in powers.pows.iter().enumerate() {
                 assert_eq!(p.value, Natural::from(10u32).pow(powers.base << level));
                 let exact = (Natural::ONE << (2 * p.bits)) / &p.value;
-                assert_eq!(p.reciprocal, exact, "level {level}");
+                let top = level == powers.pows.len() - 1;
+                assert_eq!(p.reciprocal, (!top).then_some(exact), "level {level}");
             }
         }
     }
