@@ -25,10 +25,9 @@ use malachite_nz::natural::Natural;
 
 use super::{Cancel, Interrupted, Parallelism, multiply::mul};
 
-/// Below this many digits the library converts directly. With the Barrett split a division costs about two
-/// multiplications, so the recursion pays down to pieces much smaller than with the library's division; below a
-/// few thousand digits the library's own conversion is quicker than another split. Chosen by measuring 100 000! on
-/// the 2-core VM (`cargo bench -p offload-compute --bench kernels`).
+/// Below this many digits the library converts directly. For 100 000! on one thread, leaves of 4k to 32k digits
+/// cost the same within 1 % (thread CPU time: the library's conversion of a leaf costs about what our splits of it
+/// would); 8k gives 64 leaves, plenty for two threads to share evenly.
 const LEAF_DIGITS: u64 = 8 * 1024;
 
 /// One power of ten the conversion splits by, with what makes dividing by it cheap.
@@ -43,34 +42,38 @@ struct Power {
 }
 
 impl Power {
-    /// The first level: its reciprocal (unless it is also the top) by the library's division, the number being small.
-    fn first(value: Natural, with_reciprocal: bool) -> Self {
-        let bits = value.significant_bits();
-        let reciprocal = with_reciprocal.then(|| (Natural::ONE << (2 * bits)) / &value);
-        Self { value, bits, reciprocal }
+    fn new(value: Natural) -> Self {
+        Self { bits: value.significant_bits(), value, reciprocal: None }
     }
 
-    /// `self²`, its reciprocal derived from ours: `A = R²` rescaled is at most the true reciprocal and off by about
-    /// twice our relative error; the remainder `e = 2^(2m') − A·v` then gives the missing `c ≈ e / v` by one Barrett
-    /// step with `A` itself, which squares the relative error away, and `e − c·v` (a product half the size) the last
-    /// few units, so every level's reciprocal is exact and the errors cannot grow from level to level.
-    /// Without `with_reciprocal`, or when `self` has none, only the value is squared.
-    fn squared(&self, with_reciprocal: bool, par: Parallelism) -> Self {
-        let value = mul(&self.value, &self.value, par);
-        let bits = value.significant_bits();
-        let Some(own) = self.reciprocal.as_ref().filter(|_| with_reciprocal) else {
-            return Self { value, bits, reciprocal: None };
-        };
-        let approx = mul(own, own, par) >> (4 * self.bits - 2 * bits);
-        let excess = (Natural::ONE << (2 * bits)) - mul(&approx, &value, par);
+    /// The next level: this power squared, without a reciprocal yet.
+    fn squared(&self, par: Parallelism) -> Self {
+        Self::new(mul(&self.value, &self.value, par))
+    }
+
+    /// Our reciprocal by the library's division: for the first level, whose number is small.
+    fn exact_reciprocal(&self) -> Natural {
+        (Natural::ONE << (2 * self.bits)) / &self.value
+    }
+
+    /// Our reciprocal derived from `root`'s, where `self = root²`: `A = R²` rescaled is at most the true reciprocal
+    /// and off by about twice `root`'s relative error; the remainder `e = 2^(2m) − A·v` then gives the missing
+    /// `c ≈ e / v` by one Barrett step with `A` itself, which squares the relative error away, and `e − c·v` (a
+    /// product half the size) the last few units, so every level's reciprocal is exact and errors cannot grow from
+    /// level to level.
+    fn reciprocal_from(&self, root: &Power, par: Parallelism) -> Natural {
+        let (value, bits) = (&self.value, self.bits);
+        let own = root.reciprocal.as_ref().expect("the level below has its reciprocal");
+        let approx = mul(own, own, par) >> (4 * root.bits - 2 * bits);
+        let excess = (Natural::ONE << (2 * bits)) - mul(&approx, value, par);
         let correction = mul(&(&excess >> (bits - 1)), &approx, par) >> (bits + 1);
-        let mut remainder = excess - mul(&correction, &value, par);
+        let mut remainder = excess - mul(&correction, value, par);
         let mut reciprocal = approx + correction;
-        while remainder >= value {
-            remainder -= &value;
+        while remainder >= *value {
+            remainder -= value;
             reciprocal += Natural::ONE;
         }
-        Self { value, bits, reciprocal: Some(reciprocal) }
+        reciprocal
     }
 
     /// `(x / value, x % value)`.
@@ -92,6 +95,8 @@ impl Power {
 
 /// The powers of ten a conversion splits by: `pows[i] = 10^(base·2ⁱ)`, `base` chosen so that the largest power has
 /// about half the digits of the number, which makes the top split (the one that decides the parallel speed-up) even.
+/// The values are computed up front (squarings, cheap); the reciprocals of the levels below the top by
+/// [`to_decimal`], while the library divides by the top one.
 #[derive(Debug)]
 pub struct Powers {
     base: u64,
@@ -111,12 +116,23 @@ impl Powers {
         }
         let base = digits.div_ceil(1 << (levels + 1));
         let mut pows = Vec::with_capacity(levels as usize + 1);
-        pows.push(Power::first(Natural::from(10u32).pow(base), levels > 0));
-        for level in 1..=levels {
-            let next = pows.last().expect("first level pushed").squared(level < levels, par);
+        pows.push(Power::new(Natural::from(10u32).pow(base)));
+        for _ in 0..levels {
+            let next = pows.last().expect("first level pushed").squared(par);
             pows.push(next);
         }
         Self { base, pows }
+    }
+
+    /// Gives every level but the top its reciprocal, each derived from the one below.
+    fn derive_reciprocals(lower: &mut [Power], par: Parallelism) {
+        for level in 0..lower.len() {
+            let reciprocal = match level.checked_sub(1) {
+                None => lower[0].exact_reciprocal(),
+                Some(below) => lower[level].reciprocal_from(&lower[below], par),
+            };
+            lower[level].reciprocal = Some(reciprocal);
+        }
     }
 
     fn digits_of(&self, level: usize) -> usize {
@@ -124,10 +140,30 @@ impl Powers {
     }
 }
 
-/// `x` in decimal.
-pub fn to_decimal(x: &Natural, powers: &Powers, par: Parallelism, cancel: &Cancel) -> Result<String, Interrupted> {
+/// `x` in decimal. The top split (by the library's division, the one step that cannot be shared) runs while the
+/// reciprocals every later split needs are derived, on the other core when on the pool.
+pub fn to_decimal(x: &Natural, mut powers: Powers, par: Parallelism, cancel: &Cancel) -> Result<String, Interrupted> {
+    cancel.check()?;
     let mut out = String::new();
-    convert(x, &powers.pows, powers, None, par, cancel, &mut out)?;
+    let Some(top_level) = powers.pows.len().checked_sub(1) else {
+        convert(x, &[], &powers, None, par, cancel, &mut out)?;
+        return Ok(out);
+    };
+    let (lower, top) = powers.pows.split_at_mut(top_level);
+    let top = &top[0];
+    let divide_by_top = || (top.value <= *x).then(|| top.div_rem(x, par));
+    let top_split = match par {
+        Parallelism::Pool => rayon::join(divide_by_top, || Powers::derive_reciprocals(lower, par)).0,
+        Parallelism::Serial => {
+            Powers::derive_reciprocals(lower, par);
+            divide_by_top()
+        }
+    };
+    let lower = &powers.pows[..top_level];
+    match top_split {
+        Some((q, r)) => convert_halves(&q, &r, top_level, lower, &powers, None, par, cancel, &mut out)?,
+        None => convert(x, lower, &powers, None, par, cancel, &mut out)?,
+    }
     Ok(out)
 }
 
@@ -152,23 +188,39 @@ fn convert(
         out.push_str(&digits);
         return Ok(());
     };
-    let low_width = powers.digits_of(level);
     let (q, r) = pows[level].div_rem(x, par);
+    convert_halves(&q, &r, level, &pows[..level], powers, width, par, cancel, out)
+}
+
+/// Appends `q·10^k + r` (`r < 10^k`, `10^k` the power at `level`) to `out`, as [`convert`] does `x`, converting
+/// the halves at once on the pool.
+#[allow(clippy::too_many_arguments)]
+fn convert_halves(
+    q: &Natural,
+    r: &Natural,
+    level: usize,
+    smaller: &[Power],
+    powers: &Powers,
+    width: Option<usize>,
+    par: Parallelism,
+    cancel: &Cancel,
+    out: &mut String,
+) -> Result<(), Interrupted> {
+    let low_width = powers.digits_of(level);
     let high_width = width.map(|w| w.saturating_sub(low_width));
-    let smaller = &pows[..level];
     let mut low = String::new();
     match par {
         Parallelism::Pool => {
             let (high, low_res) = rayon::join(
-                || convert(&q, smaller, powers, high_width, par, cancel, out),
-                || convert(&r, smaller, powers, Some(low_width), par, cancel, &mut low),
+                || convert(q, smaller, powers, high_width, par, cancel, out),
+                || convert(r, smaller, powers, Some(low_width), par, cancel, &mut low),
             );
             high?;
             low_res?;
         }
         Parallelism::Serial => {
-            convert(&q, smaller, powers, high_width, par, cancel, out)?;
-            convert(&r, smaller, powers, Some(low_width), par, cancel, &mut low)?;
+            convert(q, smaller, powers, high_width, par, cancel, out)?;
+            convert(r, smaller, powers, Some(low_width), par, cancel, &mut low)?;
         }
     }
     out.push_str(&low);
@@ -186,7 +238,7 @@ mod tests {
         let expected = x.to_string();
         for par in [Parallelism::Serial, Parallelism::Pool] {
             let powers = Powers::for_digits(expected.len() as u64, par);
-            assert_eq!(to_decimal(x, &powers, par, &Cancel::never()).as_deref(), Ok(expected.as_str()));
+            assert_eq!(to_decimal(x, powers, par, &Cancel::never()).as_deref(), Ok(expected.as_str()));
         }
     }
 
@@ -214,12 +266,13 @@ mod tests {
     #[test]
     fn reciprocals_are_exact_below_the_top() {
         for par in [Parallelism::Pool, Parallelism::Serial] {
-            let powers = Powers::for_digits(1_456_574, par);
+            let mut powers = Powers::for_digits(1_456_574, par);
+            let top_level = powers.pows.len() - 1;
+            Powers::derive_reciprocals(&mut powers.pows[..top_level], par);
             for (level, p) in powers.pows.iter().enumerate() {
                 assert_eq!(p.value, Natural::from(10u32).pow(powers.base << level));
                 let exact = (Natural::ONE << (2 * p.bits)) / &p.value;
-                let top = level == powers.pows.len() - 1;
-                assert_eq!(p.reciprocal, (!top).then_some(exact), "level {level}");
+                assert_eq!(p.reciprocal, (level < top_level).then_some(exact), "level {level}");
             }
         }
     }
@@ -230,7 +283,7 @@ mod tests {
         let cancel = Cancel::never();
         cancel.cancel();
         let powers = Powers::for_digits(77_338, Parallelism::Pool);
-        assert_eq!(to_decimal(&x, &powers, Parallelism::Serial, &cancel), Err(Interrupted::Cancelled));
+        assert_eq!(to_decimal(&x, powers, Parallelism::Serial, &cancel), Err(Interrupted::Cancelled));
     }
 
     proptest! {
@@ -240,7 +293,7 @@ mod tests {
             // The powers are only a performance hint: a bad digit estimate must never change the result.
             let x = Natural::factorial(n);
             let powers = Powers::for_digits(guess, Parallelism::Pool);
-            prop_assert_eq!(to_decimal(&x, &powers, Parallelism::Serial, &Cancel::never()), Ok(x.to_string()));
+            prop_assert_eq!(to_decimal(&x, powers, Parallelism::Serial, &Cancel::never()), Ok(x.to_string()));
         }
     }
 }

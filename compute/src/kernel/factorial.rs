@@ -34,7 +34,7 @@ pub fn factorial_decimal(n: u64, par: Parallelism, cancel: &Cancel) -> Result<St
         Parallelism::Pool => rayon::join(|| prime_factorial::factorial(n, par), || Powers::for_digits(digits, par)),
         Parallelism::Serial => (prime_factorial::factorial(n, par), Powers::for_digits(digits, par)),
     };
-    to_decimal(&value, &powers, par, cancel)
+    to_decimal(&value, powers, par, cancel)
 }
 
 /// Decimal digits of `n!`, by Kamenetsky's formula `⌊log₁₀(2πn)/2 + n·log₁₀(n/e)⌋ + 1`. Exact for every `n` we
