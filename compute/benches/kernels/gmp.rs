@@ -17,16 +17,16 @@ use std::{
     time::Duration,
 };
 
-/// The timing loop on the Python side: one `n` per line in, `nanoseconds digits head tail` per line out.
+/// The timing loop on the Python side: one `n` per line in, `wall-ns cpu-ns digits head tail` per line out.
 const SCRIPT: &str = r#"
 import sys, time, gmpy2
 print("ready", gmpy2.version(), gmpy2.mp_version().replace(" ", "-"), flush=True)
 for line in sys.stdin:
     n = int(line)
-    start = time.perf_counter_ns()
+    start, cpu = time.perf_counter_ns(), time.process_time_ns()
     s = gmpy2.fac(n).digits()
-    elapsed = time.perf_counter_ns() - start
-    print(elapsed, len(s), s[:32], s.rstrip("0")[-32:], flush=True)
+    cpu, elapsed = time.process_time_ns() - cpu, time.perf_counter_ns() - start
+    print(elapsed, cpu, len(s), s[:32], s.rstrip("0")[-32:], flush=True)
 "#;
 
 /// What identifies one decimal string without shipping it through the pipe.
@@ -81,18 +81,18 @@ impl Gmp {
         Ok(Self { child, stdin, stdout, version })
     }
 
-    /// GMP's time for `n!` with its decimal string, and the string's fingerprint.
-    pub fn factorial_decimal(&mut self, n: u64) -> (Duration, Fingerprint) {
+    /// GMP's wall and CPU time for `n!` with its decimal string, and the string's fingerprint.
+    pub fn factorial_decimal(&mut self, n: u64) -> (Duration, Duration, Fingerprint) {
         writeln!(self.stdin, "{n}").expect("write to gmpy2");
         self.stdin.flush().expect("flush to gmpy2");
         let mut line = String::new();
         self.stdout.read_line(&mut line).expect("read from gmpy2");
         let fields: Vec<&str> = line.split_whitespace().collect();
-        let [nanos, digits, head, tail] = fields[..] else { panic!("gmpy2 answered {line:?}") };
-        let nanos = nanos.parse().expect("nanoseconds");
+        let [nanos, cpu_nanos, digits, head, tail] = fields[..] else { panic!("gmpy2 answered {line:?}") };
+        let duration = |field: &str| Duration::from_nanos(field.parse().expect("nanoseconds"));
         let fingerprint =
             Fingerprint { digits: digits.parse().expect("digit count"), head: head.into(), tail: tail.into() };
-        (Duration::from_nanos(nanos), fingerprint)
+        (duration(nanos), duration(cpu_nanos), fingerprint)
     }
 }
 
