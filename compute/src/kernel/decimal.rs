@@ -7,17 +7,18 @@
 //!
 //! The library's division costs five to six times a multiplication of the same size (malachite 0.14, measured in
 //! thread CPU time at 24k to 760k bits). So every split but the top one divides by a power of ten whose reciprocal
-//! was computed beside the power: a Barrett division, two multiplications and a short correction. Each level's
-//! reciprocal comes from the one below by squaring and a Newton-style correction, about three multiplications,
-//! which pays off because level `i` below the top serves `2ⁱ` splits. The top power divides once, so it gets no
-//! reciprocal (computing one costs about what the library's division does) and the library divides by it. On the
-//! pool, the big multiplications are themselves split across both cores ([`super::multiply`]).
+//! was computed beside the power: a Barrett division, one multiplication, one low-half product and a short
+//! correction. Each level's reciprocal comes from the one below by squaring and a Newton-style correction, about
+//! three multiplications, which pays off because level `i` below the top serves `2ⁱ` splits. The top power divides
+//! once, so it gets no reciprocal (computing one costs about what the library's division does) and the library
+//! divides by it, while the other core derives the reciprocals. On the pool, the big multiplications are themselves
+//! split across both cores ([`super::multiply`]).
 //!
 //! The recursion checks the job's [`Cancel`] at every split, which makes the conversion interruptible even on the
 //! serial path.
 
 use malachite_base::num::{
-    arithmetic::traits::{DivRem, Pow},
+    arithmetic::traits::{DivRem, ModPowerOf2, ModPowerOf2Mul, Pow},
     basic::traits::One,
     logic::traits::SignificantBits,
 };
@@ -84,7 +85,10 @@ impl Power {
         };
         // Never above the true quotient (every step rounds down), and below it by two at most.
         let mut q = mul(&(x >> (self.bits - 1)), reciprocal, par) >> (self.bits + 1);
-        let mut r = x - mul(&q, &self.value, par);
+        // x − q·v < 3·v < 2^(m+2), so its low m + 2 bits are all of it: a product of the low halves suffices.
+        let low_bits = self.bits + 2;
+        let (x_low, qv_low) = (x.mod_power_of_2(low_bits), (&q).mod_power_of_2_mul(&self.value, low_bits));
+        let mut r = if x_low >= qv_low { x_low - qv_low } else { (x_low + (Natural::ONE << low_bits)) - qv_low };
         while r >= self.value {
             r -= &self.value;
             q += Natural::ONE;
