@@ -1,13 +1,14 @@
 //! `n!` as an exact decimal string.
 //!
-//! The product uses malachite's prime-swing factorial (measured fastest of the pure-Rust libraries on these CPUs,
-//! on par with GMP; see the README for the licence consequence). The decimal conversion, which costs four times
-//! more than the product, is ours: divide and conquer in [`super::decimal`], split across the pool when allowed.
-//! On the pool the powers of ten the conversion needs are computed on the second core while the first computes the
-//! factorial, so they cost no wall time.
+//! The product: on one thread malachite's prime-swing factorial (measured fastest of the pure-Rust libraries on
+//! these CPUs; see the README for the licence consequence); on the pool our prime-power product in two halves, one
+//! per core ([`super::prime_factorial`]). The decimal conversion, which costs four to five times more than the
+//! product, is ours: divide and conquer in [`super::decimal`], split across the pool when allowed. On the pool the
+//! powers of ten (and their reciprocals) the conversion needs are computed while the factorial is, the three jobs
+//! sharing the two cores.
 //!
-//! Cancellation: the product is one library call and cannot be interrupted (≈ 6 ms for n = 100 000; the server's
-//! limit on n bounds it); the conversion checks the job's [`Cancel`] at every split.
+//! Cancellation: the product cannot be interrupted (≈ 4 ms of CPU for n = 100 000; the server's limit on n bounds
+//! it); the conversion checks the job's [`Cancel`] at every split.
 
 use malachite_base::num::arithmetic::traits::Factorial;
 use malachite_nz::natural::Natural;
@@ -15,6 +16,7 @@ use malachite_nz::natural::Natural;
 use super::{
     Cancel, Interrupted, Parallelism,
     decimal::{Powers, to_decimal},
+    prime_factorial,
 };
 
 /// Up to here `n!` fits in a `u64` and is computed by a plain loop: no allocation, a few nanoseconds. This covers
@@ -29,10 +31,10 @@ pub fn factorial_decimal(n: u64, par: Parallelism, cancel: &Cancel) -> Result<St
     cancel.check()?;
     let digits = estimated_digits(n);
     let (value, powers) = match par {
-        Parallelism::Pool => rayon::join(|| Natural::factorial(n), || Powers::for_digits(digits, par)),
-        Parallelism::Serial => (Natural::factorial(n), Powers::for_digits(digits, par)),
+        Parallelism::Pool => rayon::join(|| prime_factorial::factorial(n, par), || Powers::for_digits(digits, par)),
+        Parallelism::Serial => (prime_factorial::factorial(n, par), Powers::for_digits(digits, par)),
     };
-    to_decimal(&value, &powers, par, cancel)
+    to_decimal(&value, powers, par, cancel)
 }
 
 /// Decimal digits of `n!`, by Kamenetsky's formula `⌊log₁₀(2πn)/2 + n·log₁₀(n/e)⌋ + 1`. Exact for every `n` we

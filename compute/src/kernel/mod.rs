@@ -6,6 +6,8 @@
 
 pub mod decimal;
 pub mod factorial;
+pub mod multiply;
+pub mod prime_factorial;
 pub mod sum_of_squares;
 
 use std::{
