@@ -8,17 +8,25 @@
 //! It speaks HTTP/1 to scrapers and curl, and bounds them: a request's headers must arrive within
 //! [`HEADER_READ_TIMEOUT`] (which, as hyper starts it whenever it waits for a request, also closes idle keep-alive
 //! connections), a connection lives at most [`CONNECTION_LIFETIME`] (a client that does not read its reply), and at
-//! most [`MAX_CONNECTIONS`] are open at once; more are closed as soon as they are accepted. So slowloris clients
-//! cannot take the file descriptors the gRPC port needs.
+//! most [`MAX_CONNECTIONS`] are open at once: a new connection at the cap closes the oldest. A scrape's connection
+//! lives milliseconds and a slowloris one until its timeout, so the oldest is almost always an attacker's, and a
+//! scraper still gets in while hundreds of them trickle bytes; and they cannot take the file descriptors the gRPC
+//! port needs.
 
-use std::{net::SocketAddr, sync::Arc, thread::JoinHandle, time::Duration};
+use std::{
+    collections::VecDeque,
+    net::SocketAddr,
+    sync::{Arc, Mutex, PoisonError},
+    thread::JoinHandle,
+    time::Duration,
+};
 
 use anyhow::Context;
 use hyper_util::{
     rt::{TokioIo, TokioTimer},
     service::TowerToHyperService,
 };
-use tokio::{net::TcpListener, sync::Semaphore};
+use tokio::{net::TcpListener, sync::oneshot};
 
 /// A scrape's request is one line and a few headers: 5 s is generous on any network and ends a slowloris
 /// connection (bytes trickled forever) or an idle one quickly.
@@ -79,9 +87,16 @@ pub fn start(addr: SocketAddr, routes: axum::Router) -> anyhow::Result<AdminServ
     Ok(AdminServer { addr, stop: Some(stop), thread: Some(thread) })
 }
 
+/// The open connections, oldest first, each with the sender that closes it.
+#[derive(Debug, Default)]
+struct Open {
+    next_id: u64,
+    connections: VecDeque<(u64, oneshot::Sender<()>)>,
+}
+
 /// Accepts until `stopped`, each connection bounded as the module docs say.
-async fn serve(listener: TcpListener, routes: axum::Router, mut stopped: tokio::sync::oneshot::Receiver<()>) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+async fn serve(listener: TcpListener, routes: axum::Router, mut stopped: oneshot::Receiver<()>) {
+    let open = Arc::new(Mutex::new(Open::default()));
     loop {
         let stream = tokio::select! {
             _ = &mut stopped => return,
@@ -95,20 +110,32 @@ async fn serve(listener: TcpListener, routes: axum::Router, mut stopped: tokio::
                 }
             },
         };
-        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
-            tracing::debug!(max = MAX_CONNECTIONS, "admin connection closed: too many open");
-            continue;
+        let (close, closed) = oneshot::channel();
+        let id = {
+            let mut open = open.lock().unwrap_or_else(PoisonError::into_inner);
+            if open.connections.len() >= MAX_CONNECTIONS
+                && let Some((_, oldest)) = open.connections.pop_front()
+            {
+                let _ = oldest.send(());
+            }
+            let id = open.next_id;
+            open.next_id += 1;
+            open.connections.push_back((id, close));
+            id
         };
-        let service = TowerToHyperService::new(routes.clone());
+        let (service, open) = (TowerToHyperService::new(routes.clone()), Arc::clone(&open));
         tokio::spawn(async move {
             let connection = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_READ_TIMEOUT)
                 .serve_connection(TokioIo::new(stream), service);
-            if tokio::time::timeout(CONNECTION_LIFETIME, connection).await.is_err() {
-                tracing::debug!("admin connection closed: open longer than its lifetime");
+            tokio::select! {
+                lived = tokio::time::timeout(CONNECTION_LIFETIME, connection) => if lived.is_err() {
+                    tracing::debug!("admin connection closed: open longer than its lifetime");
+                },
+                _ = closed => tracing::debug!(max = MAX_CONNECTIONS, "admin connection closed: the oldest of too many"),
             }
-            drop(slot);
+            open.lock().unwrap_or_else(PoisonError::into_inner).connections.retain(|(open, _)| *open != id);
         });
     }
 }

@@ -95,7 +95,10 @@ impl AsyncRead for Guarded {
                 this.preface_due = None;
             } else if read.is_pending() && due.as_mut().poll(cx).is_ready() {
                 tracing::debug!("connection closed: no HTTP/2 preface within --preface-timeout");
-                return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "no preface within --preface-timeout")));
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "no preface within --preface-timeout",
+                )));
             }
         }
         read

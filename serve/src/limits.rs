@@ -69,7 +69,7 @@ pub struct ConnectionLimits {
     pub send_timeout: Duration,
 
     /// How long a stream may take to send its request message after its headers; streams that never send one are
-    /// answered CANCELLED instead of holding a stream slot forever.
+    /// answered DEADLINE_EXCEEDED instead of holding a stream slot forever.
     #[arg(long, env = "OFFLOAD_REQUEST_READ_TIMEOUT", default_value = "10s", value_parser = positive_duration)]
     pub request_read_timeout: Duration,
 
@@ -99,7 +99,7 @@ fn positive_duration(s: &str) -> Result<Duration, String> {
 
 impl Default for ConnectionLimits {
     fn default() -> Self {
-        use clap::{FromArgMatches, Args};
+        use clap::{Args, FromArgMatches};
         let command = Self::augment_args(clap::Command::new("defaults"));
         let matches = command.get_matches_from(["defaults"]);
         #[allow(clippy::expect_used)] // The defaults above parse, as the unit test checks.

@@ -178,8 +178,7 @@ impl Skeleton {
             .add_service(reflection)
             .add_service(reflection_alpha)
             .add_service(service);
-        let incoming =
-            connection::incoming(listener, settings.limits.max_connections, settings.limits.preface_timeout);
+        let incoming = connection::incoming(listener, settings.limits.max_connections, settings.limits.preface_timeout);
         let readiness = settings.readiness;
         let drained = drain::serve_until(
             move |stop| router.serve_with_incoming_shutdown(incoming, stop),

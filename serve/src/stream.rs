@@ -5,7 +5,7 @@
 //!   blocked by a job, streams queue as tasks; their deadlines ([`crate::deadline`]) count from here, so a call
 //!   that waited past its deadline is answered at once instead of being given its whole budget again.
 //! - [`request_body`]: a stream must send its first request message within `--request-read-timeout`, or it is
-//!   answered `CANCELLED` instead of holding a stream slot and a task forever.
+//!   answered `DEADLINE_EXCEEDED` instead of holding a stream slot and a task forever.
 //! - [`reply_body`]: the reply holds the call's admission slot ([`ReplyHold`]) until it has been handed to HTTP/2
 //!   in full, and is dropped (slot and all) when its client leaves it unread for `--send-timeout`. So
 //!   `--max-inflight` bounds the replies in memory, not only the handlers running.

@@ -46,7 +46,7 @@ pub struct Metrics {
     pub requests: Family<RequestLabels, Counter>,
     /// Request latency in seconds (handler entry to reply), by method, mode and status.
     pub request_seconds: Family<RequestLabels, Histogram>,
-    /// Requests in flight (admitted, not yet answered).
+    /// Requests in flight (admitted, their reply not yet sent).
     pub in_flight: Gauge,
     /// Requests refused at admission with RESOURCE_EXHAUSTED (a copy of the admission counter, set at scrape).
     pub shed: Gauge<u64, AtomicU64>,
@@ -138,7 +138,7 @@ impl Metrics {
             "Request latency in seconds, by method, mode and gRPC status",
             metrics.request_seconds.clone(),
         );
-        registry.register("in_flight", "Requests admitted and not yet answered", metrics.in_flight.clone());
+        registry.register("in_flight", "Requests admitted whose reply is not yet sent", metrics.in_flight.clone());
         registry.register("shed", "Requests refused with RESOURCE_EXHAUSTED since start", metrics.shed.clone());
         registry.register(
             "concurrency_limit",
@@ -278,8 +278,10 @@ fn lock(counted_until: &Mutex<Instant>) -> std::sync::MutexGuard<'_, Instant> {
 
 /// Starts the scheduling-delay probe on the current runtime; it runs until the runtime stops.
 pub fn spawn_schedule_probe(metrics: &Metrics) -> ScheduleProbe {
-    let probe =
-        ScheduleProbe { histogram: metrics.schedule_delay_seconds.clone(), counted_until: Arc::new(Mutex::new(Instant::now())) };
+    let probe = ScheduleProbe {
+        histogram: metrics.schedule_delay_seconds.clone(),
+        counted_until: Arc::new(Mutex::new(Instant::now())),
+    };
     let running = probe.clone();
     tokio::spawn(async move {
         loop {

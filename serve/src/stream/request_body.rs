@@ -19,7 +19,7 @@ use tonic::{Status, body::Body, codegen::Bytes};
 const MESSAGE_HEADER: usize = 5;
 
 pin_project! {
-    /// A request body failing with `CANCELLED` if its first message has not arrived in full by its deadline.
+    /// A request body failing with `DEADLINE_EXCEEDED` if its first message has not arrived in full by its deadline.
     pub(super) struct RequestBody {
         #[pin]
         inner: Body,
@@ -67,7 +67,8 @@ impl http_body::Body for RequestBody {
                     && due.poll(cx).is_ready()
                 {
                     this.due.set(None);
-                    return Poll::Ready(Some(Err(Status::cancelled(format!(
+                    // Not CANCELLED: tonic reads a cancelled request body as one that ended, and answers INTERNAL.
+                    return Poll::Ready(Some(Err(Status::deadline_exceeded(format!(
                         "the request message did not arrive within {:?} (--request-read-timeout)",
                         this.timeout
                     )))));
@@ -124,7 +125,7 @@ mod tests {
         let mut body = std::pin::pin!(RequestBody::new(never, Duration::from_secs(10)));
         let started = tokio::time::Instant::now();
         let error = body.frame().await.expect("a frame").expect_err("timed out");
-        assert_eq!(error.code(), tonic::Code::Cancelled);
+        assert_eq!(error.code(), tonic::Code::DeadlineExceeded);
         assert_eq!(started.elapsed(), Duration::from_secs(10));
     }
 }
