@@ -185,4 +185,16 @@ mod tests {
         let read = default.oneshot(tonic::Request::new(())).await.expect("echo");
         assert!(read.is_some_and(|at| at > before + Duration::from_secs(59)), "{read:?}");
     }
+
+    #[tokio::test]
+    async fn the_deadline_counts_from_the_arrival() {
+        use tower::{Layer, ServiceExt, service_fn};
+        let echo = service_fn(|request: tonic::Request<()>| async move { Ok::<_, ()>(Deadline::of(&request)) });
+        let arrived = Instant::now() - Duration::from_millis(500);
+        let mut queued = tonic::Request::new(());
+        queued.metadata_mut().insert(HEADER, "100m".parse().expect("ascii"));
+        queued.extensions_mut().insert(Arrival(arrived));
+        let read = DeadlineLayer::from_client().layer(echo).oneshot(queued).await.expect("echo");
+        assert_eq!(read, Some(arrived + Duration::from_millis(99)), "already past: it waited 500 ms of its 100");
+    }
 }
