@@ -55,10 +55,10 @@ impl http_body::Body for RequestBody {
         let polled = this.inner.as_mut().poll_frame(cx);
         match &polled {
             Poll::Ready(Some(Ok(frame))) if this.due.is_some() => {
-                if let Some(data) = frame.data_ref() {
-                    if first_message_complete(this.header, this.missing, data.clone()) {
-                        this.due.set(None);
-                    }
+                if let Some(data) = frame.data_ref()
+                    && first_message_complete(this.header, this.missing, data.clone())
+                {
+                    this.due.set(None);
                 }
             }
             Poll::Ready(_) => this.due.set(None),
