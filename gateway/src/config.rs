@@ -131,6 +131,10 @@ pub struct Config {
     #[arg(long, env = "OFFLOAD_GATEWAY_STALL_THRESHOLD", default_value = "10ms", value_parser = parse_duration)]
     pub stall_threshold: Duration,
 
+    /// Connections, HTTP/2 streams and windows, and the timeouts that bound slow or silent clients.
+    #[command(flatten, next_help_heading = "Connection limits")]
+    pub limits: offload_serve::limits::ConnectionLimits,
+
     /// Admin address serving Prometheus metrics at `/metrics` (for example `0.0.0.0:9090`). Off unless set.
     #[arg(long, env = "OFFLOAD_GATEWAY_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,

@@ -82,6 +82,7 @@ pub async fn run_with_resolver(
         drain_timeout: config.drain_timeout,
         tls: None,
         stall_threshold: config.stall_threshold,
+        limits: config.limits.clone(),
     };
     let mut skeleton = Skeleton::start(listener, settings, &admission, |_| {}).await?;
     let follower = tokio::spawn(follow_replica_health(Arc::clone(&balancer), skeleton.health().clone()));

@@ -15,6 +15,11 @@
 //! so a client that opens streams and never finishes them cannot hold the slots honest requests need. The
 //! hostile-client tests open far more unfinished streams than the limit and check that honest calls are still
 //! served.
+//!
+//! A slot is held until the call's reply has been handed to HTTP/2 in full (or dropped), not only until its handler
+//! returns: a client that never reads its replies holds at most `--max-inflight` of them in memory, and only for
+//! `--send-timeout` ([`crate::stream`]). And a call whose deadline passed while it queued (on a blocked runtime,
+//! behind other calls) or whose client reset it is answered or dropped here, before it takes a slot or starts work.
 
 pub mod gradient;
 mod layer;
@@ -60,8 +65,9 @@ pub struct Admitted {
 
 impl Admitted {
     /// The request completed successfully: its latency since admission is a sample for an adaptive limit.
-    /// (Failed requests are not: an error's latency says nothing about queueing.)
-    pub fn completed(self) {
+    /// (Failed requests are not: an error's latency says nothing about queueing.) The slot stays taken until this
+    /// is dropped, with the reply ([`crate::stream::ReplyHold`]).
+    pub fn completed(&self) {
         if let Some(gradient) = &self.shared.gradient {
             let now = Instant::now();
             let changed = lock(gradient).completed(now, now.duration_since(self.at));
@@ -201,6 +207,7 @@ mod tests {
         let refused = admission.try_admit("--max-inflight").expect_err("the pinned limit is 1");
         assert!(refused.message().contains("adaptive concurrency limit; --max-inflight=100"), "{}", refused.message());
         first.completed();
+        drop(first);
         for _ in 0..2 {
             std::thread::sleep(Duration::from_millis(1));
             admission.try_admit("--max-inflight").expect("free again").completed();

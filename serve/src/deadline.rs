@@ -7,6 +7,9 @@
 //!
 //! [`DeadlineLayer`] reads it once, on top of a server's request path, and leaves it in the request's extensions
 //! as a [`Deadline`]: every layer below and the handler answer by the same instant, and the gateway forwards it.
+//! The timeout counts from the stream's [`Arrival`] (stamped as hyper accepted it), not from when the request path
+//! got to run: a call that queued on a blocked runtime has used up that much of its budget, and admission answers
+//! it at once if nothing is left.
 
 use std::{
     task::{Context, Poll},
@@ -14,6 +17,8 @@ use std::{
 };
 
 use tonic::metadata::MetadataMap;
+
+use crate::stream::Arrival;
 
 /// How much earlier than the transport's own timer a handler gives up. tokio's timers have millisecond
 /// granularity, so a deadline computed a few microseconds after the transport's can land one tick later and lose
@@ -41,7 +46,7 @@ impl Deadline {
     }
 }
 
-/// Puts each call's [`Deadline`] in its request's extensions, as the call arrives.
+/// Puts each call's [`Deadline`] in its request's extensions, counted from the call's [`Arrival`].
 #[derive(Debug, Clone, Copy)]
 pub struct DeadlineLayer {
     /// Applied when the client set no deadline (`None`: the call has none).
@@ -54,7 +59,7 @@ impl DeadlineLayer {
         Self { default: None }
     }
 
-    /// The client's deadline or, if it set none, `default` from now: no call may wait forever.
+    /// The client's deadline or, if it set none, `default` from its arrival: no call may wait forever.
     pub fn or_after(default: Duration) -> Self {
         Self { default: Some(default) }
     }
@@ -88,7 +93,7 @@ where
     }
 
     fn call(&mut self, mut request: tonic::Request<T>) -> S::Future {
-        let now = Instant::now();
+        let now = Arrival::of(request.extensions());
         let deadline = from_metadata(request.metadata(), now).or_else(|| self.default.map(|d| now + d));
         if let Some(at) = deadline {
             request.extensions_mut().insert(Deadline(at));
@@ -179,5 +184,17 @@ mod tests {
         let default = DeadlineLayer::or_after(Duration::from_secs(60)).layer(echo);
         let read = default.oneshot(tonic::Request::new(())).await.expect("echo");
         assert!(read.is_some_and(|at| at > before + Duration::from_secs(59)), "{read:?}");
+    }
+
+    #[tokio::test]
+    async fn the_deadline_counts_from_the_arrival() {
+        use tower::{Layer, ServiceExt, service_fn};
+        let echo = service_fn(|request: tonic::Request<()>| async move { Ok::<_, ()>(Deadline::of(&request)) });
+        let arrived = Instant::now() - Duration::from_millis(500);
+        let mut queued = tonic::Request::new(());
+        queued.metadata_mut().insert(HEADER, "100m".parse().expect("ascii"));
+        queued.extensions_mut().insert(Arrival(arrived));
+        let read = DeadlineLayer::from_client().layer(echo).oneshot(queued).await.expect("echo");
+        assert_eq!(read, Some(arrived + Duration::from_millis(99)), "already past: it waited 500 ms of its 100");
     }
 }

@@ -3,7 +3,7 @@
 //!
 //! A [`Skeleton`] owns the listener, the gRPC health service (`""` for liveness, one service name for
 //! readiness), server reflection, the metrics with their scheduling-delay probe and admin port, the HTTP-level
-//! layers every route shares (tracing, the stall detector), TLS, and the drain. A server starts one, builds its own service with the skeleton's
+//! layers every route shares (stream bounds, tracing, the stall detector), connection limits, TLS, and the drain. A server starts one, builds its own service with the skeleton's
 //! [`Metrics`], logs its serving line (with [`Skeleton::local_addr`] and [`Skeleton::metrics_addr`]: launchers
 //! parse `addr=` and `metrics_addr=`), and hands its service to [`Skeleton::serve`].
 
@@ -12,17 +12,20 @@ use std::{convert::Infallible, future::Future, net::SocketAddr, time::Duration};
 use anyhow::Context;
 use offload_telemetry::{
     grpc_trace::ServerTraceLayer,
-    metrics::{self, AdminServer, Metrics},
+    metrics::{self, Metrics},
 };
 use tokio::{net::TcpListener, task::AbortHandle};
 use tonic::{body::Body, codegen::http, server::NamedService, transport::ServerTlsConfig};
 use tonic_health::{ServingStatus, pb::health_server::HealthServer, server::HealthReporter};
 
 use crate::{
+    admin::{self, AdminServer},
     admission::Admission,
-    drain,
+    connection, drain,
     health::{self, DrainingHealth, EndWatches},
+    limits::ConnectionLimits,
     stall::StallLayer,
+    stream::StreamBoundsLayer,
     transport,
 };
 
@@ -44,6 +47,8 @@ pub struct Settings {
     pub tls: Option<ServerTlsConfig>,
     /// `--stall-threshold`: a poll of a request's handler longer than this is reported as a stall (0: off).
     pub stall_threshold: Duration,
+    /// Connections, streams, windows and timeouts: what one client can make the server hold.
+    pub limits: ConnectionLimits,
 }
 
 /// A server without its own service yet (see the module docs).
@@ -57,7 +62,7 @@ pub struct Skeleton {
     /// Ends the health `Watch` streams at the drain, or the drain would wait for every watcher.
     end_watches: EndWatches,
     metrics: Metrics,
-    /// The `/metrics` port, stopped when the skeleton is dropped (after the drain).
+    /// The `/metrics` port on its own thread, stopped when the skeleton is dropped (after the drain).
     admin: Option<AdminServer>,
     /// Background tasks of the server that must stop before health says `NOT_SERVING` for good.
     stop_at_drain: Vec<AbortHandle>,
@@ -78,16 +83,20 @@ impl Skeleton {
         health.set_service_status("", ServingStatus::Serving).await;
         health.set_service_status(settings.readiness, ServingStatus::NotServing).await;
         let metrics = Metrics::new(settings.metrics_label);
-        metrics::spawn_schedule_probe(&metrics);
+        let probe = metrics::spawn_schedule_probe(&metrics);
         let admission = admission.clone();
-        let admin = metrics::start_admin(settings.metrics_listen, &metrics, move |m| {
+        // The admin port runs on its own runtime: scrapes read this one's metrics through its handle.
+        let runtime = tokio::runtime::Handle::current();
+        let routes = metrics::admin_routes(metrics.clone(), move |m| {
+            probe.observe_overdue();
+            m.sample_runtime(&runtime);
             m.in_flight.set(admission.in_flight() as i64);
             m.shed.set(admission.shed());
             m.concurrency_limit.set(admission.limit() as i64);
             m.concurrency_ideal_latency_seconds.set(admission.ideal_latency().map_or(0.0, |d| d.as_secs_f64()));
             on_scrape(m);
-        })
-        .await?;
+        });
+        let admin = settings.metrics_listen.map(|addr| admin::start(addr, routes)).transpose()?;
         Ok(Self {
             settings,
             listener,
@@ -147,13 +156,19 @@ impl Skeleton {
         let (reflection, reflection_alpha) = transport::reflection().context("cannot build server reflection")?;
         // The layers every route shares, outermost first.
         let layers = tower::ServiceBuilder::new()
+            // The stream's arrival (deadlines count from it), its request's read timeout, and its reply's hold on
+            // the admission slot and send timeout: outermost, so the arrival is stamped before anything runs.
+            .layer(StreamBoundsLayer {
+                request_read_timeout: settings.limits.request_read_timeout,
+                send_timeout: settings.limits.send_timeout,
+            })
             // A server span per call, continuing the caller's W3C trace context; shed calls are traced too.
             .layer(ServerTraceLayer)
             // Stalls: each poll of a handler timed, inside the span so a stall's event lands on its call's trace.
             .layer(StallLayer::with_on_stall(settings.stall_threshold, move |stall| {
                 metrics.observe_stall(stall.method, stall.mode, stall.length);
             }));
-        let mut server = transport::server();
+        let mut server = transport::server(&settings.limits);
         if let Some(tls) = settings.tls {
             server = server.tls_config(tls).context("invalid TLS configuration")?;
         }
@@ -163,7 +178,7 @@ impl Skeleton {
             .add_service(reflection)
             .add_service(reflection_alpha)
             .add_service(service);
-        let incoming = transport::incoming(listener);
+        let incoming = connection::incoming(listener, settings.limits.max_connections, settings.limits.preface_timeout);
         let readiness = settings.readiness;
         let drained = drain::serve_until(
             move |stop| router.serve_with_incoming_shutdown(incoming, stop),

@@ -1,28 +1,17 @@
-//! TCP, HTTP/2 and TLS settings both servers use, so they behave the same on the wire.
+//! HTTP/2 and TLS settings both servers use (the limits themselves are [`crate::limits`]), so they behave the same on the wire.
 
-use std::{path::Path, time::Duration};
+use std::path::Path;
 
 use anyhow::Context;
-use tokio::net::TcpListener;
-use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig, server::TcpIncoming};
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic_reflection::server::{v1::ServerReflection as V1, v1alpha::ServerReflection as V1Alpha};
 
-/// HTTP/2 PINGs on idle connections every 20 s (and give up after 10 s without an answer): dead peers behind a
-/// NAT or a killed pod are noticed in half a minute instead of the kernel's two hours.
-const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(20);
-const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+use crate::limits::ConnectionLimits;
 
-/// The accepted-connection stream for an already bound listener (tests bind port 0 and pass the listener in).
-/// `TCP_NODELAY` is on: replies are small and latency-bound, Nagle's algorithm would add up to 40 ms.
-pub fn incoming(listener: TcpListener) -> TcpIncoming {
-    TcpIncoming::from(listener).with_nodelay(Some(true))
-}
-
-/// A tonic server builder with the shared HTTP/2 settings.
-pub fn server() -> Server {
-    Server::builder()
-        .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
-        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
+/// A tonic server builder with the HTTP/2 settings of `limits`, and HTTP/1 refused (gRPC is HTTP/2 only; an
+/// HTTP/1 connection would only be a slower way to hold a connection slot).
+pub fn server(limits: &ConnectionLimits) -> Server {
+    limits.apply(Server::builder().accept_http1(false))
 }
 
 /// A PEM file's contents, with the flag that named it in the error.

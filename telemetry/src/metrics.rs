@@ -1,4 +1,4 @@
-//! Prometheus metrics for both servers, and the admin HTTP port that serves them (`--metrics-listen`).
+//! Prometheus metrics for both servers, and the routes of the admin HTTP port that serves them (`--metrics-listen`).
 //!
 //! The heart of it is [`spawn_schedule_probe`]: a tiny task that asks to wake every few milliseconds and records how
 //! late it actually ran. On a healthy runtime that is well under a millisecond; when handlers block the workers
@@ -9,7 +9,7 @@
 //! for the request counters it updates, which [`RequestMetricsLayer`] (in each server's request path) updates.
 
 use std::{
-    sync::{Arc, atomic::AtomicU64},
+    sync::{Arc, Mutex, atomic::AtomicU64},
     time::{Duration, Instant},
 };
 
@@ -18,7 +18,6 @@ use prometheus_client::{
     metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
     registry::Registry,
 };
-use tokio::net::TcpListener;
 
 mod request;
 
@@ -47,7 +46,7 @@ pub struct Metrics {
     pub requests: Family<RequestLabels, Counter>,
     /// Request latency in seconds (handler entry to reply), by method, mode and status.
     pub request_seconds: Family<RequestLabels, Histogram>,
-    /// Requests in flight (admitted, not yet answered).
+    /// Requests in flight (admitted, their reply not yet sent).
     pub in_flight: Gauge,
     /// Requests refused at admission with RESOURCE_EXHAUSTED (a copy of the admission counter, set at scrape).
     pub shed: Gauge<u64, AtomicU64>,
@@ -139,7 +138,7 @@ impl Metrics {
             "Request latency in seconds, by method, mode and gRPC status",
             metrics.request_seconds.clone(),
         );
-        registry.register("in_flight", "Requests admitted and not yet answered", metrics.in_flight.clone());
+        registry.register("in_flight", "Requests admitted whose reply is not yet sent", metrics.in_flight.clone());
         registry.register("shed", "Requests refused with RESOURCE_EXHAUSTED since start", metrics.shed.clone());
         registry.register(
             "concurrency_limit",
@@ -203,10 +202,9 @@ impl Metrics {
         self.runtime_stall_seconds.get_or_create(&labels).observe(length.as_secs_f64());
     }
 
-    /// Reads tokio's runtime metrics from the current runtime into the gauges.
-    pub fn sample_runtime(&self) {
-        let Ok(handle) = tokio::runtime::Handle::try_current() else { return };
-        let m = handle.metrics();
+    /// Reads tokio's runtime metrics from `runtime` (the server's, not the admin port's) into the gauges.
+    pub fn sample_runtime(&self, runtime: &tokio::runtime::Handle) {
+        let m = runtime.metrics();
         self.runtime_workers.set(m.num_workers() as i64);
         self.runtime_alive_tasks.set(m.num_alive_tasks() as i64);
         self.runtime_global_queue_depth.set(m.global_queue_depth() as i64);
@@ -250,60 +248,64 @@ pub fn code_name(code: tonic::Code) -> &'static str {
     }
 }
 
-/// Starts the scheduling-delay probe on the current runtime; it runs until the runtime stops.
-pub fn spawn_schedule_probe(metrics: &Metrics) {
-    let histogram = metrics.schedule_delay_seconds.clone();
-    tokio::spawn(async move {
-        loop {
-            let due = Instant::now() + SCHEDULE_PROBE_INTERVAL;
-            tokio::time::sleep_until(due.into()).await;
-            histogram.observe(Instant::now().saturating_duration_since(due).as_secs_f64());
+/// The scheduling-delay probe's progress, shared with the scrape so that a runtime blocked right now shows in
+/// the histogram while the block lasts, not only once it ends (the probe itself cannot run until then).
+#[derive(Debug, Clone)]
+pub struct ScheduleProbe {
+    histogram: Histogram,
+    /// The instant up to which the probe's delay has been counted: its due time, or the last scrape that found it
+    /// overdue.
+    counted_until: Arc<Mutex<Instant>>,
+}
+
+impl ScheduleProbe {
+    /// At scrape time: if the probe is overdue by more than two intervals (a blocked runtime, not jitter), counts
+    /// the delay so far now; the probe counts only the rest when it finally runs. A block scraped in the middle is
+    /// two samples whose sum is its length.
+    pub fn observe_overdue(&self) {
+        let now = Instant::now();
+        let mut counted_until = lock(&self.counted_until);
+        if now > *counted_until + 2 * SCHEDULE_PROBE_INTERVAL {
+            self.histogram.observe(now.duration_since(*counted_until).as_secs_f64());
+            *counted_until = now;
         }
-    });
-}
-
-/// The admin HTTP server of `--metrics-listen`, stopped when dropped.
-#[derive(Debug)]
-pub struct AdminServer {
-    /// Where it listens (the real port when the flag said port 0).
-    pub addr: std::net::SocketAddr,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
-}
-
-impl Drop for AdminServer {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }
 
-/// Starts the admin server on `addr` if one was configured; `on_scrape` refreshes scrape-time values.
-pub async fn start_admin(
-    addr: Option<std::net::SocketAddr>,
-    metrics: &Metrics,
-    on_scrape: impl Fn(&Metrics) + Send + Sync + 'static,
-) -> anyhow::Result<Option<AdminServer>> {
-    use anyhow::Context;
-    let Some(addr) = addr else { return Ok(None) };
-    let listener = TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr} for metrics"))?;
-    let addr = listener.local_addr().context("metrics listener has no address")?;
-    let task = tokio::spawn(serve(listener, metrics.clone(), on_scrape));
-    Ok(Some(AdminServer { addr, task }))
+fn lock(counted_until: &Mutex<Instant>) -> std::sync::MutexGuard<'_, Instant> {
+    counted_until.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Serves `GET /metrics` on `listener` until the task is aborted ([`AdminServer`]'s drop). `on_scrape` refreshes
-/// the values read at scrape time before each encoding.
-async fn serve(
-    listener: TcpListener,
-    metrics: Metrics,
-    on_scrape: impl Fn(&Metrics) + Send + Sync + 'static,
-) -> anyhow::Result<()> {
+/// Starts the scheduling-delay probe on the current runtime; it runs until the runtime stops.
+pub fn spawn_schedule_probe(metrics: &Metrics) -> ScheduleProbe {
+    let probe = ScheduleProbe {
+        histogram: metrics.schedule_delay_seconds.clone(),
+        counted_until: Arc::new(Mutex::new(Instant::now())),
+    };
+    let running = probe.clone();
+    tokio::spawn(async move {
+        loop {
+            let due = Instant::now() + SCHEDULE_PROBE_INTERVAL;
+            *lock(&running.counted_until) = due;
+            tokio::time::sleep_until(due.into()).await;
+            let now = Instant::now();
+            let from = (*lock(&running.counted_until)).max(due);
+            running.histogram.observe(now.saturating_duration_since(from).as_secs_f64());
+        }
+    });
+    probe
+}
+
+/// The admin port's routes: `GET /metrics`, each scrape refreshing scrape-time values with `on_scrape` first.
+/// Served by `offload-serve` on a thread and runtime of its own, so that it answers while the server's runtime is
+/// blocked.
+pub fn admin_routes(metrics: Metrics, on_scrape: impl Fn(&Metrics) + Send + Sync + 'static) -> axum::Router {
     let on_scrape = Arc::new(on_scrape);
-    let app = axum::Router::new().route(
+    axum::Router::new().route(
         "/metrics",
         axum::routing::get(move || {
             let (metrics, on_scrape) = (metrics.clone(), Arc::clone(&on_scrape));
             async move {
-                metrics.sample_runtime();
                 on_scrape(&metrics);
                 (
                     [(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
@@ -311,7 +313,5 @@ async fn serve(
                 )
             }
         }),
-    );
-    axum::serve(listener, app).await?;
-    Ok(())
+    )
 }

@@ -5,14 +5,21 @@ use std::{
     future::Future,
     pin::Pin,
     task::{Context, Poll},
+    time::Instant,
 };
 
 use tonic::Status;
 
 use super::Admission;
+use crate::{
+    deadline::Deadline,
+    stream::{Arrival, ReplyHold},
+};
 
-/// Admits each call or refuses it at once with `RESOURCE_EXHAUSTED`; the slot is held until the call ends, and a
-/// successful call's latency is a sample for an adaptive limit.
+/// Admits each call or refuses it at once with `RESOURCE_EXHAUSTED`; the slot is held until the call's reply has
+/// been sent (or, without a [`ReplyHold`], until the call ends), and a successful call's latency is a sample for
+/// an adaptive limit. A call already past its deadline is answered `DEADLINE_EXCEEDED` without taking a slot, and
+/// one whose client reset its stream is dropped before it starts.
 #[derive(Debug, Clone)]
 pub struct AdmissionLayer {
     admission: Admission,
@@ -43,11 +50,12 @@ pub struct Admit<S> {
     flag: &'static str,
 }
 
-impl<S, Req> tower::Service<Req> for Admit<S>
+impl<S, T> tower::Service<tonic::Request<T>> for Admit<S>
 where
-    S: tower::Service<Req, Error = Status>,
+    S: tower::Service<tonic::Request<T>, Error = Status> + Clone + Send + 'static,
     S::Response: Send + 'static,
     S::Future: Send + 'static,
+    T: Send + 'static,
 {
     type Response = S::Response;
     type Error = Status;
@@ -57,25 +65,52 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Req) -> Self::Future {
-        let admitted = match self.admission.try_admit(self.flag) {
-            Ok(admitted) => admitted,
-            Err(refused) => return Box::pin(std::future::ready(Err(refused))),
-        };
-        let call = self.inner.call(request);
+    fn call(&mut self, request: tonic::Request<T>) -> Self::Future {
+        // The clone is ready too (tower's contract: `inner` was polled ready, so it is the one called).
+        let clone = self.inner.clone();
+        let ready = std::mem::replace(&mut self.inner, clone);
+        let (admission, flag) = (self.admission.clone(), self.flag);
         Box::pin(async move {
-            let result = call.await;
-            // Only a success's latency says something about queueing; dropping `admitted` frees the slot.
+            let deadline = Deadline::of(&request);
+            let arrived = Arrival::of(request.extensions());
+            expired(deadline, arrived)?;
+            // One turn of the scheduler before any work: hyper checks a stream for a reset from its client each
+            // time the call is pending, and drops the call if it was reset (a client that gave up while the call
+            // queued). Without it the first poll would run the job before hyper ever looked.
+            tokio::task::yield_now().await;
+            expired(deadline, arrived)?;
+            let admitted = admission.try_admit(flag)?;
+            let hold = request.extensions().get::<ReplyHold>().cloned();
+            let result = { ready }.call(request).await;
             if result.is_ok() {
+                // Only a success's latency says something about queueing.
                 admitted.completed();
+                // The reply, not this future, frees the slot, once it has been sent.
+                if let Some(hold) = hold {
+                    hold.keep(admitted);
+                }
             }
             result
         })
     }
 }
 
+/// `DEADLINE_EXCEEDED` if `deadline` has passed: the call waited out its budget before it could start.
+#[allow(clippy::result_large_err)] // tonic::Status is what handlers return.
+fn expired(deadline: Option<Instant>, arrived: Instant) -> Result<(), Status> {
+    match deadline {
+        Some(at) if Instant::now() >= at => Err(Status::deadline_exceeded(format!(
+            "deadline exceeded before the call could start (it waited {:?} since it arrived)",
+            arrived.elapsed()
+        ))),
+        _ => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use tower::{Layer, ServiceExt, service_fn};
 
     use super::*;
@@ -85,7 +120,7 @@ mod tests {
         let admission = Admission::new(1);
         let (release, released) = tokio::sync::oneshot::channel::<()>();
         let released = std::sync::Arc::new(std::sync::Mutex::new(Some(released)));
-        let inner = service_fn(move |(): ()| {
+        let inner = service_fn(move |_: tonic::Request<()>| {
             let wait = released.lock().expect("lock").take();
             async move {
                 if let Some(wait) = wait {
@@ -95,16 +130,40 @@ mod tests {
             }
         });
         let service = AdmissionLayer::new(admission.clone(), "--max-inflight").layer(inner);
-        let first = tokio::spawn(service.clone().oneshot(()));
+        let first = tokio::spawn(service.clone().oneshot(tonic::Request::new(())));
         while admission.in_flight() == 0 {
             tokio::task::yield_now().await;
         }
-        let refused = service.clone().oneshot(()).await.expect_err("over the limit");
+        let refused = service.clone().oneshot(tonic::Request::new(())).await.expect_err("over the limit");
         assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
         assert!(refused.message().contains("(--max-inflight=1)"), "{}", refused.message());
         let _ = release.send(());
         first.await.expect("join").expect("admitted");
         assert_eq!(admission.in_flight(), 0);
-        service.oneshot(()).await.expect("a slot again");
+        service.oneshot(tonic::Request::new(())).await.expect("a slot again");
+    }
+
+    #[tokio::test]
+    async fn an_expired_call_never_starts_and_a_held_reply_keeps_the_slot() {
+        let admission = Admission::new(1);
+        let started = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = std::sync::Arc::clone(&started);
+        let inner = service_fn(move |_: tonic::Request<()>| {
+            counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            async { Ok::<_, Status>(()) }
+        });
+        let service = AdmissionLayer::new(admission.clone(), "--max-inflight").layer(inner);
+        let mut late = tonic::Request::new(());
+        late.extensions_mut().insert(Deadline(Instant::now() - Duration::from_millis(1)));
+        let refused = service.clone().oneshot(late).await.expect_err("expired");
+        assert_eq!(refused.code(), tonic::Code::DeadlineExceeded);
+        assert_eq!(started.load(std::sync::atomic::Ordering::Relaxed), 0, "the job never started");
+        let hold = ReplyHold::default();
+        let mut held = tonic::Request::new(());
+        held.extensions_mut().insert(hold.clone());
+        service.oneshot(held).await.expect("admitted");
+        assert_eq!(admission.in_flight(), 1, "the reply holds the slot");
+        drop(hold);
+        assert_eq!(admission.in_flight(), 0, "freed with the reply");
     }
 }

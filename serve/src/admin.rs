@@ -1,0 +1,141 @@
+//! The admin port (`--metrics-listen`): served on a thread and a tokio runtime of its own, bounded against the
+//! clients it may meet.
+//!
+//! The admin port is how an operator sees a server in trouble, so it must not share the trouble: on the server's
+//! own runtime, `/metrics` would wait behind the very jobs blocking it (`INLINE`), and time out exactly when the
+//! scheduling-delay histogram had something to say. Its own runtime (one thread, a few tasks) answers regardless.
+//!
+//! It speaks HTTP/1 to scrapers and curl, and bounds them: a request's headers must arrive within
+//! [`HEADER_READ_TIMEOUT`] (which, as hyper starts it whenever it waits for a request, also closes idle keep-alive
+//! connections), a connection lives at most [`CONNECTION_LIFETIME`] (a client that does not read its reply), and at
+//! most [`MAX_CONNECTIONS`] are open at once: a new connection at the cap closes the oldest. A scrape's connection
+//! lives milliseconds and a slowloris one until its timeout, so the oldest is almost always an attacker's, and a
+//! scraper still gets in while hundreds of them trickle bytes; and they cannot take the file descriptors the gRPC
+//! port needs.
+
+use std::{
+    collections::VecDeque,
+    net::SocketAddr,
+    sync::{Arc, Mutex, PoisonError},
+    thread::JoinHandle,
+    time::Duration,
+};
+
+use anyhow::Context;
+use hyper_util::{
+    rt::{TokioIo, TokioTimer},
+    service::TowerToHyperService,
+};
+use tokio::{net::TcpListener, sync::oneshot};
+
+/// A scrape's request is one line and a few headers: 5 s is generous on any network and ends a slowloris
+/// connection (bytes trickled forever) or an idle one quickly.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A scrape takes milliseconds; a connection older than this is a client that stopped reading. Prometheus
+/// reconnects at its next scrape.
+pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(30);
+
+/// Prometheus keeps one connection per target, an operator's curl another: 16 leaves room for several scrapers
+/// and costs 16 file descriptors at most.
+pub const MAX_CONNECTIONS: usize = 16;
+
+/// The admin server, stopped (its thread joined) when dropped.
+#[derive(Debug)]
+pub struct AdminServer {
+    /// Where it listens (the real port when the flag said port 0).
+    pub addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for AdminServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Binds `addr` (here, so a taken port is a start-up error) and serves `routes` on it from a new thread.
+pub fn start(addr: SocketAddr, routes: axum::Router) -> anyhow::Result<AdminServer> {
+    let listener = std::net::TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr} for metrics"))?;
+    listener.set_nonblocking(true).context("metrics listener")?;
+    let addr = listener.local_addr().context("metrics listener has no address")?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .thread_name("offload-admin")
+        .build()
+        .context("cannot start the admin port's runtime")?;
+    let (stop, stopped) = tokio::sync::oneshot::channel();
+    let thread = std::thread::Builder::new()
+        .name("offload-admin".to_owned())
+        .spawn(move || {
+            runtime.block_on(async move {
+                match TcpListener::from_std(listener) {
+                    Ok(listener) => serve(listener, routes, stopped).await,
+                    Err(e) => tracing::error!(error = %e, "admin port stopped"),
+                }
+            });
+            // Connections still open are dropped with the runtime.
+            runtime.shutdown_background();
+        })
+        .context("cannot start the admin port's thread")?;
+    Ok(AdminServer { addr, stop: Some(stop), thread: Some(thread) })
+}
+
+/// The open connections, oldest first, each with the sender that closes it.
+#[derive(Debug, Default)]
+struct Open {
+    next_id: u64,
+    connections: VecDeque<(u64, oneshot::Sender<()>)>,
+}
+
+/// Accepts until `stopped`, each connection bounded as the module docs say.
+async fn serve(listener: TcpListener, routes: axum::Router, mut stopped: oneshot::Receiver<()>) {
+    let open = Arc::new(Mutex::new(Open::default()));
+    loop {
+        let stream = tokio::select! {
+            _ = &mut stopped => return,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors, most likely: wait for some to close instead of spinning.
+                    tracing::warn!(error = %e, "admin port cannot accept");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let (close, closed) = oneshot::channel();
+        let id = {
+            let mut open = open.lock().unwrap_or_else(PoisonError::into_inner);
+            if open.connections.len() >= MAX_CONNECTIONS
+                && let Some((_, oldest)) = open.connections.pop_front()
+            {
+                let _ = oldest.send(());
+            }
+            let id = open.next_id;
+            open.next_id += 1;
+            open.connections.push_back((id, close));
+            id
+        };
+        let (service, open) = (TowerToHyperService::new(routes.clone()), Arc::clone(&open));
+        tokio::spawn(async move {
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), service);
+            tokio::select! {
+                lived = tokio::time::timeout(CONNECTION_LIFETIME, connection) => if lived.is_err() {
+                    tracing::debug!("admin connection closed: open longer than its lifetime");
+                },
+                _ = closed => tracing::debug!(max = MAX_CONNECTIONS, "admin connection closed: the oldest of too many"),
+            }
+            open.lock().unwrap_or_else(PoisonError::into_inner).connections.retain(|(open, _)| *open != id);
+        });
+    }
+}

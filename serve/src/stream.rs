@@ -1,0 +1,108 @@
+//! One HTTP/2 stream's bounds, as the outermost layer of every server: when it arrived, how long its request may
+//! take to arrive, and what its reply may hold for how long.
+//!
+//! - [`Arrival`]: the instant hyper handed the stream to the server, stamped before any handler runs. On a runtime
+//!   blocked by a job, streams queue as tasks; their deadlines ([`crate::deadline`]) count from here, so a call
+//!   that waited past its deadline is answered at once instead of being given its whole budget again.
+//! - [`request_body`]: a stream must send its first request message within `--request-read-timeout`, or it is
+//!   answered `DEADLINE_EXCEEDED` instead of holding a stream slot and a task forever.
+//! - [`reply_body`]: the reply holds the call's admission slot ([`ReplyHold`]) until it has been handed to HTTP/2
+//!   in full, and is dropped (slot and all) when its client leaves it unread for `--send-timeout`. So
+//!   `--max-inflight` bounds the replies in memory, not only the handlers running.
+
+mod reply_body;
+mod request_body;
+
+use std::{
+    sync::{Arc, Mutex, PoisonError},
+    task::{Context, Poll},
+    time::{Duration, Instant},
+};
+
+use tonic::{body::Body, codegen::http};
+
+pub use self::reply_body::ReplyBody;
+use self::request_body::RequestBody;
+use crate::admission::Admitted;
+
+/// When the stream reached the server, in its request's extensions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Arrival(pub Instant);
+
+impl Arrival {
+    /// The arrival of a request that came through a [`StreamBoundsLayer`], or now.
+    pub fn of(extensions: &http::Extensions) -> Instant {
+        extensions.get::<Self>().map_or_else(Instant::now, |a| a.0)
+    }
+}
+
+/// Where admission leaves a call's slot so that the reply, not the handler, releases it (in the request's
+/// extensions; empty until the call is admitted and succeeds).
+#[derive(Debug, Clone, Default)]
+pub struct ReplyHold(Arc<Mutex<Option<Admitted>>>);
+
+impl ReplyHold {
+    /// Keeps `admitted` until the reply has been sent or dropped.
+    pub fn keep(&self, admitted: Admitted) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(admitted);
+    }
+
+    /// Frees the slot, if it holds one.
+    fn release(&self) {
+        drop(self.0.lock().unwrap_or_else(PoisonError::into_inner).take());
+    }
+}
+
+/// Stamps [`Arrival`], bounds the request's arrival and the reply's sending (see the module docs).
+#[derive(Debug, Clone, Copy)]
+pub struct StreamBoundsLayer {
+    /// `--request-read-timeout`.
+    pub request_read_timeout: Duration,
+    /// `--send-timeout`.
+    pub send_timeout: Duration,
+}
+
+impl<S> tower::Layer<S> for StreamBoundsLayer {
+    type Service = StreamBounds<S>;
+
+    fn layer(&self, inner: S) -> StreamBounds<S> {
+        StreamBounds { inner, bounds: *self }
+    }
+}
+
+/// The service [`StreamBoundsLayer`] wraps.
+#[derive(Debug, Clone)]
+pub struct StreamBounds<S> {
+    inner: S,
+    bounds: StreamBoundsLayer,
+}
+
+impl<S> tower::Service<http::Request<Body>> for StreamBounds<S>
+where
+    S: tower::Service<http::Request<Body>, Response = http::Response<Body>>,
+    S::Future: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = S::Error;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<http::Response<Body>, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        // hyper calls this as it accepts the stream, on the connection's task: before any handler task runs.
+        let arrival = Instant::now();
+        let hold = ReplyHold::default();
+        let (mut parts, body) = request.into_parts();
+        parts.extensions.insert(Arrival(arrival));
+        parts.extensions.insert(hold.clone());
+        let body = Body::new(RequestBody::new(body, self.bounds.request_read_timeout));
+        let call = self.inner.call(http::Request::from_parts(parts, body));
+        let send_timeout = self.bounds.send_timeout;
+        Box::pin(async move {
+            let response = call.await?;
+            Ok(response.map(|body| Body::new(ReplyBody::new(body, hold, send_timeout))))
+        })
+    }
+}

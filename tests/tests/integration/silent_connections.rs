@@ -1,0 +1,128 @@
+//! Connections that hold a server without speaking: `/metrics` answers while `INLINE` jobs block the gRPC runtime
+//! (and shows the block as it happens), slowloris clients on the admin port are capped and closed, gRPC
+//! connections that never send the preface and streams that never send their request are closed after their
+//! timeouts.
+
+use std::{
+    io::{ErrorKind, Read, Write},
+    net::TcpStream,
+    time::{Duration, Instant},
+};
+
+use offload_proto::v1::{ExecMode, FactorialRequest, SumOfSquaresRequest};
+use offload_testkit::{
+    binaries,
+    raw::{RawConnection, frame},
+    scrape,
+};
+use prost::Message;
+use tonic::Code;
+
+/// The admin port's cap on open connections (`offload_serve::admin::MAX_CONNECTIONS`).
+const ADMIN_MAX_CONNECTIONS: usize = offload_serve::admin::MAX_CONNECTIONS;
+
+/// The sum of the scheduling-delay histogram, in seconds.
+fn schedule_delay_sum(addr: std::net::SocketAddr) -> f64 {
+    let scrape = scrape::scrape(addr).expect("scrape");
+    scrape::value(&scrape, "offload_runtime_schedule_delay_seconds_sum", &[]).unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_answer_during_an_inline_stall_and_show_it() {
+    let compute =
+        binaries::start("offload-compute", &["--runtime", "current-thread", "--metrics-listen", "127.0.0.1:0"]);
+    let metrics = compute.metrics_addr.expect("--metrics-listen");
+    let before = tokio::task::spawn_blocking(move || schedule_delay_sum(metrics)).await.expect("join");
+    // A job that blocks the only runtime thread until its 3 s deadline.
+    let raw = RawConnection::connect(compute.addr).await.expect("connect");
+    let request = SumOfSquaresRequest { n: 1_000_000_000_000, mode: ExecMode::Inline as i32, ..Default::default() };
+    let stall = tokio::spawn(async move {
+        raw.call("/offload.v1.Compute/SumOfSquares", frame(&request.encode_to_vec()), Some("3S")).await
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let during = tokio::task::spawn_blocking(move || schedule_delay_sum(metrics)).await.expect("join");
+    assert!(!stall.is_finished(), "the scrape was answered while the runtime was still blocked");
+    println!("schedule delay counted during the stall: {:.3} s", during - before);
+    assert!(during - before >= 0.2, "the histogram shows the block while it lasts: {before} -> {during}");
+    let reply = stall.await.expect("join").expect("an answer");
+    assert_eq!(reply.code, Code::DeadlineExceeded);
+}
+
+/// Whether the server has closed `stream` (a read returns end of file or an error rather than timing out).
+fn closed(mut stream: &TcpStream) -> bool {
+    stream.set_read_timeout(Some(Duration::from_millis(20))).expect("timeout");
+    let mut buf = [0; 256];
+    match stream.read(&mut buf) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => !matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slowloris_on_the_admin_port_is_capped_and_closed_and_everyone_else_is_served() {
+    let compute = binaries::start("offload-compute", &["--metrics-listen", "127.0.0.1:0"]);
+    let metrics = compute.metrics_addr.expect("--metrics-listen");
+    let fds_before = compute.open_fds();
+    let mut attackers: Vec<TcpStream> = (0..150)
+        .map(|_| {
+            let mut stream = TcpStream::connect(metrics).expect("connect");
+            stream.write_all(b"GET /metrics HTTP/1.1\r\nX-Slow: ").expect("write");
+            stream
+        })
+        .collect();
+    let started = Instant::now();
+    let mut client = offload_proto::v1::compute_client::ComputeClient::connect(compute.url()).await.expect("connect");
+    for round in 0..4 {
+        // Trickle one byte on every connection still open, as a slowloris client does.
+        for stream in &mut attackers {
+            let _ = stream.write_all(b"a");
+        }
+        let fds = compute.open_fds();
+        assert!(
+            fds <= fds_before + ADMIN_MAX_CONNECTIONS + 4,
+            "round {round}: {fds} descriptors open (from {fds_before}), over the cap of {ADMIN_MAX_CONNECTIONS}"
+        );
+        // A scraper still gets in (the oldest connection makes room), and gRPC is served.
+        tokio::task::spawn_blocking(move || scrape::scrape(metrics)).await.expect("join").expect("scraped");
+        client.factorial(FactorialRequest { n: 20, ..Default::default() }).await.expect("gRPC served");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // Every slowloris connection is closed: capped ones at once, the rest by the header-read timeout (5 s).
+    loop {
+        let open = attackers.iter().filter(|s| !closed(s)).count();
+        if open == 0 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "{open} slowloris connections still open");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    println!("150 slowloris connections closed after {:?}", started.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_connections_and_streams_that_never_speak_are_closed() {
+    let compute = binaries::start("offload-compute", &["--preface-timeout", "1s", "--request-read-timeout", "1s"]);
+    // Connections that send nothing, or half a preface.
+    let mut silent: Vec<TcpStream> = (0..20).map(|_| TcpStream::connect(compute.addr).expect("connect")).collect();
+    silent[0].write_all(b"PRI * HTTP/2.0").expect("write");
+    let started = Instant::now();
+    loop {
+        let open = silent.iter().filter(|s| !closed(s)).count();
+        if open == 0 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "{open} silent connections still open");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!("20 connections without a preface closed after {:?} (--preface-timeout 1s)", started.elapsed());
+    // A stream that sends half a message header and never the rest is answered DEADLINE_EXCEEDED.
+    let raw = RawConnection::connect(compute.addr).await.expect("connect");
+    let reply = raw.call_unfinished("/offload.v1.Compute/Factorial", &[0, 0]).await.expect("an answer");
+    assert_eq!(reply.code, Code::DeadlineExceeded, "{reply:?}");
+    assert!(reply.message.contains("--request-read-timeout"), "{}", reply.message);
+    // A connection that speaks is not closed by the preface timeout.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let reply = raw.call("/grpc.health.v1.Health/Check", frame(&[]), None).await.expect("still open");
+    assert_eq!(reply.code, Code::Ok);
+}
