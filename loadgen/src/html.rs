@@ -2,14 +2,15 @@
 //! any browser, for `load -O html` ([`render`]) and for `compare`'s rounds side by side ([`render_rounds`]).
 //!
 //! Each run shows its numbers as cards, its latency over time ([`crate::timeline`]: per-slice p50 and p99 over
-//! every call as a dot, with the throughput beneath on the same time axis), ghz's latency histogram, and its status
-//! codes and errors. Latency over time is the chart that matters: it shows *when* calls were slow, the
+//! every call as a dot, with the throughput beneath on the same time axis, then a close-up of a hundred calls),
+//! ghz's latency histogram, and its status codes and errors. Latency over time is the chart that matters: it shows *when* calls were slow, the
 //! stall pattern a table of percentiles hides.
 //!
 //! The markup is well-formed XML (every element closed, every text escaped by [`escape`]), so tests can parse it
 //! back with an XML parser, and a method name or error message can never break the page.
 
 mod chart;
+mod closeup;
 
 use std::{collections::BTreeMap, fmt::Write as _, time::Duration};
 
@@ -189,6 +190,7 @@ fn run_section(run: &Run<'_>, timeline: &Timeline, scales: &Scales) -> String {
     } else {
         out.push_str(&chart::latency_over_time(timeline, &recording.details, scales, &run.name));
         out.push_str(&chart::throughput_over_time(timeline, scales, &run.name));
+        out.push_str(&closeup::chart(&recording.details, scales.closeup_top_ms, &run.name));
     }
     out.push_str("</div><div>");
     let buckets: Vec<(f64, u64)> = report.histogram.iter().map(|b| (b.mark, b.count)).collect();

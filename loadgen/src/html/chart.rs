@@ -13,12 +13,12 @@ use super::escape;
 use crate::{recording::Detail, timeline::Timeline};
 
 /// Width of every time chart's drawing (viewBox units; the page scales it to its column).
-const WIDTH: f64 = 900.0;
+pub(super) const WIDTH: f64 = 900.0;
 /// Room left of the plot for the y labels, and below it for the x labels.
-const LEFT: f64 = 58.0;
-const RIGHT: f64 = 12.0;
-const TOP: f64 = 22.0;
-const BOTTOM: f64 = 26.0;
+pub(super) const LEFT: f64 = 58.0;
+pub(super) const RIGHT: f64 = 12.0;
+pub(super) const TOP: f64 = 22.0;
+pub(super) const BOTTOM: f64 = 26.0;
 /// Heights of the latency plot and of the throughput strip under it: latency is the story, throughput the context.
 const LATENCY_HEIGHT: f64 = 280.0;
 const THROUGHPUT_HEIGHT: f64 = 130.0;
@@ -27,11 +27,11 @@ const THROUGHPUT_HEIGHT: f64 = 130.0;
 const MAX_DOTS: usize = 6_000;
 
 /// Colours, one meaning each across the page (CSS has the same ones for the legend text).
-const P50: &str = "#2f6fb0";
-const P99: &str = "#e07b00";
-const DOT: &str = "#9db4cc";
+pub(super) const P50: &str = "#2f6fb0";
+pub(super) const P99: &str = "#e07b00";
+pub(super) const DOT: &str = "#9db4cc";
 const OK: &str = "#3a9a5b";
-const FAILED: &str = "#c8312f";
+pub(super) const FAILED: &str = "#c8312f";
 
 /// The ranges a time chart is drawn on, shared by the charts that should be compared by eye (every round's probe
 /// on the same axes, so a saw-tooth and a flat line are seen at their true relative size).
@@ -45,13 +45,17 @@ pub struct Scales {
     pub top_rate: f64,
     /// Time axis end.
     pub span: Duration,
+    /// The close-up's latency axis top, in ms (linear).
+    pub closeup_top_ms: f64,
 }
 
 impl Scales {
     /// Ranges wide enough for every call of every timeline given.
     pub fn covering<'a>(runs: impl IntoIterator<Item = (&'a Timeline, &'a [Detail])>) -> Self {
         let (mut low, mut high, mut top, mut span) = (f64::MAX, 0.0f64, 0.0f64, Duration::ZERO);
+        let mut closeup_top_ms = 0.0f64;
         for (timeline, details) in runs {
+            closeup_top_ms = closeup_top_ms.max(super::closeup::slowest_ms(details));
             for d in details {
                 let ms = d.latency.as_secs_f64() * 1e3;
                 low = low.min(ms);
@@ -67,7 +71,13 @@ impl Scales {
         }
         let low = nice_below(low.max(0.001));
         let high = nice_above(high).max(low * 10.0);
-        Self { low_ms: low, high_ms: high, top_rate: nice_above(top.max(1.0)), span: span.max(Duration::from_secs(1)) }
+        Self {
+            low_ms: low,
+            high_ms: high,
+            top_rate: nice_above(top.max(1.0)),
+            span: span.max(Duration::from_secs(1)),
+            closeup_top_ms,
+        }
     }
 }
 
@@ -78,7 +88,7 @@ fn nice_below(v: f64) -> f64 {
 }
 
 /// The smallest 1-2-5 value at or above `v`.
-fn nice_above(v: f64) -> f64 {
+pub(super) fn nice_above(v: f64) -> f64 {
     let decade = 10f64.powf(v.log10().floor());
     [1.0, 2.0, 5.0, 10.0].iter().map(|m| m * decade).find(|n| *n >= v * (1.0 - 1e-9)).unwrap_or(decade * 10.0)
 }
@@ -103,7 +113,7 @@ fn log_ticks(low: f64, high: f64) -> Vec<f64> {
 }
 
 /// About `want` round steps (1-2-5 × a power of ten) from 0 to `top`.
-fn linear_ticks(top: f64, want: f64) -> Vec<f64> {
+pub(super) fn linear_ticks(top: f64, want: f64) -> Vec<f64> {
     let step = nice_above(top / want);
     (0..).map(|i| i as f64 * step).take_while(|v| *v <= top * (1.0 + 1e-9)).collect()
 }
@@ -118,23 +128,36 @@ pub fn number(v: f64) -> String {
     }
 }
 
+/// `4.93`, `90.8`, `135`: three significant digits, enough to tell buckets apart without a wall of decimals.
+fn significant(v: f64) -> String {
+    match v {
+        v if v >= 100.0 => format!("{v:.0}"),
+        v if v >= 10.0 => format!("{v:.1}"),
+        v if v >= 1.0 => format!("{v:.2}"),
+        v => format!("{v:.3}"),
+    }
+}
+
 /// A time chart's frame: the x mapping shared by the latency and throughput charts of one run.
-struct Frame {
-    span: f64,
-    height: f64,
+pub(super) struct Frame {
+    /// Time at the left edge, in seconds from the start of the run.
+    pub(super) origin: f64,
+    /// Time the width spans, in seconds.
+    pub(super) span: f64,
+    pub(super) height: f64,
 }
 
 impl Frame {
-    fn x(&self, t: Duration) -> f64 {
-        LEFT + (WIDTH - LEFT - RIGHT) * (t.as_secs_f64() / self.span).min(1.0)
+    pub(super) fn x(&self, t: Duration) -> f64 {
+        LEFT + (WIDTH - LEFT - RIGHT) * ((t.as_secs_f64() - self.origin) / self.span).clamp(0.0, 1.0)
     }
 
-    fn plot_bottom(&self) -> f64 {
+    pub(super) fn plot_bottom(&self) -> f64 {
         self.height - BOTTOM
     }
 
     /// Opens the `<svg>`, with the vertical time grid and its second labels.
-    fn open(&self, out: &mut String, label: &str) {
+    pub(super) fn open(&self, out: &mut String, label: &str) {
         let _ = write!(
             out,
             r#"<svg class="chart" viewBox="0 0 {WIDTH} {h}" role="img" aria-label="{label}" xmlns="http://www.w3.org/2000/svg">"#,
@@ -143,6 +166,7 @@ impl Frame {
         );
         let (top, bottom) = (TOP, self.plot_bottom());
         for t in linear_ticks(self.span, 10.0) {
+            let t = self.origin + t;
             let x = self.x(Duration::from_secs_f64(t));
             let _ = write!(
                 out,
@@ -162,7 +186,7 @@ impl Frame {
 
 /// Per-slice p50 and p99 as lines over every call as a dot, on a log latency axis.
 pub fn latency_over_time(timeline: &Timeline, details: &[Detail], scales: &Scales, label: &str) -> String {
-    let frame = Frame { span: scales.span.as_secs_f64(), height: LATENCY_HEIGHT };
+    let frame = Frame { origin: 0.0, span: scales.span.as_secs_f64(), height: LATENCY_HEIGHT };
     let (low, high) = (scales.low_ms.log10(), scales.high_ms.log10());
     let bottom = frame.plot_bottom();
     let y = |ms: f64| bottom - (bottom - TOP) * ((ms.max(scales.low_ms).log10() - low) / (high - low)).min(1.0);
@@ -239,7 +263,7 @@ fn width_name(width: Duration) -> String {
 
 /// Successful and failed calls per second, stacked bars per slice, on the latency chart's time axis.
 pub fn throughput_over_time(timeline: &Timeline, scales: &Scales, label: &str) -> String {
-    let frame = Frame { span: scales.span.as_secs_f64(), height: THROUGHPUT_HEIGHT };
+    let frame = Frame { origin: 0.0, span: scales.span.as_secs_f64(), height: THROUGHPUT_HEIGHT };
     let bottom = frame.plot_bottom();
     let y = |rate: f64| bottom - (bottom - TOP) * (rate / scales.top_rate).min(1.0);
     let mut out = String::new();
@@ -292,7 +316,7 @@ pub fn histogram(buckets: &[(f64, u64)], label: &str) -> String {
     );
     for (i, (mark, count)) in buckets.iter().enumerate() {
         let x = 10.0 + band * i as f64;
-        let h = (bottom - 24.0) * *count as f64 / most;
+        let h = (bottom - 40.0) * *count as f64 / most;
         let centre = x + band / 2.0;
         let _ = write!(
             out,
@@ -302,14 +326,13 @@ pub fn histogram(buckets: &[(f64, u64)], label: &str) -> String {
             bw = (band - 4.0).max(1.0),
             cy = bottom - h - 4.0,
             ly = bottom + 14.0,
-            m = number(mark * 1e3),
+            m = significant(mark * 1e3),
         );
     }
     let _ = write!(
         out,
-        r#"<text class="legend" x="{x}" y="{y}" text-anchor="end">ms (bucket upper bound)</text></svg>"#,
+        r#"<text class="legend" x="{x}" y="14" text-anchor="end">calls by latency (ms, bucket upper bound)</text></svg>"#,
         x = W - 10.0,
-        y = H - 4.0
     );
     out
 }
@@ -332,5 +355,8 @@ mod tests {
         assert_eq!(number(2.0), "2");
         assert_eq!(number(1.5), "1.5");
         assert_eq!(number(150.4), "150");
+        assert_eq!(significant(4.929), "4.93");
+        assert_eq!(significant(90.782), "90.8");
+        assert_eq!(significant(0.0523), "0.052");
     }
 }

@@ -66,11 +66,11 @@ fn a_load_page_is_well_formed_and_escapes_every_text() {
     assert_eq!(text(h1[0]), format!("pkg.Svc/{HOSTILE}"));
     let errors: Vec<String> = elements(&doc, "td").into_iter().map(text).filter(|t| t.contains("alert")).collect();
     assert_eq!(errors, vec![format!("rpc error: code = Unavailable desc = {HOSTILE}")]);
-    // Latency over time, throughput over time, histogram.
+    // Latency over time, throughput over time, close-up, histogram.
     let svgs = elements(&doc, "svg");
-    assert_eq!(svgs.len(), 3);
+    assert_eq!(svgs.len(), 4);
     let paths = elements(&doc, "path");
-    for class in ["calls", "failed-calls", "p50", "p99"] {
+    for class in ["calls", "failed-calls", "p50", "p99", "closeup-line", "closeup-calls", "closeup-failed"] {
         let path = paths.iter().find(|p| p.attribute("class") == Some(class)).unwrap_or_else(|| panic!("{class}"));
         assert!(path.attribute("d").is_some_and(|d| d.len() > 20), "{class} is empty");
     }
@@ -91,14 +91,40 @@ fn the_latency_axis_is_labelled_in_ms() {
     let rec = recording(true);
     let html = render(&Report::new(&rec, options("a.B/C")), &rec);
     let doc = parse(&html);
-    let ticks: Vec<String> = elements(&doc, "text")
-        .into_iter()
-        .filter(|t| t.attribute("class") == Some("tick"))
+    let latency_chart = elements(&doc, "svg")[0];
+    let ticks: Vec<String> = latency_chart
+        .descendants()
+        .filter(|t| t.tag_name().name() == "text" && t.attribute("class") == Some("tick"))
         .map(text)
         .filter(|t| t.ends_with(" ms"))
         .collect();
     // Latencies run from 1 to 15 ms: the log axis spans 1 to 20 ms in 1-2-5 steps.
     assert_eq!(ticks, ["1 ms", "2 ms", "5 ms", "10 ms", "20 ms"]);
+}
+
+#[test]
+fn the_closeup_draws_each_call_of_its_window_in_order() {
+    let rec = recording(true);
+    let html = render(&Report::new(&rec, options("a.B/C")), &rec);
+    let doc = parse(&html);
+    let path = |class: &str| {
+        let node = elements(&doc, "path").into_iter().find(|p| p.attribute("class") == Some(class)).expect(class);
+        node.attribute("d").expect("d").to_owned()
+    };
+    // 200 calls/s: a 0.5 s window from 1 s, so 100 calls, of which every 50th failed.
+    let line = path("closeup-line");
+    let ys: Vec<f64> = line
+        .split(['M', 'L'])
+        .filter(|p| !p.is_empty())
+        .map(|p| p.split(' ').nth(1).expect("y").parse().expect("number"))
+        .collect();
+    assert_eq!(ys.len(), 98);
+    assert_eq!(path("closeup-failed").matches('M').count(), 2);
+    // The saw-tooth: latency falls call after call (y grows downwards) and jumps back up every 15 calls.
+    let jumps_up = ys.windows(2).filter(|w| w[1] < w[0] - 50.0).count();
+    let falls = ys.windows(2).filter(|w| w[1] > w[0]).count();
+    assert!((6..=8).contains(&jumps_up), "{jumps_up} jumps in {ys:?}");
+    assert!(falls > 80, "{falls} falls");
 }
 
 #[test]
