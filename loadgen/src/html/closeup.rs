@@ -22,7 +22,8 @@ const WIDEST: f64 = 5.0;
 const HEIGHT: f64 = 220.0;
 
 /// The close-up window of a run, `(start, width)`: about [`CALLS`] calls' worth of time, in the middle of the run
-/// (away from the warm-up at its start and the drain at its end), starting on a multiple of its width.
+/// (away from the warm-up at its start and the drain at its end), starting on a multiple of its width; none when
+/// that would be a quarter of the run or more (no close-up then).
 pub(super) fn window(details: &[Detail]) -> Option<(Duration, Duration)> {
     let span = details.iter().map(|d| d.sent).max()?.as_secs_f64();
     if span <= 0.0 || details.len() < 2 {
@@ -30,6 +31,10 @@ pub(super) fn window(details: &[Detail]) -> Option<(Duration, Duration)> {
     }
     let rate = details.len() as f64 / span;
     let width = nice_above((CALLS / rate).clamp(NARROWEST, WIDEST));
+    if width > span / 4.0 {
+        // A slow run (a few heavy jobs a second): the whole-run chart already shows each call.
+        return None;
+    }
     let start = (((span - width) / 2.0).max(0.0) / width).floor() * width;
     Some((Duration::from_secs_f64(start), Duration::from_secs_f64(width)))
 }
@@ -128,5 +133,6 @@ mod tests {
             (0..20_000u64).map(|i| Detail { sent: Duration::from_micros(i * 100), ..every(1, 1)[0].clone() }).collect();
         assert_eq!(window(&fast).expect("a window").1, Duration::from_millis(50));
         assert_eq!(window(&every(5, 5)), None, "one call has no close-up");
+        assert_eq!(window(&every(20, 5_000)), None, "50 calls/s for 5 s: 2 s would be no close-up");
     }
 }
