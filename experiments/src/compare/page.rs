@@ -4,11 +4,7 @@
 //! Every round's probe is drawn on the same axes, so `INLINE`'s stalls (probes waiting out a heavy job, again and
 //! again) and `RAYON`'s flat line are seen at their true relative size.
 
-use offload_loadgen::{
-    html::{self, Page, Round, Run, Table},
-    recording::Recording,
-    report::Report,
-};
+use offload_loadgen::html::{self, Page, Round, Run, Table};
 
 use super::{
     output::{Comparison, ms},
@@ -22,8 +18,7 @@ const DRAWN: [&str; 2] = ["probe", "heavy"];
 impl Comparison {
     /// The page of `report.html`.
     pub(super) fn html(&self) -> String {
-        let reports: Vec<(&RoundResult, Vec<(&'static str, &Recording, Report)>)> =
-            self.rounds.iter().map(|r| (r, self.round_reports(r))).collect();
+        let reports: Vec<_> = self.rounds.iter().map(|r| (r, self.round_reports(r))).collect();
         let rounds = reports
             .iter()
             .map(|(r, loads)| Round {
