@@ -7,13 +7,15 @@
 //! call's messages and metadata from [`json`] and ghz's [`template`]s, and [`dynamic_call`] sends them through
 //! the [`codec`] in any of gRPC's four call shapes. [`runner`] is how calls are sent (closed or open loop, bounded
 //! in count and time), [`recording`] what was seen (latency histogram and status counts), [`report`] ghz's report
-//! shape; [`load`] is the ghz-like command built from them; [`duration`] reads durations as ghz writes them.
+//! shape, [`timeline`] the calls over time and [`html`] the report as a page; [`load`] is the ghz-like command
+//! built from them; [`duration`] reads durations as ghz writes them.
 
 pub mod call;
 pub mod codec;
 pub mod descriptors;
 pub mod duration;
 pub mod dynamic_call;
+pub mod html;
 pub mod json;
 pub mod load;
 pub mod recording;
@@ -22,3 +24,4 @@ pub mod report;
 pub mod request;
 pub mod runner;
 pub mod template;
+pub mod timeline;

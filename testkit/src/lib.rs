@@ -9,11 +9,13 @@
 //! - [`raw`]: HTTP/2 without gRPC's guard rails, for what a well-behaved client never sends.
 //! - [`foreign`]: a gRPC service that is not offload's (Python), for the load generator's tests.
 //! - [`python`]: Python peers and checkers in private virtualenvs under `target/`.
+//! - [`browser`]: headless Chromium, for the pages people look at (their DOM as the browser built it, a screenshot).
 //!
 //! It depends on the servers' public contract only (`offload-proto`, their flags and log lines), never on their
 //! code: what it tests is what a user runs.
 
 pub mod binaries;
+pub mod browser;
 pub mod child;
 pub mod cluster;
 pub mod foreign;

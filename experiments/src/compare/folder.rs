@@ -1,4 +1,5 @@
-//! The report folder `compare` writes: ghz-shaped JSON per round, `summary.json`, the SVG charts and `report.md`.
+//! The report folder `compare` writes: ghz-shaped JSON per round, `summary.json`, the SVG charts, `report.md` and
+//! `report.html` (its page is laid out in [`super::page`]).
 
 use std::{fmt::Write as _, path::Path};
 
@@ -14,31 +15,19 @@ use offload_loadgen::{
     report::{Options, Report},
 };
 
+/// What the probes call, as the reports name it.
+const PROBE_CALL: &str = "offload.v1.Gateway.Factorial n=20";
+
 impl Comparison {
-    /// Writes raw JSON, summary, charts and `report.md` into `dir`.
+    /// Writes raw JSON, summary, charts, `report.md` and `report.html` into `dir`.
     pub fn write_folder(&self, dir: &Path) -> anyhow::Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let write = |name: &str, text: String| {
             std::fs::write(dir.join(name), text).with_context(|| format!("cannot write {}", dir.join(name).display()))
         };
         for r in &self.rounds {
-            let heavy_call = match (r.mode, r.wait) {
-                (_, Some(w)) => Some(format!("{} EXEC_MODE_RAYON {}", self.setup.heavy.describe(), w.as_str_name())),
-                (Some(m), None) => Some(format!("{} {}", self.setup.heavy.describe(), m.as_str_name())),
-                (None, None) => None,
-            };
-            if let (Some(h), Some(call)) = (&r.heavy, heavy_call) {
-                write(&format!("{}-heavy.json", r.label), self.ghz(h, &call, self.setup.heavy_concurrency, None)?)?;
-            }
-            write(
-                &format!("{}-probe.json", r.label),
-                self.ghz(&r.probe, "offload.v1.Gateway.Factorial n=20", 256, Some(self.setup.args.probe_rps))?,
-            )?;
-            if let Some(h) = &r.health {
-                write(
-                    &format!("{}-health.json", r.label),
-                    self.ghz(h, "grpc.health.v1.Health.Check", 256, Some(self.setup.args.probe_rps))?,
-                )?;
+            for (kind, _, report) in self.round_reports(r) {
+                write(&format!("{}-{kind}.json", r.label), serde_json::to_string_pretty(&report)?)?;
             }
         }
         write("summary.json", serde_json::to_string_pretty(&self.summary_json())?)?;
@@ -58,32 +47,72 @@ impl Comparison {
             )?;
         }
         write("report.md", self.markdown())?;
+        write("report.html", self.html())?;
         Ok(())
     }
 
     fn markdown_rows(&self, first: &str, rounds: &[&RoundResult]) -> String {
-        let mut md = String::new();
-        let _ = writeln!(
-            md,
-            "| {first} | heavy/s | % of ideal | heavy p50 ms | heavy p99 ms | probe p50 ms | probe p99 ms | probe p99.9 ms | health p99 ms | scheduling delay p99 ms | stalls (top culprit) | errors | compute CPU s | gateway CPU s |"
-        );
-        let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---:|");
+        let header = self.summary_header(first);
+        let mut md = format!("| {} |\n", header.join(" | "));
+        let align: Vec<&str> =
+            header.iter().map(|h| if h.contains("stalls") || h == "errors" { "---" } else { "---:" }).collect();
+        let _ = writeln!(md, "|---|{}|", align[1..].join("|"));
         for r in rounds {
-            let cpu = |c: Option<std::time::Duration>| c.map_or("-".to_owned(), |c| format!("{:.1}", c.as_secs_f64()));
-            let _ = writeln!(
-                md,
-                "| {} | {} | {} | {} | {} |",
-                r.label,
-                self.measure_cells(r).join(" | "),
-                error_detail(r),
-                cpu(r.compute_cpu),
-                cpu(r.gateway_cpu),
-            );
+            let _ = writeln!(md, "| {} |", self.summary_cells(r).join(" | "));
         }
         md
     }
 
-    fn ghz(&self, recording: &Recording, call: &str, concurrency: usize, rps: Option<f64>) -> anyhow::Result<String> {
+    /// The summary tables' columns, shared by `report.md` and `report.html`.
+    pub(super) fn summary_header(&self, first: &str) -> Vec<String> {
+        [
+            first,
+            "heavy/s",
+            "% of ideal",
+            "heavy p50 ms",
+            "heavy p99 ms",
+            "probe p50 ms",
+            "probe p99 ms",
+            "probe p99.9 ms",
+            "health p99 ms",
+            "scheduling delay p99 ms",
+            "stalls (top culprit)",
+            "errors",
+            "compute CPU s",
+            "gateway CPU s",
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    }
+
+    /// A round's row of the summary tables.
+    pub(super) fn summary_cells(&self, r: &RoundResult) -> Vec<String> {
+        let cpu = |c: Option<std::time::Duration>| c.map_or("-".to_owned(), |c| format!("{:.1}", c.as_secs_f64()));
+        let mut cells = vec![r.label.clone()];
+        cells.extend(self.measure_cells(r));
+        cells.extend([error_detail(r), cpu(r.compute_cpu), cpu(r.gateway_cpu)]);
+        cells
+    }
+
+    /// The ghz-shaped report of each of a round's loads, by kind (`probe`, `heavy`, `health`), probe first.
+    pub(super) fn round_reports<'a>(&self, r: &'a RoundResult) -> Vec<(&'static str, &'a Recording, Report)> {
+        let probe_rps = Some(self.setup.args.probe_rps);
+        let mut out = vec![("probe", &r.probe, self.ghz(&r.probe, PROBE_CALL, 256, probe_rps))];
+        let heavy_call = match (r.mode, r.wait) {
+            (_, Some(w)) => Some(format!("{} EXEC_MODE_RAYON {}", self.setup.heavy.describe(), w.as_str_name())),
+            (Some(m), None) => Some(format!("{} {}", self.setup.heavy.describe(), m.as_str_name())),
+            (None, None) => None,
+        };
+        if let (Some(h), Some(call)) = (&r.heavy, heavy_call) {
+            out.push(("heavy", h, self.ghz(h, &call, self.setup.heavy_concurrency, None)));
+        }
+        if let Some(h) = &r.health {
+            out.push(("health", h, self.ghz(h, "grpc.health.v1.Health.Check", 256, probe_rps)));
+        }
+        out
+    }
+
+    fn ghz(&self, recording: &Recording, call: &str, concurrency: usize, rps: Option<f64>) -> Report {
         let options = Options {
             call: call.to_owned(),
             host: self.setup.args.gateway.clone().unwrap_or_else(|| "127.0.0.1 (started by compare)".to_owned()),
@@ -96,7 +125,7 @@ impl Comparison {
             data: serde_json::Value::Null,
             open_loop: rps.is_some(),
         };
-        Ok(serde_json::to_string_pretty(&Report::new(recording, options))?)
+        Report::new(recording, options)
     }
 
     fn summary_json(&self) -> serde_json::Value {

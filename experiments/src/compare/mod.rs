@@ -14,11 +14,12 @@
 //! `RAYON` so compute is never the problem, but with the gateway waiting for compute in each `upstream_wait` style
 //! (the seed experiment's `.get()`, `run_in_executor`, `create_task`); the health probe then targets the gateway.
 //! Then the price of the extra hop: trivial calls at high concurrency straight to compute and through the gateway. Results go to stdout as a table and to a report
-//! folder (raw ghz-shaped JSON per round, SVG charts, `report.md`).
+//! folder (raw ghz-shaped JSON per round, SVG charts, `report.md`, and `report.html` with latency over time).
 
 mod charts;
 mod folder;
 mod output;
+mod page;
 mod scenario;
 mod stalls;
 

@@ -1,0 +1,131 @@
+//! `report.html`: the comparison as one page to look at (drawn by `offload_loadgen::html`): the summary tables and
+//! verdicts of `report.md`, then one section per round with its probe's and heavy load's latency over time.
+//!
+//! Every round's probe is drawn on the same axes, so `INLINE`'s stalls (probes waiting out a heavy job, again and
+//! again) and `RAYON`'s flat line are seen at their true relative size.
+
+use offload_loadgen::html::{self, Page, Round, Run, Table};
+
+use super::{
+    output::{Comparison, ms},
+    scenario::RoundResult,
+};
+
+/// Loads drawn for each round, in this order: the probe is the story (how soon a new request is served while heavy
+/// work runs), the heavy load the price. Health checks tell the probe's story again; they stay in the tables.
+const DRAWN: [&str; 2] = ["probe", "heavy"];
+
+impl Comparison {
+    /// The page of `report.html`.
+    pub(super) fn html(&self) -> String {
+        let reports: Vec<_> = self.rounds.iter().map(|r| (r, self.round_reports(r))).collect();
+        let rounds = reports
+            .iter()
+            .map(|(r, loads)| Round {
+                name: r.label.clone(),
+                note: self.round_note(r),
+                runs: DRAWN
+                    .iter()
+                    .filter_map(|kind| loads.iter().find(|(k, _, _)| k == kind))
+                    .map(|(kind, recording, report)| Run { name: (*kind).to_owned(), report, recording })
+                    .collect(),
+            })
+            .collect();
+        let mut tables = vec![self.summary_table("mode", &self.mode_rounds())];
+        let waits = self.wait_rounds();
+        if !waits.is_empty() {
+            let mut table = self.summary_table("upstream wait", &waits);
+            table.caption = format!(
+                "How the gateway waits for compute (heavy jobs in RAYON; health probes to the gateway; gateway runtime {:?})",
+                self.setup.args.gateway_runtime
+            );
+            tables.push(table);
+        }
+        if let Some(hop) = &self.hop {
+            let concurrency = self.setup.args.hop_concurrency;
+            tables.push(Table {
+                caption: "The price of the gateway hop: Factorial(1) INLINE, one connection per path".into(),
+                header: [
+                    "path",
+                    &format!("calls/s at {concurrency}"),
+                    "p50 ms",
+                    "p99 ms",
+                    "p50 ms at 1",
+                    "p99 ms at 1",
+                ]
+                .map(str::to_owned)
+                .to_vec(),
+                rows: [
+                    ("direct", &hop.direct, &hop.direct_serial),
+                    ("via gateway", &hop.via_gateway, &hop.via_gateway_serial),
+                ]
+                .iter()
+                .map(|(name, r, s)| {
+                    vec![
+                        (*name).to_owned(),
+                        format!("{:.0}", r.ok_rps()),
+                        ms(r.percentile(50.0)),
+                        ms(r.percentile(99.0)),
+                        format!("{:.3}", s.percentile(50.0).as_secs_f64() * 1e3),
+                        format!("{:.3}", s.percentile(99.0).as_secs_f64() * 1e3),
+                    ]
+                })
+                .collect(),
+            });
+        }
+        html::render_rounds(&Page {
+            title: "offload: what blocking the runtime costs".into(),
+            facts: self.facts(),
+            tables,
+            notes: self.verdicts(),
+            rounds,
+        })
+    }
+
+    fn summary_table(&self, first: &str, rounds: &[&RoundResult]) -> Table {
+        Table {
+            caption: format!("By {first} (latencies in ms; probes measured from their scheduled send time)"),
+            header: self.summary_header(first),
+            rows: rounds.iter().map(|r| self.summary_cells(r)).collect(),
+        }
+    }
+
+    /// What was run, where and when: the lines under the title.
+    fn facts(&self) -> Vec<String> {
+        let setup = &self.setup;
+        vec![
+            format!("date: {}", self.date),
+            format!("machine: {}", self.machine),
+            format!("command: {}", self.command),
+            format!(
+                "heavy jobs: {} through the gateway, {} in flight (closed loop), {:.2} ms of one core each; ideal {:.0} jobs/s",
+                setup.heavy.describe(),
+                setup.heavy_concurrency,
+                setup.heavy.job_time.as_secs_f64() * 1e3,
+                self.ideal()
+            ),
+            format!(
+                "probes: Factorial(20) ({}) through the gateway and a health check, {}/s each, open loop, latency from the scheduled send time; {} s measured per round",
+                setup.probe_mode.as_str_name(),
+                setup.args.probe_rps,
+                setup.args.duration.as_secs_f64()
+            ),
+        ]
+    }
+
+    /// One line on what a round put under load.
+    fn round_note(&self, r: &RoundResult) -> String {
+        let probes = format!("probes at {}/s", self.setup.args.probe_rps);
+        match (r.mode, r.wait) {
+            (_, Some(wait)) => {
+                format!("Heavy jobs in RAYON, the gateway waiting for compute with {}; {probes}.", wait.as_str_name())
+            }
+            (Some(mode), None) => format!(
+                "Heavy jobs in {} ({} in flight) on compute; {probes}.",
+                mode.as_str_name(),
+                self.setup.heavy_concurrency
+            ),
+            (None, None) => format!("No heavy load: the {probes} alone, the baseline."),
+        }
+    }
+}
