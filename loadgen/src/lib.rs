@@ -11,14 +11,21 @@
 
 pub mod call;
 pub mod codec;
+pub mod config;
+pub mod connect;
 pub mod descriptors;
 pub mod duration;
 pub mod dynamic_call;
+pub mod format;
+pub mod html;
 pub mod json;
 pub mod load;
 pub mod recording;
 pub mod reflection;
 pub mod report;
+pub mod report_options;
 pub mod request;
 pub mod runner;
+pub mod schedule;
+pub mod skip_tls;
 pub mod template;
