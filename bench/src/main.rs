@@ -29,7 +29,7 @@ enum Command {
     ///
     /// Where it differs from ghz on purpose: --rps and --load-schedule send open-loop, latency measured from each
     /// call's scheduled send time; reports add p99.9.
-    Load(load::LoadArgs),
+    Load(Box<load::LoadArgs>),
     /// Replica loss, rolling restart, overload, deadlines and a soak against a gateway and several replicas.
     Reliability(reliability::ReliabilityArgs),
     /// Does this gRPC server block its event loop? Probe latency idle, then under a call, and a verdict.
@@ -59,7 +59,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Load(args) => {
             // Resolved before the runtime exists: --cpus (or "cpus" in --config) sizes it, as GOMAXPROCS in ghz.
-            let settings = load::Settings::resolve(args)?;
+            let settings = load::Settings::resolve(*args)?;
             client_runtime_with(settings.cpus)?.block_on(load::execute(settings))
         }
         Command::Compare(args) => client_runtime()?.block_on(compare::run(args)),

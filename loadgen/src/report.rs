@@ -120,7 +120,7 @@ impl Report {
             date_unix_nanos: unix_nanos(date),
             count,
             total: nanos(recording.elapsed),
-            average: if count == 0 { 0 } else { nanos(recording.latency_sum) / count },
+            average: nanos(recording.latency_sum).checked_div(count).unwrap_or(0),
             fastest: counted.first(),
             slowest: counted.last(),
             rps: recording.rps(),

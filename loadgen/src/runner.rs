@@ -143,7 +143,7 @@ impl<F> Run<F> {
     fn claim(&self) -> bool {
         !self.cancelled()
             && !self.out_of_time()
-            && !self.total.is_some_and(|t| self.issued.fetch_add(1, Ordering::Relaxed) >= t)
+            && self.total.is_none_or(|t| self.issued.fetch_add(1, Ordering::Relaxed) < t)
     }
 
     /// Sends one call, honouring `--duration-stop` if time runs out while it is in flight: its outcome, or `None`

@@ -61,7 +61,7 @@ fn histogram(report: &Report) -> String {
     let (mark_width, count_width) = (mark(max_mark).len(), max_count.to_string().len());
     let mut out = String::new();
     for b in &report.histogram {
-        let bar = if max_count > 0 { (b.count * 40 + max_count / 2) / max_count } else { 0 };
+        let bar = (b.count * 40 + max_count / 2).checked_div(max_count).unwrap_or(0);
         let _ =
             writeln!(out, "  {:<mark_width$} [{:<count_width$}] |{}", mark(b.mark), b.count, BAR.repeat(bar as usize));
     }
