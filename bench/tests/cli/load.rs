@@ -357,3 +357,36 @@ fn what_cannot_be_honoured_is_refused_by_name() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn help_speaks_ghz_and_says_where_offload_differs() {
+    let output = Command::new(BIN).args(["load", "--help"]).output().expect("run load --help");
+    let help = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{help}");
+    for flag in [
+        "--skipTLS",
+        "--cacert",
+        "--cname",
+        "--metadata-file",
+        "--binary-file",
+        "--data-file",
+        "--skipFirst",
+        "--count-errors",
+        "--max-duration",
+        "--load-schedule",
+        "--load-step-duration",
+        "--concurrency-schedule",
+        "--enable-compression",
+        "--lb-strategy",
+        "--connections",
+        "--tags",
+        "--name",
+        "--format",
+        "--output",
+    ] {
+        assert!(help.contains(flag), "load --help lacks {flag}:\n{help}");
+    }
+    for difference in ["open loop", "scheduled send time", "p99.9"] {
+        assert!(help.contains(difference), "load --help does not say {difference:?}:\n{help}");
+    }
+}
