@@ -81,11 +81,19 @@ impl Connections {
         let mut channels = Vec::with_capacity(count);
         for _ in 0..count.max(1) {
             let mut per_address = Vec::with_capacity(addresses.len());
+            let mut failure = None;
             for address in &addresses {
                 let endpoint = endpoint(&scheme, address, &authority, tls.then_some(&server_name), settings)?;
-                let channel =
-                    endpoint.connect().await.with_context(|| format!("cannot connect to {scheme}://{address}"))?;
-                per_address.push(channel);
+                match endpoint.connect().await {
+                    Ok(channel) => per_address.push(channel),
+                    // round_robin, as grpc-go's, uses the addresses that answer; pick_first has just one.
+                    Err(e) => {
+                        failure = Some(anyhow::Error::new(e).context(format!("cannot connect to {scheme}://{address}")))
+                    }
+                }
+            }
+            if per_address.is_empty() {
+                return Err(failure.unwrap_or_else(|| anyhow::anyhow!("{authority} resolves to no address")));
             }
             channels.push(per_address);
         }

@@ -275,6 +275,12 @@ fn binary_messages_gzip_and_schedules_against_compute() {
     );
     assert_eq!(ramped["options"]["concurrency-schedule"], "line");
     assert!(ramped["count"].as_u64().expect("count") > 0);
+    // round_robin over what `localhost` resolves to (127.0.0.1, and ::1 where the server is not: skipped).
+    let localhost = format!("localhost:{}", server.addr.port());
+    let rr = ["-d", r#"{"n": 5}"#, "--lb-strategy", "round_robin", "-n", "5", "-c", "1", "-O", "json", &localhost];
+    let spread = report(&[&call[..], &rr[..]].concat(), None);
+    assert_eq!(spread["statusCodeDistribution"]["OK"], 5, "{spread}");
+    assert_eq!(spread["options"]["lb-strategy"], "round_robin");
     // -x bounds a count that would take far longer.
     let bounded = report(
         &[&call[..], &["-d", r#"{"n": 5}"#, "-n", "10000000", "-c", "1", "-x", "300ms", "-O", "json", &host]].concat(),
