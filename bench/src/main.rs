@@ -24,8 +24,12 @@ struct Cli {
 enum Command {
     /// Run the same mixed load against every execution mode and report what blocking costs (the main job).
     Compare(compare::CompareArgs),
-    /// One load test against any offload endpoint, with ghz's flags and JSON report.
-    Load(load::LoadArgs),
+    /// One load test against any gRPC endpoint: ghz's flags, config files (JSON, TOML, YAML) and every ghz
+    /// output format (-O summary|pretty|json|csv|html|influx-summary|influx-details|prometheus).
+    ///
+    /// Where it differs from ghz on purpose: --rps and --load-schedule send open-loop, latency measured from each
+    /// call's scheduled send time; reports add p99.9.
+    Load(Box<load::LoadArgs>),
     /// Replica loss, rolling restart, overload, deadlines and a soak against a gateway and several replicas.
     Reliability(reliability::ReliabilityArgs),
     /// Does this gRPC server block its event loop? Probe latency idle, then under a call, and a verdict.
@@ -53,7 +57,11 @@ fn main() -> anyhow::Result<()> {
             let _telemetry = offload_telemetry::init("offload-gateway", config.log_format)?;
             offload_gateway::serve_blocking(config)
         }
-        Command::Load(args) => client_runtime()?.block_on(load::run(args)),
+        Command::Load(args) => {
+            // Resolved before the runtime exists: --cpus (or "cpus" in --config) sizes it, as GOMAXPROCS in ghz.
+            let settings = load::Settings::resolve(*args)?;
+            client_runtime_with(settings.cpus)?.block_on(load::execute(settings))
+        }
         Command::Compare(args) => client_runtime()?.block_on(compare::run(args)),
         Command::Reliability(args) => client_runtime()?.block_on(reliability::run(args)),
         Command::Stall(args) => client_runtime()?.block_on(stall::run(args)),
@@ -63,4 +71,13 @@ fn main() -> anyhow::Result<()> {
 /// The load generator's own runtime: multi-thread, as many workers as cores, like any production client.
 fn client_runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("bench-client").build()
+}
+
+/// The load generator's runtime with `threads` workers (`load --cpus`).
+fn client_runtime_with(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads.max(1))
+        .enable_all()
+        .thread_name("bench-client")
+        .build()
 }

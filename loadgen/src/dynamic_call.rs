@@ -61,10 +61,22 @@ impl DynamicCall {
         stream: StreamOptions,
         connections: usize,
     ) -> anyhow::Result<Self> {
+        let payload = Payload::new(&method, data)?;
+        Self::with_payload(method, payload, metadata, stream, connections)
+    }
+
+    /// `method` sending `payload` (e.g. binary messages, `-b`/`-B`), with `-m` (checked against it now).
+    pub fn with_payload(
+        method: MethodDescriptor,
+        payload: Payload,
+        metadata: Option<&str>,
+        stream: StreamOptions,
+        connections: usize,
+    ) -> anyhow::Result<Self> {
         let path = format!("/{}/{}", method.parent_service().full_name(), method.name());
         let path = PathAndQuery::try_from(path.as_str()).map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
         Ok(Self {
-            payload: Payload::new(&method, data)?,
+            payload,
             metadata: Metadata::new(&method, metadata)?,
             method,
             path,
@@ -79,8 +91,23 @@ impl DynamicCall {
         self.method.full_name()
     }
 
+    /// The method's descriptor.
+    pub fn method(&self) -> &MethodDescriptor {
+        &self.method
+    }
+
     /// Makes one call (one whole stream) on `grpc`, from `worker`, within `timeout`.
     pub async fn call(&self, grpc: Grpc<Channel>, worker: usize, timeout: Duration) -> Result<(), Status> {
+        self.call_within(grpc, worker, Some(timeout)).await
+    }
+
+    /// Makes one call (one whole stream) on `grpc`, from `worker`, within `timeout` if any (ghz's `-t 0`: none).
+    pub async fn call_within(
+        &self,
+        grpc: Grpc<Channel>,
+        worker: usize,
+        timeout: Option<Duration>,
+    ) -> Result<(), Status> {
         let request_number = self.next_request.fetch_add(1, Ordering::Relaxed);
         let data = CallData {
             method: &self.method,
@@ -89,13 +116,21 @@ impl DynamicCall {
             connections: self.connections,
             now: SystemTime::now(),
         };
-        match tokio::time::timeout(timeout, self.shaped(grpc, &data, timeout)).await {
+        let Some(timeout) = timeout else {
+            return self.shaped(grpc, &data, None).await.map_err(crate::call::ghz_status);
+        };
+        match tokio::time::timeout(timeout, self.shaped(grpc, &data, Some(timeout))).await {
             Ok(result) => result.map_err(crate::call::ghz_status),
             Err(_) => Err(Status::deadline_exceeded("deadline exceeded before the call ended")),
         }
     }
 
-    async fn shaped(&self, mut grpc: Grpc<Channel>, data: &CallData<'_>, timeout: Duration) -> Result<(), Status> {
+    async fn shaped(
+        &self,
+        mut grpc: Grpc<Channel>,
+        data: &CallData<'_>,
+        timeout: Option<Duration>,
+    ) -> Result<(), Status> {
         let request = |message| self.request(message, data, timeout);
         let stream_request = |messages| self.request(messages, data, timeout);
         let codec = DynamicCodec::new(self.method.output());
@@ -147,10 +182,12 @@ impl DynamicCall {
     }
 
     /// `message` with this call's metadata and deadline.
-    fn request<T>(&self, message: T, data: &CallData<'_>, timeout: Duration) -> Result<Request<T>, Status> {
+    fn request<T>(&self, message: T, data: &CallData<'_>, timeout: Option<Duration>) -> Result<Request<T>, Status> {
         let mut request = Request::new(message);
         *request.metadata_mut() = self.metadata.map(data)?;
-        request.set_timeout(timeout);
+        if let Some(timeout) = timeout {
+            request.set_timeout(timeout);
+        }
         Ok(request)
     }
 

@@ -1,4 +1,6 @@
-//! What a load run observed: every call's latency in an HDR histogram, and its outcome by status.
+//! What a load run observed: every call's latency in an HDR histogram (all calls, and successful calls alone: ghz
+//! computes its percentiles over the successes), the exact sum of latencies (ghz's average is over all calls), and
+//! each call's outcome by status.
 //!
 //! HDR histograms keep three significant digits from a microsecond to ten minutes in a few tens of kilobytes,
 //! whatever the number of calls, and merge exactly, so each worker records alone and the run adds them up.
@@ -7,7 +9,10 @@
 //! [`MAX_DETAILS`], as ghz's `details[]`: the per-call list is what latency-over-time charts and the
 //! per-call output formats are drawn from.
 
-use std::{collections::BTreeMap, time::Duration};
+use std::{
+    collections::BTreeMap,
+    time::{Duration, SystemTime},
+};
 
 use hdrhistogram::Histogram;
 use tonic::Code;
@@ -38,6 +43,15 @@ pub struct Detail {
 pub struct Recording {
     /// Latency of every call, successful or not, in nanoseconds.
     pub latency: Histogram<u64>,
+    /// Latency of the calls that ended `OK`, in nanoseconds: what ghz's percentiles, fastest, slowest and histogram
+    /// are over (a fast `RESOURCE_EXHAUSTED` is not a fast answer).
+    pub ok_latency: Histogram<u64>,
+    /// Sum of every call's latency, exact: ghz's average is over all calls.
+    pub latency_sum: Duration,
+    /// Wall-clock time the run started: `details[]` timestamps are this plus each call's send offset.
+    pub started_at: SystemTime,
+    /// Why the run ended.
+    pub end_reason: EndReason,
     /// Calls by final status, in grpc-go's names (`OK`, `DeadlineExceeded`, …) as ghz reports them.
     pub statuses: BTreeMap<String, u64>,
     /// Failed calls by status and message, as ghz's `errorDistribution`.
@@ -60,7 +74,11 @@ impl Recording {
         #[allow(clippy::expect_used)] // Constant, valid bounds.
         let latency = Histogram::new_with_bounds(LOWEST_NS, HIGHEST_NS, 3).expect("valid histogram bounds");
         Self {
+            ok_latency: latency.clone(),
             latency,
+            latency_sum: Duration::ZERO,
+            started_at: SystemTime::now(),
+            end_reason: EndReason::Normal,
             statuses: BTreeMap::new(),
             errors: BTreeMap::new(),
             elapsed: Duration::ZERO,
@@ -72,10 +90,14 @@ impl Recording {
     pub fn record(&mut self, latency: Duration, outcome: Result<(), tonic::Status>) {
         let ns = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX).clamp(LOWEST_NS, HIGHEST_NS);
         self.latency.saturating_record(ns);
+        self.latency_sum += latency;
         let code = match &outcome {
             Ok(()) => Code::Ok,
             Err(status) => status.code(),
         };
+        if code == Code::Ok {
+            self.ok_latency.saturating_record(ns);
+        }
         *self.statuses.entry(go_code_name(code).to_owned()).or_default() += 1;
         if let Err(status) = outcome {
             let key = format!("rpc error: code = {} desc = {}", go_code_name(code), status.message());
@@ -99,6 +121,10 @@ impl Recording {
     pub fn merge(&mut self, other: &Self) {
         #[allow(clippy::expect_used)] // Same bounds on both sides: adding cannot fail.
         self.latency.add(&other.latency).expect("histograms with equal bounds");
+        #[allow(clippy::expect_used)] // Same bounds on both sides: adding cannot fail.
+        self.ok_latency.add(&other.ok_latency).expect("histograms with equal bounds");
+        self.latency_sum += other.latency_sum;
+        self.started_at = self.started_at.min(other.started_at);
         for (k, v) in &other.statuses {
             *self.statuses.entry(k.clone()).or_default() += v;
         }
@@ -142,6 +168,29 @@ impl Recording {
             return Duration::ZERO;
         }
         Duration::from_nanos(self.latency.value_at_quantile(percentile / 100.0))
+    }
+}
+
+/// Why a run ended, as ghz's `endReason` names it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum EndReason {
+    /// Every call of `-n` was made.
+    #[default]
+    Normal,
+    /// `-z` or `-x` ran out first.
+    Timeout,
+    /// Interrupted (Ctrl-C).
+    Cancel,
+}
+
+impl EndReason {
+    /// ghz's name (`normal`, `timeout`, `cancel`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Normal => "normal",
+            Self::Timeout => "timeout",
+            Self::Cancel => "cancel",
+        }
     }
 }
 
@@ -208,6 +257,8 @@ mod tests {
         a.merge(&b);
         assert_eq!(a.count(), 4);
         assert_eq!(a.ok(), 1);
+        assert_eq!(a.ok_latency.len(), 1, "only the success is in the success histogram");
+        assert_eq!(a.latency_sum, ms(10));
         assert_eq!(a.statuses["ResourceExhausted"], 2);
         assert_eq!(a.statuses["Canceled"], 1);
         assert_eq!(a.errors["rpc error: code = ResourceExhausted desc = busy"], 2);

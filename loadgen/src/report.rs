@@ -1,46 +1,45 @@
-//! The JSON report, in ghz's shape (`ghz -O json`), so dashboards and scripts written for ghz read ours, plus
-//! what ghz lacks: p99.9 in `latencyDistribution` and, in `options`, whether the run was open-loop.
+//! The report, in ghz's shape (`runner.Report` of bojand/ghz, field for field), built once from a [`Recording`]
+//! and written in every format from that one value ([`crate::format`]).
 //!
-//! Durations are integer nanoseconds and histogram marks are seconds, as in ghz (Go's `time.Duration` and
-//! `float64` seconds).
+//! ghz's rules, kept: durations are integer nanoseconds; `date` is RFC 3339; `latencyDistribution` holds the
+//! integer percentiles 10, 25, 50, 75, 90, 95 and 99; those, `fastest`, `slowest` and the histogram are over the
+//! **successful** calls only (with `--count-errors`, over all), while `average` and `rps` are over all calls;
+//! `details[]` lists each call. Percentiles are exact (ghz's nearest-rank rule over the sorted latencies) when
+//! every call is in `details`, and from the HDR histogram (three significant digits) past [`MAX_DETAILS`] calls.
+//!
+//! offload's additions are extra keys, which Go's JSON decoder skips: `latencyP999` at the top, and in `options`
+//! `open-loop` and `latency-from` (open loop measures from each call's scheduled send time).
 
-use std::{collections::BTreeMap, time::SystemTime};
+use std::{
+    collections::BTreeMap,
+    time::{Duration, SystemTime},
+};
 
 use serde::Serialize;
 
-use crate::recording::Recording;
+use crate::recording::{MAX_DETAILS, Recording, go_code_name};
 
-/// The percentiles ghz reports, plus 99.9.
-pub const PERCENTILES: [f64; 8] = [10.0, 25.0, 50.0, 75.0, 90.0, 95.0, 99.0, 99.9];
+pub use crate::report_options::Options;
 
-/// Buckets in the latency histogram, as ghz draws it.
-const HISTOGRAM_BUCKETS: u64 = 10;
+/// The percentiles ghz reports.
+pub const PERCENTILES: [u32; 7] = [10, 25, 50, 75, 90, 95, 99];
 
-/// How the run was configured, echoed in the report.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Options {
-    pub call: String,
-    pub host: String,
-    pub concurrency: usize,
-    pub connections: usize,
-    pub total: Option<u64>,
-    /// Nanoseconds, or absent.
-    pub duration: Option<u64>,
-    pub rps: Option<f64>,
-    /// Nanoseconds, or absent.
-    pub timeout: Option<u64>,
-    pub data: serde_json::Value,
-    /// Requests were sent on a fixed schedule and latency measured from the scheduled send time.
-    pub open_loop: bool,
-}
+/// Histogram marks, as ghz draws them: ten equal steps from the fastest call, and the slowest.
+const HISTOGRAM_BUCKETS: u32 = 10;
 
-/// A ghz-shaped report.
-#[derive(Debug, Clone, Serialize)]
+/// A ghz report.
+#[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Report {
-    pub date: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    pub end_reason: String,
     pub options: Options,
+    /// RFC 3339, seconds.
+    pub date: String,
+    /// The same instant, nanoseconds since the Unix epoch (for the Influx timestamp; not in the JSON).
+    #[serde(skip)]
+    pub date_unix_nanos: u128,
     pub count: u64,
     pub total: u64,
     pub average: u64,
@@ -51,12 +50,18 @@ pub struct Report {
     pub status_code_distribution: BTreeMap<String, u64>,
     pub latency_distribution: Vec<LatencyPoint>,
     pub histogram: Vec<Bucket>,
+    pub details: Vec<ResultDetail>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
+    /// offload's addition: the 99.9th percentile, over the same calls as `latencyDistribution`.
+    #[serde(rename = "latencyP999")]
+    pub latency_p999: u64,
 }
 
 /// One percentile.
-#[derive(Debug, Clone, Copy, Serialize, serde::Deserialize, PartialEq)]
+#[derive(Debug, Clone, Copy, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct LatencyPoint {
-    pub percentage: f64,
+    pub percentage: u32,
     /// Nanoseconds.
     pub latency: u64,
 }
@@ -69,59 +74,179 @@ pub struct Bucket {
     pub frequency: f64,
 }
 
+/// One call, as ghz's `details[]` lists it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ResultDetail {
+    /// RFC 3339 with nanoseconds, as Go prints a `time.Time`.
+    pub timestamp: String,
+    /// Nanoseconds.
+    pub latency: u64,
+    /// `rpc error: code = … desc = …`, or empty.
+    pub error: String,
+    /// grpc-go's code name (`OK`, `Unavailable`, …).
+    pub status: String,
+    /// `timestamp`, nanoseconds since the Unix epoch (for the Influx timestamp; not in the JSON).
+    #[serde(skip)]
+    pub unix_nanos: u128,
+}
+
 impl Report {
-    /// The report of `recording`, run with `options`.
+    /// The report of `recording`, run with `options`, dated now.
     pub fn new(recording: &Recording, options: Options) -> Self {
-        let h = &recording.latency;
-        let empty = h.is_empty();
+        Self::dated(recording, options, SystemTime::now())
+    }
+
+    /// The report of `recording`, run with `options`, dated `date` (tests pin it).
+    pub fn dated(recording: &Recording, options: Options, date: SystemTime) -> Self {
+        let count = recording.count();
+        let counted = Latencies::of(recording, options.count_errors);
+        let details = recording
+            .details
+            .iter()
+            .map(|d| ResultDetail {
+                timestamp: rfc3339_nano(recording.started_at + d.sent),
+                unix_nanos: unix_nanos(recording.started_at + d.sent),
+                latency: nanos(d.latency),
+                error: d.error.as_ref().map_or_else(String::new, |message| {
+                    format!("rpc error: code = {} desc = {message}", go_code_name(d.code))
+                }),
+                status: go_code_name(d.code).to_owned(),
+            })
+            .collect();
         Self {
-            date: rfc3339(SystemTime::now()),
-            options,
-            count: recording.count(),
-            total: recording.elapsed.as_nanos() as u64,
-            average: if empty { 0 } else { h.mean() as u64 },
-            fastest: if empty { 0 } else { h.min() },
-            slowest: if empty { 0 } else { h.max() },
+            name: options.name.clone(),
+            end_reason: recording.end_reason.as_str().to_owned(),
+            date: rfc3339(date),
+            date_unix_nanos: unix_nanos(date),
+            count,
+            total: nanos(recording.elapsed),
+            average: nanos(recording.latency_sum).checked_div(count).unwrap_or(0),
+            fastest: counted.first(),
+            slowest: counted.last(),
             rps: recording.rps(),
             error_distribution: recording.errors.clone(),
             status_code_distribution: recording.statuses.clone(),
-            latency_distribution: PERCENTILES
-                .iter()
-                .map(|&percentage| LatencyPoint {
-                    percentage,
-                    latency: recording.percentile(percentage).as_nanos() as u64,
-                })
-                .collect(),
-            histogram: histogram(recording),
+            latency_distribution: if counted.total == 0 {
+                Vec::new()
+            } else {
+                PERCENTILES
+                    .iter()
+                    .map(|&p| LatencyPoint { percentage: p, latency: counted.percentile(f64::from(p)) })
+                    .collect()
+            },
+            histogram: counted.histogram(),
+            details,
+            tags: options.tags.clone().unwrap_or_default(),
+            latency_p999: counted.percentile(99.9),
+            options,
         }
     }
+
+    /// The latency at integer percentile `p`, if reported.
+    pub fn percentile(&self, p: u32) -> Option<u64> {
+        self.latency_distribution.iter().find(|l| l.percentage == p).map(|l| l.latency)
+    }
+
+    /// Calls that did not end `OK`.
+    pub fn errors(&self) -> u64 {
+        self.error_distribution.values().sum()
+    }
 }
 
-/// Ten equal-width buckets from the fastest to the slowest call, as ghz draws them.
-fn histogram(recording: &Recording) -> Vec<Bucket> {
-    let h = &recording.latency;
-    if h.is_empty() {
-        return Vec::new();
-    }
-    let (min, max) = (h.min(), h.max());
-    let width = ((max - min) / HISTOGRAM_BUCKETS).max(1);
-    let total = h.len() as f64;
-    let mut buckets: Vec<Bucket> = (1..=HISTOGRAM_BUCKETS)
-        .map(|i| Bucket { mark: (min + width * i) as f64 / 1e9, count: 0, frequency: 0.0 })
-        .collect();
-    for value in h.iter_recorded() {
-        let index = (((value.value_iterated_to() - min) / width) as usize).min(buckets.len() - 1);
-        buckets[index].count += value.count_at_value();
-    }
-    for bucket in &mut buckets {
-        bucket.frequency = bucket.count as f64 / total;
-    }
-    buckets
+/// The latencies percentiles are taken over, ascending, as (nanoseconds, how many calls).
+struct Latencies {
+    values: Vec<(u64, u64)>,
+    total: u64,
 }
 
-/// `SystemTime` as RFC 3339 UTC (`2026-11-26T10:39:08Z`), without a date-time dependency.
-pub fn rfc3339(time: SystemTime) -> String {
-    let secs = time.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+impl Latencies {
+    /// Successful calls (all calls with `count_errors`): exactly from `details` when it holds every call, from the
+    /// HDR histogram otherwise.
+    fn of(recording: &Recording, count_errors: bool) -> Self {
+        let exact = recording.details.len() as u64 == recording.count() && recording.details.len() < MAX_DETAILS;
+        let mut values: Vec<(u64, u64)> = if exact {
+            let mut v: Vec<u64> = recording
+                .details
+                .iter()
+                .filter(|d| count_errors || d.error.is_none())
+                .map(|d| nanos(d.latency))
+                .collect();
+            v.sort_unstable();
+            v.into_iter().map(|ns| (ns, 1)).collect()
+        } else {
+            let h = if count_errors { &recording.latency } else { &recording.ok_latency };
+            h.iter_recorded().map(|v| (h.highest_equivalent(v.value_iterated_to()), v.count_at_value())).collect()
+        };
+        values.retain(|&(_, n)| n > 0);
+        let total = values.iter().map(|&(_, n)| n).sum();
+        Self { values, total }
+    }
+
+    fn first(&self) -> u64 {
+        self.values.first().map_or(0, |&(v, _)| v)
+    }
+
+    fn last(&self) -> u64 {
+        self.values.last().map_or(0, |&(v, _)| v)
+    }
+
+    /// ghz's rule: the value at 0-based rank ⌊p·n/100⌋, one lower when p·n/100 is a whole number.
+    fn percentile(&self, p: f64) -> u64 {
+        if self.total == 0 {
+            return 0;
+        }
+        let ip = p / 100.0 * self.total as f64;
+        let mut rank = ip as u64;
+        if ip == rank as f64 {
+            rank = rank.saturating_sub(1);
+        }
+        let mut seen = 0;
+        for &(value, n) in &self.values {
+            seen += n;
+            if seen > rank {
+                return value;
+            }
+        }
+        self.last()
+    }
+
+    /// ghz's histogram: eleven marks (the fastest plus ten equal steps, the last being the slowest); each call
+    /// counts in the first mark at or above its latency.
+    fn histogram(&self) -> Vec<Bucket> {
+        if self.total == 0 {
+            return Vec::new();
+        }
+        let (fastest, slowest) = (self.first() as f64 / 1e9, self.last() as f64 / 1e9);
+        let step = (slowest - fastest) / f64::from(HISTOGRAM_BUCKETS);
+        let mut marks: Vec<f64> = (0..HISTOGRAM_BUCKETS).map(|i| fastest + step * f64::from(i)).collect();
+        marks.push(slowest);
+        let mut counts = vec![0u64; marks.len()];
+        let mut bucket = 0;
+        for &(value, n) in &self.values {
+            let seconds = value as f64 / 1e9;
+            while seconds > marks[bucket] && bucket < marks.len() - 1 {
+                bucket += 1;
+            }
+            counts[bucket] += n;
+        }
+        marks
+            .into_iter()
+            .zip(counts)
+            .map(|(mark, count)| Bucket { mark, count, frequency: count as f64 / self.total as f64 })
+            .collect()
+    }
+}
+
+fn unix_nanos(time: SystemTime) -> u128 {
+    time.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_nanos())
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// `SystemTime` as UTC calendar fields: (year, month, day, hour, minute, second).
+fn civil(secs: u64) -> (i64, i64, i64, u64, u64, u64) {
     let (days, rem) = (secs / 86_400, secs % 86_400);
     // Howard Hinnant's days-to-civil algorithm.
     let z = days as i64 + 719_468;
@@ -133,111 +258,27 @@ pub fn rfc3339(time: SystemTime) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    (year, month, day, rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
-/// ghz's human-readable summary (`-O summary`), with p99.9 added.
-pub fn summary(report: &Report) -> String {
-    use std::fmt::Write;
-    let ms = |ns: u64| format!("{:.2} ms", ns as f64 / 1e6);
-    let mut out = String::new();
-    let _ = writeln!(out, "\nSummary:");
-    let _ = writeln!(out, "  Count:\t{}", report.count);
-    let _ = writeln!(out, "  Total:\t{}", ms(report.total));
-    let _ = writeln!(out, "  Slowest:\t{}", ms(report.slowest));
-    let _ = writeln!(out, "  Fastest:\t{}", ms(report.fastest));
-    let _ = writeln!(out, "  Average:\t{}", ms(report.average));
-    let _ = writeln!(out, "  Requests/sec:\t{:.2}", report.rps);
-    if report.options.open_loop {
-        let _ = writeln!(out, "  (open loop: latency measured from each request's scheduled send time)");
-    }
-    let _ = writeln!(out, "\nResponse time histogram:");
-    let most = report.histogram.iter().map(|b| b.count).max().unwrap_or(1).max(1);
-    for b in &report.histogram {
-        let bar = "∎".repeat((b.count * 40 / most) as usize);
-        let _ = writeln!(out, "  {:.3} [{}]\t|{bar}", b.mark * 1000.0, b.count);
-    }
-    let _ = writeln!(out, "\nLatency distribution:");
-    for p in &report.latency_distribution {
-        let _ = writeln!(out, "  {} % in {}", p.percentage, ms(p.latency));
-    }
-    let _ = writeln!(out, "\nStatus code distribution:");
-    for (code, count) in &report.status_code_distribution {
-        let _ = writeln!(out, "  [{code}]\t{count} responses");
-    }
-    if !report.error_distribution.is_empty() {
-        let _ = writeln!(out, "\nError distribution:");
-        for (error, count) in &report.error_distribution {
-            let _ = writeln!(out, "  [{count}]\t{error}");
-        }
-    }
-    out
+/// `SystemTime` as RFC 3339 UTC (`2026-11-26T10:39:08Z`), as ghz writes the report's `date`.
+pub fn rfc3339(time: SystemTime) -> String {
+    let secs = time.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let (y, mo, d, h, mi, s) = civil(secs);
+    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
+}
+
+/// `SystemTime` as Go marshals a `time.Time` (RFC 3339 with nanoseconds, trailing zeros dropped:
+/// `2026-11-26T10:39:08.1234Z`), as ghz writes each call's `timestamp`.
+pub fn rfc3339_nano(time: SystemTime) -> String {
+    let since = time.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let (y, mo, d, h, mi, s) = civil(since.as_secs());
+    let fraction = format!("{:09}", since.subsec_nanos());
+    let fraction = fraction.trim_end_matches('0');
+    let dot = if fraction.is_empty() { "" } else { "." };
+    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}{dot}{fraction}Z")
 }
 
 #[cfg(test)]
-mod tests {
-    use std::time::Duration;
-
-    use super::*;
-
-    fn options() -> Options {
-        Options {
-            call: "offload.v1.Gateway.Factorial".into(),
-            host: "127.0.0.1:50050".into(),
-            concurrency: 1,
-            connections: 1,
-            total: Some(100),
-            duration: None,
-            rps: None,
-            timeout: None,
-            data: serde_json::json!({"n": 20}),
-            open_loop: false,
-        }
-    }
-
-    #[test]
-    fn ghz_fields_and_arithmetic() {
-        let mut r = Recording::new();
-        for v in 1..=100u64 {
-            r.record(Duration::from_millis(v), Ok(()));
-        }
-        r.elapsed = Duration::from_secs(2);
-        let report = Report::new(&r, options());
-        let json = serde_json::to_value(&report).expect("serialize");
-        for key in [
-            "date",
-            "options",
-            "count",
-            "total",
-            "average",
-            "fastest",
-            "slowest",
-            "rps",
-            "errorDistribution",
-            "statusCodeDistribution",
-            "latencyDistribution",
-            "histogram",
-        ] {
-            assert!(json.get(key).is_some(), "missing {key}");
-        }
-        assert_eq!(report.count, 100);
-        assert_eq!(report.total, 2_000_000_000);
-        assert!((report.rps - 50.0).abs() < 1e-9);
-        assert!((report.average as f64 - 50.5e6).abs() < 0.1e6, "{}", report.average);
-        assert!(report.latency_distribution.iter().any(|p| p.percentage == 99.9));
-        // Histogram: ten buckets whose counts add up to every call.
-        assert_eq!(report.histogram.len(), 10);
-        assert_eq!(report.histogram.iter().map(|b| b.count).sum::<u64>(), 100);
-        let freq: f64 = report.histogram.iter().map(|b| b.frequency).sum();
-        assert!((freq - 1.0).abs() < 1e-9);
-    }
-
-    #[test]
-    fn dates_are_rfc3339() {
-        assert_eq!(rfc3339(SystemTime::UNIX_EPOCH), "1970-01-01T00:00:00Z");
-        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_689_548); // 2026-11-26T10:39:08Z
-        assert_eq!(rfc3339(t), "2026-11-26T10:39:08Z");
-        let leap = SystemTime::UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
-        assert_eq!(rfc3339(leap), "2000-02-29T00:00:00Z");
-    }
-}
+#[path = "report_tests.rs"]
+pub(crate) mod tests;

@@ -39,6 +39,31 @@ impl Payload {
         Ok(Self::Templated(template))
     }
 
+    /// From binary protobuf (`-b`/`-B`), as ghz reads it: a sequence of length-prefixed messages (each preceded by
+    /// its size as a varint, as protobuf's `writeDelimitedTo` writes them) if the bytes are exactly that, else
+    /// one message.
+    pub fn binary(method: &MethodDescriptor, bytes: &[u8]) -> anyhow::Result<Self> {
+        let input = method.input();
+        let delimited = || -> Option<Vec<DynamicMessage>> {
+            let mut rest = bytes;
+            let mut messages = Vec::new();
+            while !rest.is_empty() {
+                let len = usize::try_from(prost::encoding::decode_varint(&mut rest).ok()?).ok()?;
+                let (message, tail) = (rest.get(..len)?, rest.get(len..)?);
+                messages.push(DynamicMessage::decode(input.clone(), message).ok()?);
+                rest = tail;
+            }
+            (!messages.is_empty()).then_some(messages)
+        };
+        if let Some(messages) = delimited() {
+            return Ok(Self::Fixed(messages));
+        }
+        let message = DynamicMessage::decode(input.clone(), bytes).with_context(|| {
+            format!("binary data is not a {} message (nor length-prefixed ones)", input.full_name())
+        })?;
+        Ok(Self::Fixed(vec![message]))
+    }
+
     /// The messages for the call `data` describes.
     pub fn messages(&self, method: &MethodDescriptor, data: &CallData<'_>) -> Result<Vec<DynamicMessage>, Status> {
         match self {

@@ -8,14 +8,20 @@
 //! the time a call waited for a free worker slot. One correction: tokio's timers have millisecond resolution, so
 //! the sender itself wakes up to a millisecond after the scheduled time; that lateness is the generator's, not
 //! the server's, and the clock starts when the sender woke if that is later.
+//!
+//! ghz's run controls ([`Controls`]) shape either loop: a load schedule varies the open-loop rate, a concurrency
+//! schedule the number of closed-loop workers ([`crate::schedule`]); `-x` bounds the run in time as `-z` does;
+//! `--skipFirst` leaves the first calls to complete out of the recording; `--duration-stop` says what happens to
+//! the calls still in flight when time runs out (`close`: cancelled and counted as errors, as ghz's default;
+//! `ignore`: cancelled and not counted; `wait`: awaited and counted).
 
 use std::{
     future::Future,
     sync::{
         Arc,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
     },
-    time::Duration,
+    time::{Duration, SystemTime},
 };
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -24,7 +30,10 @@ use tokio::{
     time::Instant,
 };
 
-use crate::recording::Recording;
+use crate::{
+    recording::{EndReason, Recording},
+    schedule::Schedule,
+};
 
 /// How much load, for how long.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -37,6 +46,48 @@ pub struct Plan {
     pub duration: Option<Duration>,
     /// Open-loop rate, calls per second; `None` for closed-loop.
     pub rps: Option<f64>,
+}
+
+/// What ghz's calls in flight at the end of `-z`/`-x` become (`--duration-stop`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum DurationStop {
+    /// Cancelled and counted as errors (`Unavailable: transport is closing`, what grpc-go reports): ghz's default.
+    Close,
+    /// Cancelled and left out of the report.
+    Ignore,
+    /// Awaited and counted: what offload's own experiments use.
+    #[default]
+    Wait,
+}
+
+impl std::str::FromStr for DurationStop {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "close" | "" => Ok(Self::Close),
+            "ignore" => Ok(Self::Ignore),
+            "wait" => Ok(Self::Wait),
+            other => Err(format!("--duration-stop {other:?}: use close, ignore or wait")),
+        }
+    }
+}
+
+/// ghz's run controls beyond the [`Plan`]; the defaults change nothing.
+#[derive(Debug, Clone, Default)]
+pub struct Controls {
+    /// Open-loop rate over time (`--load-schedule`); overrides `Plan::rps` when given.
+    pub load: Option<Schedule>,
+    /// Closed-loop workers over time (`--concurrency-schedule`); overrides `Plan::concurrency` when given.
+    pub concurrency: Option<Schedule>,
+    /// Stop after this long even if `total` is not reached (`-x`).
+    pub max_duration: Option<Duration>,
+    /// Leave the first this many completed calls out of the recording (`--skipFirst`).
+    pub skip_first: u64,
+    /// What becomes of calls in flight when time runs out.
+    pub duration_stop: DurationStop,
+    /// Set to stop sending (Ctrl-C): the run ends with [`EndReason::Cancel`].
+    pub cancel: Option<Arc<AtomicBool>>,
 }
 
 impl Plan {
@@ -62,57 +113,160 @@ where
     F: Fn(usize) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<(), tonic::Status>> + Send + 'static,
 {
-    let invoke = Arc::new(invoke);
-    let concurrency = plan.concurrency.max(1);
-    let start = Instant::now();
-    let mut recording = match plan.rps {
-        Some(rps) if rps > 0.0 => open_loop(plan, rps, concurrency, invoke, progress.clone(), start).await,
-        _ => closed_loop(plan, concurrency, invoke, progress.clone(), start).await,
+    run_with(plan, Controls::default(), invoke, progress).await
+}
+
+/// What every worker or sender of one run shares.
+struct Run<F> {
+    invoke: F,
+    start: Instant,
+    /// When sending stops (`-z`, `-x`), if it does.
+    end: Option<Instant>,
+    /// Stop after this many calls (`-n`; ghz's 200 when neither `-n` nor `-z` is given).
+    total: Option<u64>,
+    issued: AtomicU64,
+    completed: AtomicU64,
+    controls: Controls,
+    progress: Option<ProgressBar>,
+}
+
+impl<F> Run<F> {
+    fn cancelled(&self) -> bool {
+        self.controls.cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed))
+    }
+
+    fn out_of_time(&self) -> bool {
+        self.end.is_some_and(|e| Instant::now() >= e)
+    }
+
+    /// Claims the next call, or says the run is over.
+    fn claim(&self) -> bool {
+        !self.cancelled()
+            && !self.out_of_time()
+            && self.total.is_none_or(|t| self.issued.fetch_add(1, Ordering::Relaxed) < t)
+    }
+
+    /// Sends one call, honouring `--duration-stop` if time runs out while it is in flight: its outcome, or `None`
+    /// when it is left out.
+    async fn call<Fut>(&self, call: Fut) -> Option<Result<(), tonic::Status>>
+    where
+        Fut: Future<Output = Result<(), tonic::Status>>,
+    {
+        let Some(end) = self.end.filter(|_| self.controls.duration_stop != DurationStop::Wait) else {
+            return Some(call.await);
+        };
+        tokio::select! {
+            outcome = call => Some(outcome),
+            () = tokio::time::sleep_until(end) => match self.controls.duration_stop {
+                DurationStop::Close => Some(Err(tonic::Status::unavailable("transport is closing"))),
+                _ => None,
+            },
+        }
+    }
+
+    /// Records a finished call unless it is among the first `--skipFirst`.
+    fn record(&self, recording: &mut Recording, sent: Duration, latency: Duration, outcome: Result<(), tonic::Status>) {
+        if self.completed.fetch_add(1, Ordering::Relaxed) >= self.controls.skip_first {
+            recording.record_call(sent, latency, outcome);
+        }
+        if let Some(bar) = &self.progress {
+            bar.inc(1);
+        }
+    }
+}
+
+/// Runs `plan` shaped by `controls`, calling `invoke(worker)` for each call.
+pub async fn run_with<F, Fut>(plan: Plan, controls: Controls, invoke: F, progress: Option<ProgressBar>) -> Recording
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), tonic::Status>> + Send + 'static,
+{
+    let (start, wall_start) = (Instant::now(), SystemTime::now());
+    let limit = match (plan.duration, controls.max_duration) {
+        (Some(z), Some(x)) => Some(z.min(x)),
+        (z, x) => z.or(x),
+    };
+    // Neither a count nor a duration: ghz's default of 200 calls.
+    let total = if plan.total.is_none() && plan.duration.is_none() { Some(200) } else { plan.total };
+    let open = controls.load.or(plan.rps.filter(|r| *r > 0.0).map(Schedule::Const));
+    let run = Arc::new(Run {
+        invoke,
+        start,
+        end: limit.map(|d| start + d),
+        total,
+        issued: AtomicU64::new(0),
+        completed: AtomicU64::new(0),
+        controls,
+        progress: progress.clone(),
+    });
+    let mut recording = match open {
+        Some(rate) => open_loop(Arc::clone(&run), rate, plan.concurrency.max(1)).await,
+        None => closed_loop(Arc::clone(&run), plan.concurrency.max(1)).await,
     };
     recording.elapsed = start.elapsed();
+    recording.started_at = wall_start;
+    recording.end_reason = if run.cancelled() {
+        EndReason::Cancel
+    } else if run.total.is_none_or(|t| run.issued.load(Ordering::Relaxed) < t) {
+        EndReason::Timeout
+    } else {
+        EndReason::Normal
+    };
     if let Some(bar) = progress {
         bar.finish_and_clear();
     }
     recording
 }
 
-async fn closed_loop<F, Fut>(
-    plan: Plan,
-    concurrency: usize,
-    invoke: Arc<F>,
-    progress: Option<ProgressBar>,
-    start: Instant,
-) -> Recording
+async fn closed_loop<F, Fut>(run: Arc<Run<F>>, concurrency: usize) -> Recording
 where
     F: Fn(usize) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<(), tonic::Status>> + Send + 'static,
 {
-    let issued = Arc::new(AtomicU64::new(0));
-    let end = plan.duration.map(|d| start + d);
-    // Neither a count nor a duration: ghz's default of 200 calls.
-    let total = if plan.total.is_none() && end.is_none() { Some(200) } else { plan.total };
-    let workers: Vec<_> = (0..concurrency)
-        .map(|worker| {
-            let (issued, invoke, progress) = (Arc::clone(&issued), Arc::clone(&invoke), progress.clone());
-            tokio::spawn(async move {
-                let mut recording = Recording::new();
-                loop {
-                    if total.is_some_and(|t| issued.fetch_add(1, Ordering::Relaxed) >= t)
-                        || end.is_some_and(|e| Instant::now() >= e)
+    let schedule = run.controls.concurrency.unwrap_or(Schedule::Const(concurrency as f64));
+    // Workers at or above `limit` wait (a falling schedule); a rising one starts new workers.
+    let limit = Arc::new(AtomicUsize::new(0));
+    let worker = |index: usize| {
+        let (run, limit) = (Arc::clone(&run), Arc::clone(&limit));
+        tokio::spawn(async move {
+            let mut recording = Recording::new();
+            loop {
+                if index >= limit.load(Ordering::Relaxed) {
+                    if run.cancelled()
+                        || run.out_of_time()
+                        || run.total.is_some_and(|t| run.issued.load(Ordering::Relaxed) >= t)
                     {
                         break;
                     }
-                    let sent = Instant::now();
-                    let outcome = invoke(worker).await;
-                    recording.record_call(sent - start, sent.elapsed(), outcome);
-                    if let Some(bar) = &progress {
-                        bar.inc(1);
-                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
                 }
-                recording
-            })
+                if !run.claim() {
+                    break;
+                }
+                let sent = Instant::now();
+                if let Some(outcome) = run.call((run.invoke)(index)).await {
+                    run.record(&mut recording, sent - run.start, sent.elapsed(), outcome);
+                }
+            }
+            recording
         })
-        .collect();
+    };
+    let mut workers = Vec::new();
+    loop {
+        let level = schedule.at(run.start.elapsed()) as usize;
+        limit.store(level, Ordering::Relaxed);
+        while workers.len() < level {
+            workers.push(worker(workers.len()));
+        }
+        let finished = run.cancelled()
+            || run.out_of_time()
+            || run.total.is_some_and(|t| run.issued.load(Ordering::Relaxed) >= t)
+            || (schedule.is_const() && !workers.is_empty());
+        let Some(next) = schedule.next_change(run.start.elapsed()).filter(|_| !finished) else { break };
+        // Wake at the next step, or sooner to notice the run ending.
+        tokio::time::sleep_until((run.start + next).min(Instant::now() + Duration::from_millis(100))).await;
+    }
     let mut recording = Recording::new();
     for worker in workers {
         if let Ok(r) = worker.await {
@@ -122,51 +276,59 @@ where
     recording
 }
 
-async fn open_loop<F, Fut>(
-    plan: Plan,
-    rps: f64,
-    concurrency: usize,
-    invoke: Arc<F>,
-    progress: Option<ProgressBar>,
-    start: Instant,
-) -> Recording
+async fn open_loop<F, Fut>(run: Arc<Run<F>>, rate: Schedule, concurrency: usize) -> Recording
 where
     F: Fn(usize) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<(), tonic::Status>> + Send + 'static,
 {
     let slots = Arc::new(Semaphore::new(concurrency));
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(Duration, Duration, Result<(), tonic::Status>)>();
-    let collector = tokio::spawn(async move {
-        let mut recording = Recording::new();
-        while let Some((sent, latency, outcome)) = done_rx.recv().await {
-            recording.record_call(sent, latency, outcome);
-            if let Some(bar) = &progress {
-                bar.inc(1);
+    let collector = {
+        let run = Arc::clone(&run);
+        tokio::spawn(async move {
+            let mut recording = Recording::new();
+            while let Some((sent, latency, outcome)) = done_rx.recv().await {
+                run.record(&mut recording, sent, latency, outcome);
             }
-        }
-        recording
-    });
-    let end = plan.duration.map(|d| start + d);
-    let total = if plan.total.is_none() && end.is_none() { Some(200) } else { plan.total };
+            recording
+        })
+    };
+    let mut at = run.start;
     for i in 0u64.. {
-        if total.is_some_and(|t| i >= t) {
+        if run.end.is_some_and(|e| at >= e) {
             break;
         }
-        let at = scheduled_at(start, rps, i);
-        if end.is_some_and(|e| at >= e) {
-            break;
+        let per_second = rate.at(at - run.start);
+        if per_second <= 0.0 {
+            // A schedule at zero: nothing to send until it changes (or the run ends).
+            match rate.next_change(at - run.start) {
+                Some(next) if run.end.is_some() || run.total.is_some() => at = run.start + next,
+                _ => break,
+            }
+            if run.end.is_none() && rate.at(at - run.start) <= 0.0 && rate.next_change(at - run.start).is_none() {
+                break;
+            }
+            continue;
         }
         tokio::time::sleep_until(at).await;
+        if !run.claim() {
+            break;
+        }
         // The timer's own lateness is not charged to the server; waiting here for a slot is.
-        let at = Instant::now().max(at);
+        let sent = Instant::now().max(at);
         let Ok(slot) = Arc::clone(&slots).acquire_owned().await else { break };
-        let (invoke, done_tx) = (Arc::clone(&invoke), done_tx.clone());
+        let (task_run, done_tx) = (Arc::clone(&run), done_tx.clone());
         let worker = (i % concurrency as u64) as usize;
         tokio::spawn(async move {
-            let outcome = invoke(worker).await;
-            let _ = done_tx.send((at - start, at.elapsed(), outcome));
+            if let Some(outcome) = task_run.call((task_run.invoke)(worker)).await {
+                let _ = done_tx.send((sent - task_run.start, sent.elapsed(), outcome));
+            }
             drop(slot);
         });
+        at = match rate {
+            Schedule::Const(r) => scheduled_at(run.start, r, i + 1),
+            Schedule::Step { .. } => at + Duration::from_secs_f64(1.0 / per_second),
+        };
     }
     drop(done_tx);
     collector.await.unwrap_or_default()
@@ -194,91 +356,5 @@ pub fn progress_bar(plan: &Plan, label: &str, quiet: bool) -> Option<ProgressBar
 }
 
 #[cfg(test)]
-mod tests {
-    use tokio::sync::Mutex;
-
-    use super::*;
-
-    /// A fake server that handles one call at a time in 1 ms, except that it freezes for 100 ms at t = 500 ms: the
-    /// shape of a runtime blocked by one long job.
-    fn stalling_server(
-        start: Instant,
-    ) -> impl Fn(usize) -> std::pin::Pin<Box<dyn Future<Output = Result<(), tonic::Status>> + Send>> + Send + Sync + 'static
-    {
-        let lock = Arc::new(Mutex::new(false));
-        move |_| {
-            let lock = Arc::clone(&lock);
-            Box::pin(async move {
-                let mut stalled = lock.lock().await;
-                if !*stalled && start.elapsed() >= Duration::from_millis(500) {
-                    *stalled = true;
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                tokio::time::sleep(Duration::from_millis(1)).await;
-                Ok(())
-            })
-        }
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn open_loop_charges_a_stall_to_every_call_it_delayed() {
-        let start = Instant::now();
-        let closed = run(
-            Plan { concurrency: 1, total: None, duration: Some(Duration::from_secs(1)), rps: None },
-            stalling_server(start),
-            None,
-        )
-        .await;
-        let start = Instant::now();
-        let open = run(
-            Plan { concurrency: 200, total: None, duration: Some(Duration::from_secs(1)), rps: Some(500.0) },
-            stalling_server(start),
-            None,
-        )
-        .await;
-        // Closed loop: one slow call among ~900, so p99 looks healthy.
-        assert!(closed.percentile(99.0) < Duration::from_millis(5), "closed p99 {:?}", closed.percentile(99.0));
-        assert_eq!(closed.latency.max() / 1_000_000, 101, "the stall itself is seen once");
-        // Open loop: every call scheduled during the stall waited for it (~50 of 500), so p99 shows the stall.
-        assert_eq!(open.count(), 500);
-        assert!(open.percentile(99.0) > Duration::from_millis(50), "open p99 {:?}", open.percentile(99.0));
-        assert!(open.percentile(50.0) < Duration::from_millis(5));
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn open_loop_sends_on_schedule_and_stops_at_total() {
-        let start = Instant::now();
-        let sent = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let log = Arc::clone(&sent);
-        let recording = run(
-            Plan { concurrency: 4, total: Some(10), duration: None, rps: Some(100.0) },
-            move |_| {
-                log.lock().expect("lock").push(start.elapsed());
-                async { Ok(()) }
-            },
-            None,
-        )
-        .await;
-        assert_eq!(recording.count(), 10);
-        let sent = sent.lock().expect("lock");
-        for (i, at) in sent.iter().enumerate() {
-            assert_eq!(at.as_millis(), i as u128 * 10, "call {i} left at {at:?}");
-        }
-        assert_eq!(scheduled_at(start, 3.0, 3) - start, Duration::from_secs(1));
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn closed_loop_respects_total_across_workers() {
-        let recording = run(
-            Plan { concurrency: 7, total: Some(100), duration: None, rps: None },
-            |_| async {
-                tokio::time::sleep(Duration::from_millis(3)).await;
-                Err(tonic::Status::unavailable("down"))
-            },
-            None,
-        )
-        .await;
-        assert_eq!(recording.count(), 100);
-        assert_eq!(recording.statuses["Unavailable"], 100);
-    }
-}
+#[path = "runner_tests.rs"]
+mod tests;

@@ -113,18 +113,12 @@ impl Comparison {
     }
 
     fn ghz(&self, recording: &Recording, call: &str, concurrency: usize, rps: Option<f64>) -> Report {
-        let options = Options {
-            call: call.to_owned(),
-            host: self.setup.args.gateway.clone().unwrap_or_else(|| "127.0.0.1 (started by compare)".to_owned()),
-            concurrency,
-            connections: 1,
-            total: None,
-            duration: Some(self.setup.args.duration.as_nanos() as u64),
-            rps,
-            timeout: None,
-            data: serde_json::Value::Null,
-            open_loop: rps.is_some(),
-        };
+        let host = self.setup.args.gateway.clone().unwrap_or_else(|| "127.0.0.1 (started by compare)".to_owned());
+        let mut options = Options::new(call, host).open_loop_at(rps);
+        options.insecure = true;
+        options.concurrency = concurrency as u64;
+        options.connections = 1;
+        options.duration = self.setup.args.duration.as_nanos() as u64;
         Report::new(recording, options)
     }
 

@@ -8,18 +8,11 @@ use crate::report::Options;
 const HOSTILE: &str = "</td><script>alert('x')</script> & \"quoted\"";
 
 fn options(call: &str) -> Options {
-    Options {
-        call: call.to_owned(),
-        host: "127.0.0.1:50051".into(),
-        concurrency: 4,
-        connections: 1,
-        total: None,
-        duration: Some(3_000_000_000),
-        rps: Some(200.0),
-        timeout: None,
-        data: serde_json::Value::Null,
-        open_loop: true,
-    }
+    let mut options = Options::new(call, "127.0.0.1:50051").open_loop_at(Some(200.0));
+    options.concurrency = 4;
+    options.connections = 1;
+    options.duration = 3_000_000_000;
+    options
 }
 
 /// Three seconds at 200 calls/s; latency falls from 15 to 1 ms over every 75 ms (a saw-tooth) when `sawtooth`, and
