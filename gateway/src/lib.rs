@@ -84,7 +84,12 @@ pub async fn run_with_resolver(
         stall_threshold: config.stall_threshold,
         limits: config.limits.clone(),
     };
-    let mut skeleton = Skeleton::start(listener, settings, &admission, |_| {}).await?;
+    let scraped = Arc::clone(&balancer);
+    let mut skeleton = Skeleton::start(listener, settings, &admission, move |m| {
+        m.compute_endpoints.set(scraped.len() as i64);
+        m.compute_endpoints_healthy.set(scraped.healthy() as i64);
+    })
+    .await?;
     let follower = tokio::spawn(follow_replica_health(Arc::clone(&balancer), skeleton.health().clone()));
     skeleton.stop_at_drain(follower.abort_handle());
     let gateway = GatewayServer::new(GatewayService::new(service::Parts {

@@ -49,7 +49,7 @@ struct Shared {
     limit: AtomicUsize,
     /// The hard ceiling (`--max-inflight`).
     ceiling: usize,
-    /// Requests refused since start, for the `offload_shed` metric.
+    /// Requests refused since start, for the `offload_shed_total` metric.
     shed: AtomicU64,
     /// The adaptive limit's controller, if the limit adapts.
     gradient: Option<Mutex<Gradient>>,

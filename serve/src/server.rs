@@ -91,7 +91,7 @@ impl Skeleton {
             probe.observe_overdue();
             m.sample_runtime(&runtime);
             m.in_flight.set(admission.in_flight() as i64);
-            m.shed.set(admission.shed());
+            metrics::set_counter(&m.shed, admission.shed());
             m.concurrency_limit.set(admission.limit() as i64);
             m.concurrency_ideal_latency_seconds.set(admission.ideal_latency().map_or(0.0, |d| d.as_secs_f64()));
             on_scrape(m);

@@ -7,6 +7,10 @@
 //! Everything is registered once in [`Metrics::new`]; values that live elsewhere (in-flight requests, queue depths,
 //! tokio's own runtime metrics) are read at scrape time by the server's `on_scrape` hook, so the hot path pays only
 //! for the request counters it updates, which [`RequestMetricsLayer`] (in each server's request path) updates.
+//!
+//! Names follow Prometheus's conventions (docs/metrics.md lists them): base units in the name (`_seconds`,
+//! `_bytes`), counters for what only grows (exposed with `_total`, so `rate()` applies), `offload_build_info` set to
+//! 1 with the version as a label, and the standard `process_*` metrics ([`process`]).
 
 use std::{
     sync::{Arc, Mutex, atomic::AtomicU64},
@@ -19,8 +23,12 @@ use prometheus_client::{
     registry::Registry,
 };
 
+mod admin;
+mod process;
 mod request;
+mod text_format;
 
+pub use self::admin::admin_routes;
 pub use self::request::{Labels, RequestMetrics, RequestMetricsLayer};
 
 /// How often the scheduling-delay probe asks to wake: often enough to catch stalls of a few milliseconds, rarely
@@ -45,11 +53,12 @@ pub struct Metrics {
     /// Requests handled, by method, mode and status.
     pub requests: Family<RequestLabels, Counter>,
     /// Request latency in seconds (handler entry to reply), by method, mode and status.
-    pub request_seconds: Family<RequestLabels, Histogram>,
+    pub request_duration_seconds: Family<RequestLabels, Histogram>,
     /// Requests in flight (admitted, their reply not yet sent).
     pub in_flight: Gauge,
-    /// Requests refused at admission with RESOURCE_EXHAUSTED (a copy of the admission counter, set at scrape).
-    pub shed: Gauge<u64, AtomicU64>,
+    /// Requests refused at admission with RESOURCE_EXHAUSTED since start: a counter whose value is copied from the
+    /// admission's own at each scrape ([`set_counter`]).
+    pub shed: Counter,
     /// Requests allowed in flight now: `--max-inflight`, or the adaptive limit's current value.
     pub concurrency_limit: Gauge,
     /// The ideal latency an adaptive limit measured (one call in flight), in seconds; 0 until measured or when
@@ -57,6 +66,10 @@ pub struct Metrics {
     pub concurrency_ideal_latency_seconds: Gauge<f64, AtomicU64>,
     /// Jobs waiting in the rayon pool's queue (compute only).
     pub rayon_queue_depth: Gauge,
+    /// Compute endpoints the gateway knows now, from `--compute` or DNS (gateway only; 0 on compute).
+    pub compute_endpoints: Gauge,
+    /// Of those, the ones whose health check says SERVING: what the gateway routes to (gateway only).
+    pub compute_endpoints_healthy: Gauge,
     /// How late the scheduling-delay probe woke, in seconds.
     pub schedule_delay_seconds: Histogram,
     /// tokio: worker threads.
@@ -65,8 +78,9 @@ pub struct Metrics {
     pub runtime_alive_tasks: Gauge,
     /// tokio: tasks in the global (injection) queue.
     pub runtime_global_queue_depth: Gauge,
-    /// tokio: per-worker busy time since start, in seconds (a counter; its rate is the busy ratio).
-    pub runtime_worker_busy_seconds: Family<WorkerLabel, Gauge<f64, AtomicU64>>,
+    /// tokio: per-worker busy time since start, in seconds (a counter copied from tokio at each scrape; its rate is
+    /// the busy ratio).
+    pub runtime_worker_busy_seconds: Family<WorkerLabel, Counter<f64, AtomicU64>>,
     /// Blocking-pool jobs in flight (compute's `SPAWN_BLOCKING` jobs).
     pub blocking_in_flight: Gauge,
     /// Polls of a request's handler that held their worker thread past `--stall-threshold`, by method and mode.
@@ -83,6 +97,17 @@ pub struct StallLabels {
     /// The execution mode (compute) or upstream-wait style (gateway) the call used, lower-case; `unknown` if the
     /// stall came before the server knew it.
     pub mode: String,
+}
+
+/// The labels of `offload_build_info`: what was built, for joining with other metrics (`* on(instance)
+/// group_left(version)`).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BuildLabels {
+    /// The crate version (the workspace's, shared by every offload crate).
+    pub version: String,
+    /// The target's CPU architecture and OS, as Rust names them (`x86_64`, `linux`).
+    pub arch: String,
+    pub os: String,
 }
 
 /// A tokio worker's index.
@@ -107,20 +132,36 @@ fn delay_buckets() -> impl Iterator<Item = f64> {
 }
 
 impl Metrics {
-    /// Registers every metric under the `offload_` prefix, labelled with `server` (`compute` or `gateway`).
+    /// Registers every metric under the `offload_` prefix, labelled with `server` (`compute` or `gateway`), and the
+    /// standard `process_*` metrics beside them.
     pub fn new(server: &str) -> Self {
-        let mut registry = Registry::with_prefix_and_labels(
-            "offload",
-            [(std::borrow::Cow::Borrowed("server"), std::borrow::Cow::Owned(server.to_owned()))].into_iter(),
-        );
+        let mut root = Registry::default();
+        root.register_collector(Box::new(process::ProcessCollector));
+        let registry = root.sub_registry_with_prefix("offload").sub_registry_with_label((
+            std::borrow::Cow::Borrowed("server"),
+            std::borrow::Cow::Owned(server.to_owned()),
+        ));
+        let build_info = Family::<BuildLabels, Gauge>::default();
+        build_info
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+                arch: std::env::consts::ARCH.to_owned(),
+                os: std::env::consts::OS.to_owned(),
+            })
+            .set(1);
+        // A gauge, as client_golang's `go_build_info`: Prometheus's text format (which promtool checks) has no
+        // `info` type.
+        registry.register("build_info", "The version this server was built from, always 1", build_info);
         let mut metrics = Self {
             requests: Family::default(),
-            request_seconds: Family::new_with_constructor(|| Histogram::new(latency_buckets())),
+            request_duration_seconds: Family::new_with_constructor(|| Histogram::new(latency_buckets())),
             in_flight: Gauge::default(),
-            shed: Gauge::default(),
+            shed: Counter::default(),
             concurrency_limit: Gauge::default(),
             concurrency_ideal_latency_seconds: Gauge::default(),
             rayon_queue_depth: Gauge::default(),
+            compute_endpoints: Gauge::default(),
+            compute_endpoints_healthy: Gauge::default(),
             schedule_delay_seconds: Histogram::new(delay_buckets()),
             runtime_workers: Gauge::default(),
             runtime_alive_tasks: Gauge::default(),
@@ -134,9 +175,9 @@ impl Metrics {
         };
         registry.register("requests", "Requests handled, by method, mode and gRPC status", metrics.requests.clone());
         registry.register(
-            "request_seconds",
+            "request_duration_seconds",
             "Request latency in seconds, by method, mode and gRPC status",
-            metrics.request_seconds.clone(),
+            metrics.request_duration_seconds.clone(),
         );
         registry.register("in_flight", "Requests admitted whose reply is not yet sent", metrics.in_flight.clone());
         registry.register("shed", "Requests refused with RESOURCE_EXHAUSTED since start", metrics.shed.clone());
@@ -151,6 +192,16 @@ impl Metrics {
             metrics.concurrency_ideal_latency_seconds.clone(),
         );
         registry.register("rayon_queue_depth", "Jobs waiting for a rayon thread", metrics.rayon_queue_depth.clone());
+        registry.register(
+            "compute_endpoints",
+            "Compute endpoints the gateway knows (gateway only)",
+            metrics.compute_endpoints.clone(),
+        );
+        registry.register(
+            "compute_endpoints_healthy",
+            "Compute endpoints the gateway knows whose health check says SERVING (gateway only)",
+            metrics.compute_endpoints_healthy.clone(),
+        );
         registry.register(
             "runtime_schedule_delay_seconds",
             "How late a task asking to wake every 5 ms actually ran: the runtime's responsiveness",
@@ -183,7 +234,7 @@ impl Metrics {
             "How long each stalled poll held its tokio worker, in seconds, by method and mode",
             metrics.runtime_stall_seconds.clone(),
         );
-        metrics.registry = Arc::new(registry);
+        metrics.registry = Arc::new(root);
         metrics
     }
 
@@ -192,7 +243,7 @@ impl Metrics {
         let labels =
             RequestLabels { method: method.to_owned(), mode: mode.to_owned(), code: code_name(code).to_owned() };
         self.requests.get_or_create(&labels).inc();
-        self.request_seconds.get_or_create(&labels).observe(elapsed.as_secs_f64());
+        self.request_duration_seconds.get_or_create(&labels).observe(elapsed.as_secs_f64());
     }
 
     /// Counts one stalled poll of a `method` call in `mode` that held its worker for `length`.
@@ -211,17 +262,31 @@ impl Metrics {
         #[cfg(target_has_atomic = "64")]
         for worker in 0..m.num_workers() {
             let busy = m.worker_total_busy_duration(worker).as_secs_f64();
-            self.runtime_worker_busy_seconds.get_or_create(&WorkerLabel { worker: worker.to_string() }).set(busy);
+            set_counter_f64(
+                &self.runtime_worker_busy_seconds.get_or_create(&WorkerLabel { worker: worker.to_string() }),
+                busy,
+            );
         }
     }
 
-    /// The exposition text (OpenMetrics, which Prometheus scrapes natively).
+    /// The exposition text in OpenMetrics (which Prometheus asks for; the admin port rewrites it for other scrapers).
     pub fn encode(&self) -> String {
         let mut out = String::new();
         // Writing to a String cannot fail.
         let _ = encode(&mut out, &self.registry);
         out
     }
+}
+
+/// Sets a counter kept elsewhere (the admission's refusals) to its current value at scrape time. The source only
+/// grows, so the exposed series is a true counter; prometheus-client's `inner()` is the documented way to do this.
+pub fn set_counter(counter: &Counter, value: u64) {
+    counter.inner().store(value, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// [`set_counter`] for a counter of seconds (tokio's busy durations).
+fn set_counter_f64(counter: &Counter<f64, AtomicU64>, value: f64) {
+    counter.inner().store(value.to_bits(), std::sync::atomic::Ordering::Relaxed);
 }
 
 /// A gRPC status code's name as the gRPC spec writes it (`OK`, `DEADLINE_EXCEEDED`, …).
@@ -294,24 +359,4 @@ pub fn spawn_schedule_probe(metrics: &Metrics) -> ScheduleProbe {
         }
     });
     probe
-}
-
-/// The admin port's routes: `GET /metrics`, each scrape refreshing scrape-time values with `on_scrape` first.
-/// Served by `offload-serve` on a thread and runtime of its own, so that it answers while the server's runtime is
-/// blocked.
-pub fn admin_routes(metrics: Metrics, on_scrape: impl Fn(&Metrics) + Send + Sync + 'static) -> axum::Router {
-    let on_scrape = Arc::new(on_scrape);
-    axum::Router::new().route(
-        "/metrics",
-        axum::routing::get(move || {
-            let (metrics, on_scrape) = (metrics.clone(), Arc::clone(&on_scrape));
-            async move {
-                on_scrape(&metrics);
-                (
-                    [(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
-                    metrics.encode(),
-                )
-            }
-        }),
-    )
 }

@@ -6,6 +6,7 @@
 //! - [`cluster`]: a gateway in front of several compute replicas, each a process that can be killed or restarted.
 //! - [`job`]: sizing a job to take X ms of one core, measured by the server itself.
 //! - [`scrape`]: `/metrics` read and parsed back as Prometheus text.
+//! - [`prometheus`]: `promtool` and a real Prometheus server on loopback, queried through its HTTP API.
 //! - [`raw`]: HTTP/2 without gRPC's guard rails, for what a well-behaved client never sends.
 //! - [`foreign`]: a gRPC service that is not offload's (Python), for the load generator's tests.
 //! - [`python`]: Python peers and checkers in private virtualenvs under `target/`.
@@ -20,6 +21,7 @@ pub mod child;
 pub mod cluster;
 pub mod foreign;
 pub mod job;
+pub mod prometheus;
 pub mod python;
 pub mod raw;
 pub mod scrape;

@@ -1,4 +1,4 @@
-//! The request metrics (`offload_requests_total`, `offload_request_seconds`) as a layer of a server's request
+//! The request metrics (`offload_requests_total`, `offload_request_duration_seconds`) as a layer of a server's request
 //! path, so no handler counts its own calls.
 //!
 //! Each call is counted once, when it ends, however it ends (refused at admission, invalid, failed upstream),

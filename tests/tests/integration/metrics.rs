@@ -1,5 +1,6 @@
 //! `/metrics` on both servers, scraped over HTTP from the real binaries and parsed as Prometheus text: request
-//! counters move as requests flow, the runtime gauges are there, and the scheduling-delay histogram shows a blocked
+//! counters move as requests flow, the runtime gauges, build info and process metrics are there, `promtool check
+//! metrics` has nothing to say about either server's exposition, and the scheduling-delay histogram shows a blocked
 //! runtime (`INLINE`) as larger than an offloading one (`RAYON`), as a ratio.
 
 use std::{
@@ -50,11 +51,48 @@ async fn request_counters_move_and_runtime_gauges_are_exposed() {
         assert!(value(scrape, "offload_runtime_workers", &[]).expect("workers gauge") >= 1.0);
         assert!(value(scrape, "offload_runtime_schedule_delay_seconds_count", &[]).expect("probe count") > 0.0);
         assert!(value(scrape, "offload_in_flight", &[]).is_some());
-        assert!(value(scrape, "offload_shed", &[]).is_some());
+        assert!(value(scrape, "offload_shed_total", &[]).is_some());
+        assert_eq!(value(scrape, "offload_build_info", &[("version", env!("CARGO_PKG_VERSION"))]), Some(1.0));
+        // The standard process metrics, as every Prometheus client library exports them.
+        assert!(value(scrape, "process_cpu_seconds_total", &[]).is_some_and(|cpu| cpu >= 0.0));
+        assert!(value(scrape, "process_resident_memory_bytes", &[]).is_some_and(|rss| rss > 0.0));
+        assert!(value(scrape, "process_open_fds", &[]).is_some_and(|fds| fds > 0.0));
+        assert!(value(scrape, "process_start_time_seconds", &[]).is_some_and(|t| t > 1.7e9));
         // Neither server adapts its limit here: it is the --max-inflight default.
         assert!(value(scrape, "offload_concurrency_limit", &[]).is_some_and(|limit| limit >= 256.0));
     }
     assert!(value(&after.0, "offload_rayon_queue_depth", &[]).is_some());
+    // The gateway's view of its replicas: the one it was given, healthy (it just served through it).
+    assert_eq!(value(&after.1, "offload_compute_endpoints", &[]), Some(1.0));
+    assert_eq!(value(&after.1, "offload_compute_endpoints_healthy", &[]), Some(1.0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promtool_check_metrics_is_clean_on_both_servers() {
+    let Some(promtool) = offload_testkit::prometheus::tool("promtool") else {
+        eprintln!("SKIPPED promtool_check_metrics_is_clean_on_both_servers: no promtool (Debian package prometheus)");
+        return;
+    };
+    // A low stall threshold, so one INLINE call fills the stall families too: every family is linted.
+    let compute = start("offload-compute", &["--metrics-listen", "127.0.0.1:0", "--stall-threshold", "5ms"]);
+    let gateway = start("offload-gateway", &["--compute", &compute.url(), "--metrics-listen", "127.0.0.1:0"]);
+    offload_tests::wait_serving(&gateway.url(), offload_proto::service_names::GATEWAY).await;
+    let mut client = GatewayClient::new(channel(&gateway.url()).await);
+    let inline = SumOfSquaresRequest { n: 300_000_000, mode: ExecMode::Inline as i32, ..Default::default() };
+    client.sum_of_squares(inline).await.expect("inline call");
+    client.factorial(FactorialRequest { n: u64::MAX, ..Default::default() }).await.expect_err("over the limit");
+    for (server, addr) in [("compute", compute.metrics_addr), ("gateway", gateway.metrics_addr)] {
+        let text = offload_testkit::scrape::get(addr.expect("metrics"), "/metrics").expect("GET /metrics");
+        for family in ["offload_requests_total", "offload_request_duration_seconds_bucket", "process_cpu_seconds_total"]
+        {
+            assert!(text.contains(family), "{server} exposes no {family}");
+        }
+        if let Err(said) = offload_testkit::prometheus::check_metrics(&promtool, &text) {
+            panic!("promtool check metrics on {server}'s /metrics:\n{said}");
+        }
+    }
+    let compute_text = offload_testkit::scrape::get(compute.metrics_addr.expect("metrics"), "/metrics").expect("GET");
+    assert!(compute_text.contains("offload_runtime_stalls_total"), "the INLINE call stalled a worker past 5 ms");
 }
 
 /// The mean scheduling delay while four heavy jobs in `mode` keep compute busy for about a second and a half.
