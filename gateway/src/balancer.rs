@@ -10,8 +10,7 @@
 //! which is what tower's balancer does. It is written here rather than taken from `Channel::balance_list` because
 //! the gateway must retry a failed call on a *different* replica and fail fast when none is healthy; tonic's
 //! balanced channel hides which replica served a call and waits (until the deadline) when none is ready. (The
-//! gateway's synchronous client, which does not retry, does use tonic's `balance_channel`, fed by the same
-//! discovery.)
+//! gateway's synchronous client has a balancer of its own, whose channels live on its own I/O thread.)
 
 use std::{
     collections::BTreeSet,

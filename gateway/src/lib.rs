@@ -67,7 +67,9 @@ pub async fn run_with_resolver(
     let settings =
         ChannelSettings { connect_timeout: config.connect_timeout, max_message_bytes: config.max_message_bytes, tls };
     let balancer = Balancer::new(settings.clone(), config.health_retry);
-    let sync_client = Arc::new(BlockingComputeClient::new(settings).context("cannot start the synchronous client")?);
+    let sync_client = Arc::new(
+        BlockingComputeClient::new(settings, config.health_retry).context("cannot start the synchronous client")?,
+    );
     let targets = config.targets().map_err(anyhow::Error::msg)?;
     let consumers: Vec<Arc<dyn Endpoints>> = vec![balancer.clone(), sync_client.clone()];
     Discovery::new(targets, resolver, scheme).start(config.dns_refresh, consumers).await;
