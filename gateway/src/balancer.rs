@@ -28,11 +28,6 @@ use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use crate::discovery::Endpoints;
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
 
-/// HTTP/2 PING interval on replica connections, also while idle: a replica that vanished without closing its
-/// socket (node failure) is noticed within `KEEPALIVE + KEEPALIVE_TIMEOUT` even if no request is in flight.
-const KEEPALIVE: Duration = Duration::from_secs(5);
-const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
-
 /// One compute replica.
 #[derive(Debug)]
 pub struct Replica {
@@ -85,6 +80,13 @@ pub struct Balancer {
 pub struct ChannelSettings {
     pub connect_timeout: Duration,
     pub max_message_bytes: usize,
+    /// HTTP/2 PING interval on every replica connection, also while idle (`--compute-keepalive-interval`), and
+    /// how long a PING may go unanswered before the connection is closed (`--compute-keepalive-timeout`). A
+    /// replica that went silent without a reset (a partition, a dead node) is thus noticed within their sum: its
+    /// calls in flight fail as a transport failure (retried elsewhere) and its health stream, which shares the
+    /// connection, breaks at the same moment, taking it out of rotation.
+    pub keepalive_interval: Duration,
+    pub keepalive_timeout: Duration,
     /// TLS (and the client certificate, for mTLS) towards compute; plaintext when `None`.
     pub tls: Option<ClientTlsConfig>,
 }
@@ -95,8 +97,8 @@ impl ChannelSettings {
         let endpoint = Endpoint::from_shared(url.to_owned())?
             .connect_timeout(self.connect_timeout)
             .tcp_nodelay(true)
-            .http2_keep_alive_interval(KEEPALIVE)
-            .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+            .http2_keep_alive_interval(self.keepalive_interval)
+            .keep_alive_timeout(self.keepalive_timeout)
             .keep_alive_while_idle(true);
         match &self.tls {
             Some(tls) => endpoint.tls_config(tls.clone()),

@@ -64,8 +64,13 @@ pub async fn run_with_resolver(
     config.validate().map_err(anyhow::Error::msg).context("invalid configuration")?;
     let tls = config.compute_tls()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let settings =
-        ChannelSettings { connect_timeout: config.connect_timeout, max_message_bytes: config.max_message_bytes, tls };
+    let settings = ChannelSettings {
+        connect_timeout: config.connect_timeout,
+        max_message_bytes: config.max_message_bytes,
+        keepalive_interval: config.compute_keepalive_interval,
+        keepalive_timeout: config.compute_keepalive_timeout,
+        tls,
+    };
     let balancer = Balancer::new(settings.clone(), config.health_retry);
     let sync_client = Arc::new(
         BlockingComputeClient::new(settings, config.health_retry).context("cannot start the synchronous client")?,
