@@ -14,6 +14,7 @@ mod gateway_cli;
 mod hostile_clients;
 mod metrics;
 mod mtls;
+mod network_faults;
 mod python_client;
 mod replicas;
 mod service_pair;
