@@ -56,14 +56,17 @@ async fn wait_served_by_each(client: &GatewayClient<Channel>, ids: &[&str]) {
 async fn every_wait_style_reports_a_killed_replica_as_unavailable() {
     let mut replica = start("offload-compute", &[]);
     let (_gateway, client) = gateway_over(&[replica.url()], &[]).await;
-    // One call per style in flight on the only replica (a job far longer than the test), then SIGKILL.
+    // One call per style in flight on the only replica (a job far longer than the test: n at compute's limit), then
+    // SIGKILL.
     let in_flight: Vec<_> = UpstreamWait::REQUESTABLE
         .into_iter()
         .map(|style| {
             let mut client = client.clone();
             (
                 style,
-                tokio::spawn(async move { client.sum_of_squares(sum(1 << 40, style, Duration::from_secs(60))).await }),
+                tokio::spawn(async move {
+                    client.sum_of_squares(sum(1_000_000_000_000, style, Duration::from_secs(60))).await
+                }),
             )
         })
         .collect();
