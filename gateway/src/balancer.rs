@@ -4,7 +4,9 @@
 //! Each endpoint has one HTTP/2 channel (multiplexed: one connection carries every concurrent call) and a task
 //! that watches its `grpc.health.v1` status for `offload.v1.Compute` as a stream. A replica is picked only while
 //! that stream says `SERVING`: a killed process breaks the stream at once, a draining one says `NOT_SERVING`
-//! before it stops accepting, and a restarted one is watched again after `--health-retry`.
+//! before it stops accepting, a silent one (a partition: nothing reset) breaks it when the connection's keepalive
+//! PING goes unanswered (within `--compute-keepalive-interval` + `--compute-keepalive-timeout`), and a restarted
+//! one is watched again after `--health-retry`.
 //!
 //! Picking is "power of two choices" over in-flight counts (the least busy of two candidates, taken round-robin),
 //! which is what tower's balancer does. It is written here rather than taken from `Channel::balance_list` because
