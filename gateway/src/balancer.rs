@@ -141,9 +141,10 @@ impl Balancer {
         self.current().iter().filter(|u| u.healthy.load(Ordering::Relaxed)).count()
     }
 
-    /// Resolves after the next health change of any replica, or a change of the set.
-    pub async fn health_changed(&self) {
-        self.changed.notified().await;
+    /// Resolves after the next health change of any replica, or a change of the set, counted from this call (not
+    /// from the first poll: a change between the call and the await is not missed).
+    pub fn health_changed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.changed.notified()
     }
 
     /// The less busy of two healthy candidates, skipping `exclude` (the replica a failed attempt used).

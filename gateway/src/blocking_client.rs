@@ -50,6 +50,11 @@ impl BlockingComputeClient {
         Ok(Self { runtime: Some(runtime), balancer: Balancer::new(settings, health_retry) })
     }
 
+    /// The replicas as this client sees them (the gateway's readiness waits for one to be healthy here too).
+    pub fn balancer(&self) -> &Arc<Balancer> {
+        &self.balancer
+    }
+
     /// Calls method `M` on compute (retrying a transport failure on another replica, as [`forward`] does),
     /// blocking the calling thread until the reply or `deadline`. Traced under the caller's current span.
     pub fn call<M: ComputeMethod>(&self, message: M, deadline: Instant) -> Result<Forwarded<M::Reply>, Error> {
