@@ -4,14 +4,15 @@
 //! Each endpoint has one HTTP/2 channel (multiplexed: one connection carries every concurrent call) and a task
 //! that watches its `grpc.health.v1` status for `offload.v1.Compute` as a stream. A replica is picked only while
 //! that stream says `SERVING`: a killed process breaks the stream at once, a draining one says `NOT_SERVING`
-//! before it stops accepting, and a restarted one is watched again after `--health-retry`.
+//! before it stops accepting, a silent one (a partition: nothing reset) breaks it when the connection's keepalive
+//! PING goes unanswered (within `--compute-keepalive-interval` + `--compute-keepalive-timeout`), and a restarted
+//! one is watched again after `--health-retry`.
 //!
 //! Picking is "power of two choices" over in-flight counts (the least busy of two candidates, taken round-robin),
 //! which is what tower's balancer does. It is written here rather than taken from `Channel::balance_list` because
 //! the gateway must retry a failed call on a *different* replica and fail fast when none is healthy; tonic's
 //! balanced channel hides which replica served a call and waits (until the deadline) when none is ready. (The
-//! gateway's synchronous client, which does not retry, does use tonic's `balance_channel`, fed by the same
-//! discovery.)
+//! gateway's synchronous client has a balancer of its own, whose channels live on its own I/O thread.)
 
 use std::{
     collections::BTreeSet,
@@ -28,11 +29,6 @@ use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use crate::discovery::Endpoints;
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
-
-/// HTTP/2 PING interval on replica connections, also while idle: a replica that vanished without closing its
-/// socket (node failure) is noticed within `KEEPALIVE + KEEPALIVE_TIMEOUT` even if no request is in flight.
-const KEEPALIVE: Duration = Duration::from_secs(5);
-const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One compute replica.
 #[derive(Debug)]
@@ -86,6 +82,13 @@ pub struct Balancer {
 pub struct ChannelSettings {
     pub connect_timeout: Duration,
     pub max_message_bytes: usize,
+    /// HTTP/2 PING interval on every replica connection, also while idle (`--compute-keepalive-interval`), and
+    /// how long a PING may go unanswered before the connection is closed (`--compute-keepalive-timeout`). A
+    /// replica that went silent without a reset (a partition, a dead node) is thus noticed within their sum: its
+    /// calls in flight fail as a transport failure (retried elsewhere) and its health stream, which shares the
+    /// connection, breaks at the same moment, taking it out of rotation.
+    pub keepalive_interval: Duration,
+    pub keepalive_timeout: Duration,
     /// TLS (and the client certificate, for mTLS) towards compute; plaintext when `None`.
     pub tls: Option<ClientTlsConfig>,
 }
@@ -96,8 +99,8 @@ impl ChannelSettings {
         let endpoint = Endpoint::from_shared(url.to_owned())?
             .connect_timeout(self.connect_timeout)
             .tcp_nodelay(true)
-            .http2_keep_alive_interval(KEEPALIVE)
-            .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+            .http2_keep_alive_interval(self.keepalive_interval)
+            .keep_alive_timeout(self.keepalive_timeout)
             .keep_alive_while_idle(true);
         match &self.tls {
             Some(tls) => endpoint.tls_config(tls.clone()),
@@ -138,9 +141,10 @@ impl Balancer {
         self.current().iter().filter(|u| u.healthy.load(Ordering::Relaxed)).count()
     }
 
-    /// Resolves after the next health change of any replica, or a change of the set.
-    pub async fn health_changed(&self) {
-        self.changed.notified().await;
+    /// Resolves after the next health change of any replica, or a change of the set, counted from this call (not
+    /// from the first poll: a change between the call and the await is not missed).
+    pub fn health_changed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.changed.notified()
     }
 
     /// The less busy of two healthy candidates, skipping `exclude` (the replica a failed attempt used).

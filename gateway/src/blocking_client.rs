@@ -4,107 +4,91 @@
 //!
 //! It exists to reproduce a mistake, measured: calling it from an async handler (`UPSTREAM_WAIT_BLOCKING`) blocks
 //! that runtime worker for the whole upstream call. It never deadlocks, even on a current-thread gateway whose
-//! only thread it blocks: the connection is driven by its own thread, and every call carries the request's
-//! deadline (sent to compute as `grpc-timeout` and enforced locally while waiting). What its failures mean is
-//! decided where the async client's are, in [`crate::upstream_status`].
+//! only thread it blocks: its connections are driven by its own thread, and every call carries the request's
+//! deadline (sent to compute as `grpc-timeout` and enforced locally while waiting).
+//!
+//! Only the waiting differs from the async styles: on its I/O thread it runs the same [`crate::forward`] stack
+//! over a [`Balancer`] of its own (its own channels, health watches and keepalive pings, fed by the same
+//! discovery), so a replica that is killed, draining or silent is classified, avoided and retried exactly as it
+//! is for the async styles.
 
 use std::{
     collections::BTreeSet,
-    sync::{Mutex, mpsc},
+    sync::{Arc, mpsc},
     time::{Duration, Instant},
 };
 
-use offload_proto::{service_names, v1::compute_client::ComputeClient};
-use offload_telemetry::grpc_trace;
-use tokio::sync::mpsc::Sender;
-use tonic::{
-    Request, Response, Status,
-    transport::{Channel, Endpoint, channel::Change},
+use tower::ServiceExt;
+use tracing::{Instrument, Span};
+
+use crate::{
+    balancer::{Balancer, ChannelSettings},
+    discovery::Endpoints,
+    error::Error,
+    forward::{self, Attempt, Forwarded},
+    method::ComputeMethod,
 };
-use tracing::Instrument;
 
-use crate::{balancer::ChannelSettings, discovery::Endpoints, method::ComputeMethod};
-
-/// Room for endpoint changes not yet taken in by the balanced channel (a whole re-resolution's worth).
-const CHANGES_BUFFERED: usize = 1024;
-
-/// A blocking client over all compute endpoints (tonic's dynamically balanced channel, fed by discovery; this
-/// client does not retry).
+/// A blocking client over all compute endpoints.
 #[derive(Debug)]
 pub struct BlockingComputeClient {
     /// The I/O thread. An `Option` only so that `Drop` can take it and shut it down without blocking.
     runtime: Option<tokio::runtime::Runtime>,
-    client: ComputeClient<Channel>,
-    /// Inserts and removals for the balanced channel, and the endpoints it has now.
-    changes: Sender<Change<String, Endpoint>>,
-    endpoints: Mutex<BTreeSet<String>>,
-    settings: ChannelSettings,
+    /// The replicas as this client's own channels see them; its tasks live on `runtime`.
+    balancer: Arc<Balancer>,
 }
 
 impl BlockingComputeClient {
     /// A client with no endpoints yet (see [`Endpoints::set_endpoints`]) whose connections are opened on first
-    /// use, on its own I/O thread.
-    pub fn new(settings: ChannelSettings) -> anyhow::Result<Self> {
+    /// use, on its own I/O thread; a replica whose health stream broke is watched again after `health_retry`.
+    pub fn new(settings: ChannelSettings, health_retry: Duration) -> anyhow::Result<Self> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("sync-client-io")
             .enable_all()
             .build()?;
-        let (client, changes) = {
-            // The channel's connection tasks must live on the client's own runtime, not the caller's.
-            let _entered = runtime.enter();
-            let (channel, changes) = Channel::balance_channel(CHANGES_BUFFERED);
-            let client = ComputeClient::new(channel)
-                .max_decoding_message_size(settings.max_message_bytes)
-                .max_encoding_message_size(settings.max_message_bytes);
-            (client, changes)
-        };
-        Ok(Self { runtime: Some(runtime), client, changes, endpoints: Mutex::default(), settings })
+        Ok(Self { runtime: Some(runtime), balancer: Balancer::new(settings, health_retry) })
     }
 
-    /// Calls method `M` on compute, blocking the calling thread until the reply or `deadline`; traced as a client
-    /// span of the caller's current span (the request's).
-    pub fn call<M: ComputeMethod>(&self, message: M, deadline: Instant) -> Result<M::Reply, Status> {
-        let Some(runtime) = &self.runtime else { return Err(Status::unavailable("sync client closed")) };
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        let span = grpc_trace::client_span(service_names::COMPUTE, M::NAME, "sync client");
-        let mut request = Request::new(message);
-        request.set_timeout(remaining);
-        grpc_trace::inject(&span, request.metadata_mut());
-        let (tx, rx) = mpsc::sync_channel(1);
-        let reply = M::call(self.client.clone(), request).instrument(span.clone());
-        runtime.spawn(async move {
-            let _ = tx.send(reply.await.map(Response::into_inner));
-        });
-        // A plain OS-level wait: this is what blocks the caller's thread.
-        let result = match rx.recv_timeout(remaining.max(Duration::from_millis(1))) {
-            Ok(reply) => reply,
-            Err(mpsc::RecvTimeoutError::Timeout) => Err(Status::deadline_exceeded("sync client: deadline exceeded")),
-            Err(mpsc::RecvTimeoutError::Disconnected) => Err(Status::unavailable("sync client: I/O thread gone")),
+    /// The replicas as this client sees them (the gateway's readiness waits for one to be healthy here too).
+    pub fn balancer(&self) -> &Arc<Balancer> {
+        &self.balancer
+    }
+
+    /// Calls method `M` on compute (retrying a transport failure on another replica, as [`forward`] does),
+    /// blocking the calling thread until the reply or `deadline`. Traced under the caller's current span.
+    pub fn call<M: ComputeMethod>(&self, message: M, deadline: Instant) -> Result<Forwarded<M::Reply>, Error> {
+        let started = Instant::now();
+        let Some(runtime) = &self.runtime else {
+            return Err(Error::Transport { endpoint: "sync client".into(), message: "client closed".into() });
         };
-        grpc_trace::record_status(&span, result.as_ref().map_or_else(Status::code, |_| tonic::Code::Ok), false);
-        result
+        let (tx, rx) = mpsc::sync_channel(1);
+        let forwarded = forward::stack::<M>(Arc::clone(&self.balancer))
+            .oneshot(Attempt::first(message, deadline))
+            .instrument(Span::current());
+        runtime.spawn(async move {
+            let _ = tx.send(forwarded.await);
+        });
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        // A plain OS-level wait: this is what blocks the caller's thread. The stack enforces the deadline itself;
+        // this bound only guards against an I/O thread that stopped answering.
+        match rx.recv_timeout(remaining.max(Duration::from_millis(1))) {
+            Ok(outcome) => outcome,
+            Err(mpsc::RecvTimeoutError::Timeout) => Err(Error::DeadlineExceeded { waited: started.elapsed() }),
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                Err(Error::Transport { endpoint: "sync client".into(), message: "I/O thread gone".into() })
+            }
+        }
     }
 }
 
 impl Endpoints for BlockingComputeClient {
     fn set_endpoints(&self, urls: &BTreeSet<String>) {
-        let mut current = self.endpoints.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let removed = current.difference(urls).cloned().map(Change::Remove);
-        let inserted = urls.difference(&current).filter_map(|url| match self.settings.endpoint(url) {
-            Ok(endpoint) => Some(Change::Insert(url.clone(), endpoint)),
-            Err(error) => {
-                tracing::warn!(url, %error, "sync client: ignoring an unusable compute endpoint");
-                None
-            }
-        });
-        for change in removed.chain(inserted).collect::<Vec<_>>() {
-            // The buffer holds far more than one resolution's changes; only a client being dropped refuses them.
-            if self.changes.try_send(change).is_err() {
-                tracing::warn!("sync client: endpoint change dropped");
-            }
-        }
-        current.clone_from(urls);
+        let Some(runtime) = &self.runtime else { return };
+        // The channels and health watches of new endpoints must live on the client's own runtime, not the
+        // caller's.
+        let _entered = runtime.enter();
+        self.balancer.set_endpoints(urls);
     }
 }
 

@@ -111,6 +111,20 @@ pub struct Config {
     #[arg(long, env = "OFFLOAD_GATEWAY_CONNECT_TIMEOUT", default_value = "1s", value_parser = parse_duration)]
     pub connect_timeout: Duration,
 
+    /// HTTP/2 PING interval on every connection to compute, also while it is idle. Together with
+    /// --compute-keepalive-timeout it bounds how long a replica that went silent without a reset (a network
+    /// partition, a dead node) keeps receiving calls: interval + timeout, 4 s with the defaults. A ping a second
+    /// is 17 bytes each way: nothing, against noticing an idle connection's death a second sooner.
+    #[arg(long, env = "OFFLOAD_GATEWAY_COMPUTE_KEEPALIVE_INTERVAL", default_value = "1s", value_parser = parse_duration)]
+    pub compute_keepalive_interval: Duration,
+
+    /// How long a PING to compute may go unanswered before its connection counts as dead: its calls in flight are
+    /// retried on another replica (deadline permitting) and the replica leaves rotation. Far above a loaded
+    /// network's round trip and a busy compute's time to answer a ping, below the 5 s deadlines clients commonly
+    /// set; a compute whose runtime is blocked longer than this (INLINE jobs on one thread) is treated as gone.
+    #[arg(long, env = "OFFLOAD_GATEWAY_COMPUTE_KEEPALIVE_TIMEOUT", default_value = "3s", value_parser = parse_duration)]
+    pub compute_keepalive_timeout: Duration,
+
     /// After a compute endpoint's health stream breaks, wait this long before watching it again. Bounds how soon a
     /// restarted replica gets traffic again.
     #[arg(long, env = "OFFLOAD_GATEWAY_HEALTH_RETRY", default_value = "250ms", value_parser = parse_duration)]
@@ -197,6 +211,9 @@ impl Config {
         if self.default_upstream_wait == UpstreamWait::Unspecified {
             return Err("--default-upstream-wait must name a style".into());
         }
+        if self.compute_keepalive_interval.is_zero() || self.compute_keepalive_timeout.is_zero() {
+            return Err("--compute-keepalive-interval and --compute-keepalive-timeout must be above zero".into());
+        }
         if self.dns_refresh.is_zero() {
             return Err("--dns-refresh must be above zero".into());
         }
@@ -248,6 +265,17 @@ mod tests {
         let cert_without_key =
             Config::try_parse_from(["offload-gateway", "--compute-tls-ca", "/ca.pem", "--compute-tls-cert", "/c.pem"]);
         assert!(cert_without_key.is_err(), "clap requires --compute-tls-key with --compute-tls-cert");
+    }
+
+    #[test]
+    fn a_silent_replica_is_given_up_on_within_the_keepalive_bound() {
+        let config = Config::parse_from(["offload-gateway"]);
+        assert_eq!(config.compute_keepalive_interval + config.compute_keepalive_timeout, Duration::from_secs(4));
+        for bad in ["--compute-keepalive-interval=0s", "--compute-keepalive-timeout=0ms"] {
+            let config = Config::parse_from(["offload-gateway", bad]);
+            let flag = bad.split('=').next().unwrap_or_default();
+            assert!(config.validate().expect_err("refused").contains(flag), "{bad}");
+        }
     }
 
     #[test]

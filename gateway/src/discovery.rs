@@ -2,8 +2,8 @@
 //!
 //! On Kubernetes, compute sits behind a *headless* Service: its DNS name resolves to one address per ready pod.
 //! The gateway resolves `dns:///name:port` every `--dns-refresh` and hands the resulting set of endpoints to both
-//! of its clients: the health-watched [`Balancer`] (the async path, with retries on another replica) and the
-//! synchronous client (tonic's `Channel::balance_channel`, fed the same inserts and removals). Pods joining and
+//! of its clients: the health-watched [`Balancer`] of the async path and the synchronous client's own (the same
+//! kind, on its I/O thread). Pods joining and
 //! leaving are picked up without a restart; a plain ClusterIP Service would instead pin each HTTP/2 connection, and
 //! so all the gateway's traffic, to one pod.
 //!

@@ -2,8 +2,8 @@
 //!
 //! Only failures of the transport are retried (see [`crate::upstream_status`]: the replica is gone or going),
 //! once, on another replica; every other status is compute's answer. Both methods are pure functions of their
-//! request, hence idempotent: a retry can never do harm, only cost CPU. The synchronous client's styles do not
-//! come through here: it is a plain client, which does not retry.
+//! request, hence idempotent: a retry can never do harm, only cost CPU. Every wait style comes through here: the
+//! synchronous client runs this stack on its own I/O thread ([`crate::blocking_client`]).
 
 use std::{
     future::Future,

@@ -64,10 +64,17 @@ pub async fn run_with_resolver(
     config.validate().map_err(anyhow::Error::msg).context("invalid configuration")?;
     let tls = config.compute_tls()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let settings =
-        ChannelSettings { connect_timeout: config.connect_timeout, max_message_bytes: config.max_message_bytes, tls };
+    let settings = ChannelSettings {
+        connect_timeout: config.connect_timeout,
+        max_message_bytes: config.max_message_bytes,
+        keepalive_interval: config.compute_keepalive_interval,
+        keepalive_timeout: config.compute_keepalive_timeout,
+        tls,
+    };
     let balancer = Balancer::new(settings.clone(), config.health_retry);
-    let sync_client = Arc::new(BlockingComputeClient::new(settings).context("cannot start the synchronous client")?);
+    let sync_client = Arc::new(
+        BlockingComputeClient::new(settings, config.health_retry).context("cannot start the synchronous client")?,
+    );
     let targets = config.targets().map_err(anyhow::Error::msg)?;
     let consumers: Vec<Arc<dyn Endpoints>> = vec![balancer.clone(), sync_client.clone()];
     Discovery::new(targets, resolver, scheme).start(config.dns_refresh, consumers).await;
@@ -90,7 +97,8 @@ pub async fn run_with_resolver(
         m.compute_endpoints_healthy.set(scraped.healthy() as i64);
     })
     .await?;
-    let follower = tokio::spawn(follow_replica_health(Arc::clone(&balancer), skeleton.health().clone()));
+    let balancers = [Arc::clone(&balancer), Arc::clone(sync_client.balancer())];
+    let follower = tokio::spawn(follow_replica_health(balancers, skeleton.health().clone()));
     skeleton.stop_at_drain(follower.abort_handle());
     let gateway = GatewayServer::new(GatewayService::new(service::Parts {
         balancer: Arc::clone(&balancer),
@@ -115,18 +123,25 @@ pub async fn run_with_resolver(
     skeleton.serve(gateway, shutdown).await
 }
 
-/// Keeps `offload.v1.Gateway`'s health in step with the replicas: SERVING while at least one is healthy.
-async fn follow_replica_health(balancer: Arc<Balancer>, health: HealthReporter) {
+/// Keeps `offload.v1.Gateway`'s health in step with the replicas: SERVING while each of the gateway's clients (the
+/// async path's balancer and the synchronous client's) has at least one healthy replica, so a call in any wait style
+/// can be served.
+async fn follow_replica_health(balancers: [Arc<Balancer>; 2], health: HealthReporter) {
+    let [async_path, sync_client] = balancers;
     let mut serving = false;
     loop {
-        let changed = balancer.health_changed();
-        let now_serving = balancer.healthy() > 0;
+        // Created before the check, so a change that lands in between is not missed.
+        let (async_changed, sync_changed) = (async_path.health_changed(), sync_client.health_changed());
+        let now_serving = async_path.healthy() > 0 && sync_client.healthy() > 0;
         if now_serving != serving {
             serving = now_serving;
             let status = if serving { ServingStatus::Serving } else { ServingStatus::NotServing };
-            tracing::info!(healthy = balancer.healthy(), of = balancer.len(), ?status, "gateway readiness changed");
+            tracing::info!(healthy = async_path.healthy(), of = async_path.len(), ?status, "gateway readiness changed");
             health.set_service_status(service_names::GATEWAY, status).await;
         }
-        changed.await;
+        tokio::select! {
+            () = async_changed => {}
+            () = sync_changed => {}
+        }
     }
 }

@@ -3,8 +3,9 @@
 //!
 //! The styles are the seed experiment's, to be measured against each other: awaiting the async client (the right
 //! way), awaiting it in a spawned task (`create_task`), or calling a synchronous client directly in the handler
-//! (`.get()` in an async handler) or in `spawn_blocking` (`run_in_executor`). Only the async styles retry on
-//! another replica ([`crate::forward`]); the synchronous client is a plain one.
+//! (`.get()` in an async handler) or in `spawn_blocking` (`run_in_executor`). All four reach compute through the
+//! same [`crate::forward`] stack (one classification of failures, the same retry on another replica); the
+//! synchronous styles run it on the synchronous client's own I/O thread and block until it answers.
 
 use std::{
     future::Future,
@@ -25,7 +26,6 @@ use crate::{
     forward::{self, Attempt, Forwarded},
     method::ComputeMethod,
     service::Parts,
-    upstream_status,
 };
 
 /// A call as the gateway's request path sees it: the message to forward and how to wait for compute.
@@ -108,11 +108,6 @@ impl<M: ComputeMethod> tower::Service<Request<Call<M>>> for WaitForCompute<M> {
 impl<M: ComputeMethod> WaitForCompute<M> {
     /// Compute's reply to `message`, waited for in style `wait`.
     async fn wait(self, wait: UpstreamWait, message: M, deadline: Instant) -> Result<Forwarded<M::Reply>, Error> {
-        let started = Instant::now();
-        let synchronous = |result: Result<M::Reply, Status>| match result {
-            Ok(reply) => Ok(Forwarded { reply, attempts: 1 }),
-            Err(status) => Err(upstream_status::classify(status, "sync client", started.elapsed())),
-        };
         match wait {
             UpstreamWait::Async | UpstreamWait::Unspecified => {
                 self.forward.oneshot(Attempt::first(message, deadline)).await
@@ -126,15 +121,16 @@ impl<M: ComputeMethod> WaitForCompute<M> {
                 })?
             }
             // The mistake under study: this blocks the runtime thread until compute answers.
-            UpstreamWait::Blocking => synchronous(self.parts.sync_client.call(message, deadline)),
+            UpstreamWait::Blocking => self.parts.sync_client.call(message, deadline),
             UpstreamWait::SpawnBlocking => {
                 let client = Arc::clone(&self.parts.sync_client);
                 let span = Span::current();
-                let result = tokio::task::spawn_blocking(move || span.in_scope(|| client.call(message, deadline)))
-                    .await
-                    .map_err(|e| Status::internal(e.to_string()))
-                    .and_then(|r| r);
-                synchronous(result)
+                tokio::task::spawn_blocking(move || span.in_scope(|| client.call(message, deadline))).await.map_err(
+                    |e| Error::Compute {
+                        endpoint: "blocking pool".to_owned(),
+                        status: Status::internal(e.to_string()),
+                    },
+                )?
             }
         }
     }

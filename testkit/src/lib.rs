@@ -3,6 +3,7 @@
 //! - [`binaries`]: the workspace's server binaries, built on demand in the caller's profile.
 //! - [`child`]: a server as a child process: its address read from its log, its CPU, memory and descriptors read
 //!   from `/proc`, stopped with SIGTERM.
+//! - [`fault_proxy`]: an unlucky network between two processes: latency, a blackhole, resets, a bandwidth limit.
 //! - [`cluster`]: a gateway in front of several compute replicas, each a process that can be killed or restarted.
 //! - [`job`]: sizing a job to take X ms of one core, measured by the server itself.
 //! - [`scrape`]: `/metrics` read and parsed back as Prometheus text.
@@ -19,6 +20,7 @@ pub mod binaries;
 pub mod browser;
 pub mod child;
 pub mod cluster;
+pub mod fault_proxy;
 pub mod foreign;
 pub mod job;
 pub mod prometheus;

@@ -12,21 +12,21 @@ use anyhow::Context;
 use clap::Args;
 use offload_loadgen::duration::parse as parse_duration;
 
-use offload_testkit::cluster::Launcher;
+use offload_testkit::{cluster::Launcher, fault_proxy::Fault};
 
 use self::{
     report::Report,
-    scenarios::{AdmissionPlan, DeadlinePlan, OverloadPlan, SoakPlan, Steady},
+    scenarios::{AdmissionPlan, DeadlinePlan, Keepalive, OverloadPlan, SoakPlan, Steady},
 };
 
-/// Options of the reliability run. The defaults take about two minutes on 2 cores.
+/// Options of the reliability run. The defaults take about three minutes on 2 cores.
 #[derive(Debug, Clone, Args)]
 pub struct ReliabilityArgs {
     /// Scenarios to run, comma-separated.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "replica-loss,rolling-restart,overload,overload-per-replica,deadlines,soak"
+        default_value = "replica-loss,rolling-restart,blackhole,slow-link,link-reset,overload,overload-per-replica,deadlines,soak"
     )]
     pub scenarios: Vec<String>,
     /// Compute replicas behind the gateway.
@@ -39,7 +39,10 @@ pub struct ReliabilityArgs {
     /// `SumOfSquares` in `RAYON`): long enough that calls are in flight on the replica that dies.
     #[arg(long, default_value_t = 3.0)]
     pub job_ms: f64,
-    /// Length of the replica-loss and rolling-restart scenarios.
+    /// One-way latency the slow-link scenario adds to one replica's link.
+    #[arg(long, default_value = "100ms", value_parser = parse_duration)]
+    pub slow_link_latency: Duration,
+    /// Length of the replica-loss, rolling-restart and network-fault scenarios (blackhole, slow-link, link-reset).
     #[arg(long, default_value = "15s", value_parser = parse_duration)]
     pub duration: Duration,
     /// Length of the overload.
@@ -69,6 +72,17 @@ pub async fn run(args: ReliabilityArgs) -> anyhow::Result<()> {
         match scenario.as_str() {
             "replica-loss" => report.replica_loss(&scenarios::replica_loss(launcher.clone(), steady).await?),
             "rolling-restart" => report.rolling_restart(&scenarios::rolling_restart(launcher.clone(), steady).await?),
+            "blackhole" | "slow-link" | "link-reset" => {
+                // One replica behind a fault proxy, the gateway at its default keepalive (1 s + 3 s).
+                let fault = match scenario.as_str() {
+                    "blackhole" => Fault::Blackhole,
+                    "slow-link" => Fault::Latency(args.slow_link_latency),
+                    _ => Fault::Reset,
+                };
+                let keepalive = Keepalive { interval: Duration::from_secs(1), timeout: Duration::from_secs(3) };
+                let observed = scenarios::network_fault(launcher.clone(), steady, fault, keepalive).await?;
+                report.network_fault(scenario, &observed);
+            }
             "overload" | "overload-per-replica" => {
                 // `overload`: the gateway's adaptive limit (what the README recommends). `overload-per-replica`:
                 // two jobs admitted per replica, the gateway relaying refusals: admitted latency is about

@@ -1,12 +1,13 @@
 //! The reliability report: one summary row per scenario (calls offered, OK, failed, by status) and a section of
 //! figures each, as markdown for the terminal, `report.md` and `docs/reliability.md`.
 
-use std::fmt::Write as _;
+use std::{fmt::Write as _, time::Duration};
 
 use tonic::Code;
 
 use super::scenarios::{
-    AdmissionPlan, Deadlines, Overload, OverloadPlan, ReplicaLoss, RollingRestart, Sample, Soak, recording_of,
+    AdmissionPlan, Deadlines, NetworkFault, Overload, OverloadPlan, PROXIED, ReplicaLoss, RollingRestart, Sample, Soak,
+    recording_of,
 };
 use offload_loadgen::recording::Recording;
 use offload_testkit::child::Memory;
@@ -45,6 +46,44 @@ impl Report {
             r.restarted_at.as_secs_f64(),
             r.retried,
             ms(r.routed_to_dead_for),
+            r.back_in_rotation_after.map_or("never".to_owned(), ms),
+            r.served_by
+        );
+    }
+
+    /// A network fault on one replica's link: when it left rotation, what failed when, what the slowness cost.
+    pub fn network_fault(&mut self, name: &str, r: &NetworkFault) {
+        self.summary.push(row(name, &recording_of(&r.samples)));
+        self.section(&format!("Network fault: {name}"), &r.samples);
+        let failed = |from: Duration, to: Duration| {
+            r.samples.iter().filter(|s| s.code != Code::Ok && s.sent >= from && s.sent < to).count()
+        };
+        let detected = r.fault_at + r.bound;
+        let (on_it, elsewhere) = r.during_fault();
+        let _ = writeln!(
+            self.details,
+            "- {:?} on the link to {PROXIED} from {:.1} s to {:.1} s; keepalive bound (interval + timeout) {}\n\
+             - left rotation {} after the fault (the gateway's log line)\n\
+             - calls retried on another replica: {}; the last one first sent to {PROXIED} {} after the fault\n\
+             - failed calls sent before the fault: {}, within the bound after it: {}, later during the fault: {}, \
+             after the heal: {}\n\
+             - during the fault, calls served through that link: {} (p50 {}), by the others: {} (p50 {})\n\
+             - back in rotation {} after the heal; calls per replica: {:?}\n",
+            r.fault,
+            r.fault_at.as_secs_f64(),
+            r.healed_at.as_secs_f64(),
+            ms(r.bound),
+            r.left_rotation_after.map_or("never".to_owned(), ms),
+            r.retried,
+            ms(r.routed_to_it_for),
+            failed(Duration::ZERO, r.fault_at),
+            failed(r.fault_at, detected),
+            failed(detected, r.healed_at),
+            failed(r.healed_at, Duration::MAX),
+            on_it.len(),
+            ms(recording_of(on_it).percentile(50.0)),
+            elsewhere.len(),
+            ms(recording_of(elsewhere).percentile(50.0)),
             r.back_in_rotation_after.map_or("never".to_owned(), ms),
             r.served_by
         );

@@ -15,6 +15,7 @@ mod hostile_clients;
 mod metrics;
 mod monitoring;
 mod mtls;
+mod network_faults;
 mod prometheus;
 mod python_client;
 mod queued_deadlines;

@@ -8,6 +8,7 @@
 
 mod deadlines;
 mod faults;
+mod network;
 mod overload;
 pub mod sampling;
 mod soak;
@@ -15,6 +16,7 @@ mod soak;
 pub use self::{
     deadlines::{DeadlinePlan, Deadlines, deadlines},
     faults::{ReplicaLoss, Restart, RollingRestart, Steady, replica_loss, rolling_restart},
+    network::{Keepalive, NetworkFault, PROXIED, network_fault},
     overload::{AdmissionPlan, Overload, OverloadPlan, overload},
     sampling::{Sample, job_of, recording_of},
     soak::{Checkpoint, Soak, SoakPlan, soak},

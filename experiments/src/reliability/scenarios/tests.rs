@@ -5,11 +5,14 @@
 
 use std::time::Duration;
 
-use offload_testkit::cluster::Launcher;
+use offload_testkit::{cluster::Launcher, fault_proxy::Fault};
 use tokio::sync::Mutex;
 use tonic::Code;
 
-use super::{self as scenarios, AdmissionPlan, DeadlinePlan, OverloadPlan, SoakPlan, Steady, recording_of};
+use super::{
+    self as scenarios, AdmissionPlan, DeadlinePlan, Keepalive, NetworkFault, OverloadPlan, PROXIED, SoakPlan, Steady,
+    recording_of,
+};
 
 /// One scenario at a time: they would otherwise measure each other.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::const_new(());
@@ -34,6 +37,63 @@ async fn a_killed_replica_loses_nothing_and_rejoins_when_restarted() {
     // Back in rotation once restarted (how soon is a figure for the benchmark, not a test assertion).
     assert!(r.back_in_rotation_after.is_some(), "the restarted replica never served again");
     assert!(r.served_by.len() == STEADY.replicas, "{:?}", r.served_by);
+}
+
+/// Two replicas, one behind the fault proxy: 5 s of load, 5 s of the fault, 5 s healed.
+const NETWORK: Steady = Steady { replicas: 2, rps: 100.0, duration: Duration::from_secs(15), job_ms: 1.0 };
+
+/// A keepalive shorter than the gateway's default, so the fault outlasts bound and slack with time to check.
+const KEEPALIVE: Keepalive = Keepalive { interval: Duration::from_millis(500), timeout: Duration::from_millis(1000) };
+
+/// Generous room above the keepalive bound for a loaded machine: a test asserts the bound, not a speed.
+const SLACK: Duration = Duration::from_millis(2500);
+
+/// Calls sent after the fault's bound and slack, while it still held: none may have touched the faulty link.
+fn sent_after_the_bound(r: &NetworkFault) -> impl Iterator<Item = &scenarios::Sample> {
+    r.samples.iter().filter(|s| s.sent >= r.fault_at + r.bound + SLACK && s.sent < r.healed_at)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blackholed_replica_leaves_rotation_within_the_keepalive_bound_and_no_call_fails() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let r = scenarios::network_fault(launcher(), NETWORK, Fault::Blackhole, KEEPALIVE).await.expect("scenario");
+    let recording = recording_of(&r.samples);
+    // Every call's deadline (10 s) leaves time to notice the blackhole and retry: none may fail.
+    assert_eq!(recording.failed(), 0, "{:?}", recording.errors);
+    let left = r.left_rotation_after.expect("the gateway took the blackholed replica out of rotation");
+    assert!(left <= r.bound + SLACK, "left rotation {left:?} after the fault; bound {:?}", r.bound);
+    // The blackhole caught calls (so the retry was exercised), and none after the bound.
+    assert!(r.retried > 0, "no call was caught by the blackhole: the fault was not exercised");
+    let late: Vec<_> = sent_after_the_bound(&r).filter(|s| s.attempts != 1 || s.served_by == PROXIED).collect();
+    assert!(sent_after_the_bound(&r).count() > 0, "the check after the bound had calls to look at");
+    assert!(late.is_empty(), "calls still sent to the blackholed replica after the bound: {late:?}");
+    assert!(r.back_in_rotation_after.is_some(), "healed, it never served again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_link_shows_in_latency_not_in_failures() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let latency = Duration::from_millis(100);
+    let r = scenarios::network_fault(launcher(), NETWORK, Fault::Latency(latency), KEEPALIVE).await.expect("scenario");
+    let recording = recording_of(&r.samples);
+    assert_eq!(recording.failed(), 0, "{:?}", recording.errors);
+    assert_eq!(r.left_rotation_after, None, "a slow replica is not a dead one");
+    let (through_the_link, _) = r.during_fault();
+    assert!(!through_the_link.is_empty(), "the slow replica kept serving");
+    // Request and reply each crossed the link once: at least twice the one-way latency, every one.
+    assert!(through_the_link.iter().all(|s| s.latency >= 2 * latency), "{through_the_link:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_reset_mid_stream_is_retried_and_the_replica_leaves_rotation() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let r = scenarios::network_fault(launcher(), NETWORK, Fault::Reset, KEEPALIVE).await.expect("scenario");
+    let recording = recording_of(&r.samples);
+    assert_eq!(recording.failed(), 0, "{:?}", recording.errors);
+    assert!(r.left_rotation_after.is_some(), "a reset link takes its replica out of rotation");
+    let late: Vec<_> = sent_after_the_bound(&r).filter(|s| s.attempts != 1 || s.served_by == PROXIED).collect();
+    assert!(late.is_empty(), "calls still sent to the reset replica after the bound: {late:?}");
+    assert!(r.back_in_rotation_after.is_some(), "healed, it never served again");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
