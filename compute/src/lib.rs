@@ -28,6 +28,7 @@ use offload_serve::{
     transport,
 };
 use tokio::net::TcpListener;
+use tonic::codec::CompressionEncoding;
 
 pub use crate::config::Config;
 use crate::{adaptive::CostModel, executor::Executor, limits::Limits, service::ComputeService};
@@ -103,7 +104,12 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
     });
     let compute = ComputeServer::new(service)
         .max_decoding_message_size(MAX_REQUEST_BYTES)
-        .max_encoding_message_size(config.max_message_bytes);
+        .max_encoding_message_size(config.max_message_bytes)
+        // gzip both ways, as ghz, grpcurl and grpcio clients use it: requests may come compressed, and a reply is
+        // compressed when (and only when) the client's grpc-accept-encoding names gzip (the gateway's does with
+        // --compute-compression=gzip).
+        .accept_compressed(CompressionEncoding::Gzip)
+        .send_compressed(CompressionEncoding::Gzip);
     skeleton.ready().await;
     tracing::info!(
         addr = %local_addr,

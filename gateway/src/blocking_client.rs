@@ -54,9 +54,7 @@ impl BlockingComputeClient {
             // The channel's connection tasks must live on the client's own runtime, not the caller's.
             let _entered = runtime.enter();
             let (channel, changes) = Channel::balance_channel(CHANGES_BUFFERED);
-            let client = ComputeClient::new(channel)
-                .max_decoding_message_size(settings.max_message_bytes)
-                .max_encoding_message_size(settings.max_message_bytes);
+            let client = settings.client(channel);
             (client, changes)
         };
         Ok(Self { runtime: Some(runtime), client, changes, endpoints: Mutex::default(), settings })

@@ -26,6 +26,7 @@ use anyhow::Context;
 use offload_proto::{service_names, v1::gateway_server::GatewayServer};
 use offload_serve::server::{Settings, Skeleton};
 use tokio::net::TcpListener;
+use tonic::codec::CompressionEncoding;
 use tonic_health::{ServingStatus, server::HealthReporter};
 
 pub use crate::config::Config;
@@ -64,8 +65,12 @@ pub async fn run_with_resolver(
     config.validate().map_err(anyhow::Error::msg).context("invalid configuration")?;
     let tls = config.compute_tls()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let settings =
-        ChannelSettings { connect_timeout: config.connect_timeout, max_message_bytes: config.max_message_bytes, tls };
+    let settings = ChannelSettings {
+        connect_timeout: config.connect_timeout,
+        max_message_bytes: config.max_message_bytes,
+        tls,
+        accept_compressed: config.compute_compression.accepted(),
+    };
     let balancer = Balancer::new(settings.clone(), config.health_retry);
     let sync_client = Arc::new(BlockingComputeClient::new(settings).context("cannot start the synchronous client")?);
     let targets = config.targets().map_err(anyhow::Error::msg)?;
@@ -95,7 +100,11 @@ pub async fn run_with_resolver(
         metrics: skeleton.metrics().clone(),
     }))
     .max_decoding_message_size(MAX_REQUEST_BYTES)
-    .max_encoding_message_size(config.max_message_bytes);
+    .max_encoding_message_size(config.max_message_bytes)
+    // gzip both ways, as ghz, grpcurl and grpcio clients use it: requests may come compressed, and a reply is
+    // compressed when (and only when) the client's grpc-accept-encoding names gzip.
+    .accept_compressed(CompressionEncoding::Gzip)
+    .send_compressed(CompressionEncoding::Gzip);
     tracing::info!(
         addr = %skeleton.local_addr(),
         compute = ?config.compute,
