@@ -28,7 +28,6 @@ use offload_serve::{
     transport,
 };
 use tokio::net::TcpListener;
-use tonic::codec::CompressionEncoding;
 
 pub use crate::config::Config;
 use crate::{adaptive::CostModel, executor::Executor, limits::Limits, service::ComputeService};
@@ -108,8 +107,8 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         // gzip both ways, as ghz, grpcurl and grpcio clients use it: requests may come compressed, and a reply is
         // compressed when (and only when) the client's grpc-accept-encoding names gzip (the gateway's does with
         // --compute-compression=gzip).
-        .accept_compressed(CompressionEncoding::Gzip)
-        .send_compressed(CompressionEncoding::Gzip);
+        .accept_compressed(transport::COMPRESSION)
+        .send_compressed(transport::COMPRESSION);
     skeleton.ready().await;
     tracing::info!(
         addr = %local_addr,

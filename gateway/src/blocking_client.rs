@@ -65,7 +65,7 @@ impl BlockingComputeClient {
     pub fn call<M: ComputeMethod>(&self, message: M, deadline: Instant) -> Result<M::Reply, Status> {
         let Some(runtime) = &self.runtime else { return Err(Status::unavailable("sync client closed")) };
         let remaining = deadline.saturating_duration_since(Instant::now());
-        let span = grpc_trace::client_span(service_names::COMPUTE, M::NAME, "sync client");
+        let span = grpc_trace::client_span(service_names::COMPUTE, M::NAME, None);
         let mut request = Request::new(message);
         request.set_timeout(remaining);
         grpc_trace::inject(&span, request.metadata_mut());

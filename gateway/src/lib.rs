@@ -24,9 +24,11 @@ use std::{future::Future, sync::Arc};
 
 use anyhow::Context;
 use offload_proto::{service_names, v1::gateway_server::GatewayServer};
-use offload_serve::server::{Settings, Skeleton};
+use offload_serve::{
+    server::{Settings, Skeleton},
+    transport,
+};
 use tokio::net::TcpListener;
-use tonic::codec::CompressionEncoding;
 use tonic_health::{ServingStatus, server::HealthReporter};
 
 pub use crate::config::Config;
@@ -103,8 +105,8 @@ pub async fn run_with_resolver(
     .max_encoding_message_size(config.max_message_bytes)
     // gzip both ways, as ghz, grpcurl and grpcio clients use it: requests may come compressed, and a reply is
     // compressed when (and only when) the client's grpc-accept-encoding names gzip.
-    .accept_compressed(CompressionEncoding::Gzip)
-    .send_compressed(CompressionEncoding::Gzip);
+    .accept_compressed(transport::COMPRESSION)
+    .send_compressed(transport::COMPRESSION);
     tracing::info!(
         addr = %skeleton.local_addr(),
         compute = ?config.compute,
