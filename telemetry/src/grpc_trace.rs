@@ -8,9 +8,8 @@
 //!
 //! Span names and attributes follow OpenTelemetry's RPC conventions (`otel.name` = `package.Service/Method`; the
 //! attributes, `rpc.*`, `server.*` and `network.*`, are set in [`crate::rpc_attributes`]). Every server span also
-//! carries `trace_id`
-//! as a plain field, so each log line written during a request names its trace (a client's `traceparent` is read
-//! even when export is off). `grpc.*` services (health, reflection) are infrastructure, polled constantly by
+//! carries `trace_id` as a plain field, so each log line written during a request names its trace (a client's
+//! `traceparent` is read even when export is off). `grpc.*` services (health, reflection) are infrastructure, polled constantly by
 //! probes and balancers: they pass untraced.
 
 use std::{
