@@ -145,7 +145,7 @@ pub struct Config {
 
     /// Whether compute is asked to gzip its replies to the gateway (`gzip`) or not (`identity`). Requests are a
     /// few bytes and always go uncompressed. Off by default, by measurement: on Factorial(200000) gzip cuts the
-    /// hop's bytes 2.23× (976 kB to 437 kB) but costs compute 58 % more CPU per call (docs/api.md, "Compression"):
+    /// hop's bytes 2.24× (974 kB to 435 kB) but costs compute 83 % more CPU per call (docs/api.md, "Compression"):
     /// worth it only where the network between the tiers (below about 60 Mbit/s), not CPU, is the scarce resource.
     #[arg(long, env = "OFFLOAD_GATEWAY_COMPUTE_COMPRESSION", value_enum, default_value_t = HopCompression::Identity)]
     pub compute_compression: HopCompression,
