@@ -104,7 +104,12 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
     });
     let compute = ComputeServer::new(service)
         .max_decoding_message_size(MAX_REQUEST_BYTES)
-        .max_encoding_message_size(config.max_message_bytes);
+        .max_encoding_message_size(config.max_message_bytes)
+        // gzip both ways, as ghz, grpcurl and grpcio clients use it: requests may come compressed, and a reply is
+        // compressed when (and only when) the client's grpc-accept-encoding names gzip (the gateway's does with
+        // --compute-compression=gzip).
+        .accept_compressed(transport::COMPRESSION)
+        .send_compressed(transport::COMPRESSION);
     skeleton.ready().await;
     tracing::info!(
         addr = %local_addr,

@@ -25,7 +25,10 @@ use std::{
 
 use offload_proto::{service_names, v1::compute_client::ComputeClient};
 use tokio::{sync::Notify, task::AbortHandle};
-use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
+use tonic::{
+    codec::CompressionEncoding,
+    transport::{Channel, ClientTlsConfig, Endpoint},
+};
 
 use crate::discovery::Endpoints;
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
@@ -91,9 +94,22 @@ pub struct ChannelSettings {
     pub keepalive_timeout: Duration,
     /// TLS (and the client certificate, for mTLS) towards compute; plaintext when `None`.
     pub tls: Option<ClientTlsConfig>,
+    /// The compression compute may use for its replies (`--compute-compression`); none when `None`.
+    pub accept_compressed: Option<CompressionEncoding>,
 }
 
 impl ChannelSettings {
+    /// A compute client on `channel` with these settings (both of the gateway's clients are built here).
+    pub fn client(&self, channel: Channel) -> ComputeClient<Channel> {
+        let client = ComputeClient::new(channel)
+            .max_decoding_message_size(self.max_message_bytes)
+            .max_encoding_message_size(self.max_message_bytes);
+        match self.accept_compressed {
+            Some(encoding) => client.accept_compressed(encoding),
+            None => client,
+        }
+    }
+
     /// The endpoint for `url` with these settings (both of the gateway's clients build theirs here).
     pub fn endpoint(&self, url: &str) -> Result<Endpoint, tonic::transport::Error> {
         let endpoint = Endpoint::from_shared(url.to_owned())?
@@ -169,9 +185,7 @@ impl Balancer {
     /// A new replica for `url` (connected lazily) with its health watcher running.
     fn connect(&self, url: &str) -> Result<Arc<Replica>, tonic::transport::Error> {
         let channel = self.settings.endpoint(url)?.connect_lazy();
-        let client = ComputeClient::new(channel.clone())
-            .max_decoding_message_size(self.settings.max_message_bytes)
-            .max_encoding_message_size(self.settings.max_message_bytes);
+        let client = self.settings.client(channel.clone());
         let replica = Arc::new(Replica {
             url: url.to_owned(),
             client,

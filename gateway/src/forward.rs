@@ -135,7 +135,7 @@ impl<M: ComputeMethod> tower::Service<Attempt<M>> for CallReplica {
         };
         Box::pin(async move {
             let remaining = attempt.deadline.saturating_duration_since(Instant::now());
-            let span = grpc_trace::client_span(service_names::COMPUTE, M::NAME, &replica.url);
+            let span = grpc_trace::client_span(service_names::COMPUTE, M::NAME, Some(&replica.url));
             let mut request = Request::new(attempt.message);
             request.set_timeout(remaining);
             grpc_trace::inject(&span, request.metadata_mut());

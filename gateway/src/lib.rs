@@ -24,7 +24,10 @@ use std::{future::Future, sync::Arc};
 
 use anyhow::Context;
 use offload_proto::{service_names, v1::gateway_server::GatewayServer};
-use offload_serve::server::{Settings, Skeleton};
+use offload_serve::{
+    server::{Settings, Skeleton},
+    transport,
+};
 use tokio::net::TcpListener;
 use tonic_health::{ServingStatus, server::HealthReporter};
 
@@ -70,6 +73,7 @@ pub async fn run_with_resolver(
         keepalive_interval: config.compute_keepalive_interval,
         keepalive_timeout: config.compute_keepalive_timeout,
         tls,
+        accept_compressed: config.compute_compression.accepted(),
     };
     let balancer = Balancer::new(settings.clone(), config.health_retry);
     let sync_client = Arc::new(
@@ -109,7 +113,11 @@ pub async fn run_with_resolver(
         metrics: skeleton.metrics().clone(),
     }))
     .max_decoding_message_size(MAX_REQUEST_BYTES)
-    .max_encoding_message_size(config.max_message_bytes);
+    .max_encoding_message_size(config.max_message_bytes)
+    // gzip both ways, as ghz, grpcurl and grpcio clients use it: requests may come compressed, and a reply is
+    // compressed when (and only when) the client's grpc-accept-encoding names gzip.
+    .accept_compressed(transport::COMPRESSION)
+    .send_compressed(transport::COMPRESSION);
     tracing::info!(
         addr = %skeleton.local_addr(),
         compute = ?config.compute,

@@ -23,6 +23,7 @@
 
 pub mod gradient;
 mod layer;
+mod retry_delay;
 
 pub use self::layer::{AdmissionLayer, Admit};
 
@@ -34,7 +35,10 @@ use std::{
     time::Instant,
 };
 
-use self::gradient::{Gradient, GradientSettings};
+use self::{
+    gradient::{Gradient, GradientSettings},
+    retry_delay::RecentHoldTime,
+};
 
 /// A shared counter of in-flight requests with a ceiling. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -53,6 +57,8 @@ struct Shared {
     shed: AtomicU64,
     /// The adaptive limit's controller, if the limit adapts.
     gradient: Option<Mutex<Gradient>>,
+    /// How long admitted calls have recently held their slot: the retry delay a refusal suggests.
+    hold_time: RecentHoldTime,
 }
 
 /// Holding this means the request was admitted; dropping it frees the slot.
@@ -81,6 +87,7 @@ impl Admitted {
 
 impl Drop for Admitted {
     fn drop(&mut self) {
+        self.shared.hold_time.observe(self.at.elapsed());
         self.shared.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
@@ -106,12 +113,14 @@ impl Admission {
                 ceiling,
                 shed: AtomicU64::new(0),
                 gradient: gradient.map(Mutex::new),
+                hold_time: RecentHoldTime::default(),
             }),
         }
     }
 
     /// Admits a request, or refuses it with a `RESOURCE_EXHAUSTED` status naming the limit (and `flag`, the
-    /// setting that bounds it).
+    /// setting that bounds it), whose `google.rpc.RetryInfo` suggests retrying once the calls in flight have had
+    /// time to finish (see [`retry_delay`]).
     #[allow(clippy::result_large_err)] // tonic::Status is what handlers return; boxing it would only move the cost.
     pub fn try_admit(&self, flag: &str) -> Result<Admitted, tonic::Status> {
         let shared = &self.shared;
@@ -132,7 +141,7 @@ impl Admission {
                     continue;
                 }
                 shared.shed.fetch_add(1, Ordering::Relaxed);
-                return Err(tonic::Status::resource_exhausted(match shared.gradient {
+                return Err(shared.hold_time.refusal(match shared.gradient {
                     None => format!("server busy: {limit} requests already in flight ({flag}={limit})"),
                     Some(_) => format!(
                         "server busy: {limit} requests already in flight (adaptive concurrency limit; {flag}={})",

@@ -22,6 +22,8 @@ use tonic_health::{
     server::{HealthReporter, HealthService, WatchStream},
 };
 
+use crate::transport;
+
 /// Ends the `Watch` streams (call after setting every status to `NOT_SERVING`).
 #[derive(Debug, Clone)]
 pub struct EndWatches(watch::Sender<bool>);
@@ -45,7 +47,11 @@ pub fn reporter() -> (HealthReporter, HealthServer<DrainingHealth>, EndWatches) 
     let reporter = HealthReporter::new();
     let (end, draining) = watch::channel(false);
     let service = DrainingHealth { inner: HealthService::from_health_reporter(reporter.clone()), draining };
-    (reporter, HealthServer::new(service), EndWatches(end))
+    // gzip as on every service of the server (see `transport::COMPRESSION`): a client whose channel compresses
+    // every call (grpcio's `compression=`) must still get its health checks through.
+    let server =
+        HealthServer::new(service).accept_compressed(transport::COMPRESSION).send_compressed(transport::COMPRESSION);
+    (reporter, server, EndWatches(end))
 }
 
 #[tonic::async_trait]

@@ -153,7 +153,8 @@ impl Skeleton {
         S::Future: Send + 'static,
     {
         let Self { settings, listener, health, health_service, end_watches, metrics, admin, stop_at_drain, .. } = self;
-        let (reflection, reflection_alpha) = transport::reflection().context("cannot build server reflection")?;
+        let (reflection, reflection_alpha) =
+            transport::reflection(S::NAME).context("cannot build server reflection")?;
         // The layers every route shares, outermost first.
         let layers = tower::ServiceBuilder::new()
             // The stream's arrival (deadlines count from it), its request's read timeout, and its reply's hold on

@@ -6,14 +6,15 @@
 //! - Outgoing: [`client_span`] opens the client span of one upstream attempt and [`inject`] writes a span's context
 //!   into the request's metadata, so the next service continues the same trace.
 //!
-//! Span names and attributes follow OpenTelemetry's RPC conventions (`otel.name` = `package.Service/Method`,
-//! `rpc.system`, `rpc.service`, `rpc.method`, `rpc.grpc.status_code`). Every server span also carries `trace_id`
-//! as a plain field, so each log line written during a request names its trace (a client's `traceparent` is read
-//! even when export is off). `grpc.*` services (health, reflection) are infrastructure, polled constantly by
+//! Span names and attributes follow OpenTelemetry's RPC conventions (`otel.name` = `package.Service/Method`; the
+//! attributes, `rpc.*`, `server.*` and `network.*`, are set in [`crate::rpc_attributes`]). Every server span also
+//! carries `trace_id` as a plain field, so each log line written during a request names its trace (a client's
+//! `traceparent` is read even when export is off). `grpc.*` services (health, reflection) are infrastructure, polled constantly by
 //! probes and balancers: they pass untraced.
 
 use std::{
     future::Future,
+    net::SocketAddr,
     pin::Pin,
     task::{Context, Poll},
 };
@@ -26,9 +27,12 @@ use opentelemetry_sdk::propagation::TraceContextPropagator;
 use tonic::{
     codegen::http,
     metadata::{MetadataKey, MetadataMap, MetadataValue},
+    transport::server::{TcpConnectInfo, TlsConnectInfo},
 };
 use tracing::{Instrument, Span, field};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use crate::rpc_attributes;
 
 /// Paths under this prefix (`grpc.health.v1`, `grpc.reflection.*`) are not traced.
 const UNTRACED_PREFIX: &str = "/grpc.";
@@ -68,20 +72,20 @@ pub fn inject(span: &Span, metadata: &mut MetadataMap) {
     TraceContextPropagator::new().inject_context(&span.context(), &mut MetadataInjector(metadata));
 }
 
-/// The span of one outgoing call to `service/method` (e.g. `offload.v1.Compute`, `Factorial`), a child of the
-/// current span. Record the outcome with [`record_status`].
-pub fn client_span(service: &str, method: &str, peer: &str) -> Span {
+/// The span of one outgoing call to `service/method` (e.g. `offload.v1.Compute`, `Factorial`) at `server` (the
+/// replica's URL, when the client knows which it calls), a child of the current span. Record the outcome with
+/// [`record_status`].
+pub fn client_span(service: &str, method: &str, server: Option<&str>) -> Span {
     let span = tracing::info_span!(
         "grpc.client",
         otel.name = format_args!("{service}/{method}"),
         otel.kind = "client",
-        peer,
-        rpc.grpc.status_code = field::Empty,
         otel.status_code = field::Empty,
     );
-    span.set_attribute("rpc.system", "grpc");
-    span.set_attribute("rpc.service", service.to_owned());
-    span.set_attribute("rpc.method", method.to_owned());
+    rpc_attributes::set_call(&span, service, method);
+    if let Some(uri) = server.and_then(|url| url.parse::<http::Uri>().ok()) {
+        rpc_attributes::set_server(&span, &uri);
+    }
     span
 }
 
@@ -90,7 +94,7 @@ pub fn client_span(service: &str, method: &str, peer: &str) -> Span {
 /// every non-OK code.
 pub fn record_status(span: &Span, code: tonic::Code, server: bool) {
     use tonic::Code;
-    span.record("rpc.grpc.status_code", code as i32);
+    rpc_attributes::set_status(span, code);
     let server_fault = matches!(
         code,
         Code::Unknown
@@ -121,6 +125,14 @@ pub fn trace_id(span: &Span, traceparent: Option<&http::HeaderValue>) -> Option<
         headers.insert("traceparent", value.clone());
     }
     trace_id_of(span, &extract(&headers))
+}
+
+/// The address of the client a request came from (tonic records the connection's, in plaintext or over TLS).
+fn peer_addr(extensions: &http::Extensions) -> Option<SocketAddr> {
+    let tcp = extensions
+        .get::<TcpConnectInfo>()
+        .or_else(|| extensions.get::<TlsConnectInfo<TcpConnectInfo>>().map(TlsConnectInfo::get_ref));
+    tcp?.remote_addr()
 }
 
 /// A tower layer that opens a server span per gRPC call (see the module docs).
@@ -170,12 +182,13 @@ where
             otel.name = rpc,
             otel.kind = "server",
             trace_id = field::Empty,
-            rpc.grpc.status_code = field::Empty,
             otel.status_code = field::Empty,
         );
-        span.set_attribute("rpc.system", "grpc");
-        span.set_attribute("rpc.service", service.to_owned());
-        span.set_attribute("rpc.method", method.to_owned());
+        rpc_attributes::set_call(&span, service, method);
+        rpc_attributes::set_server(&span, request.uri());
+        if let Some(peer) = peer_addr(request.extensions()) {
+            rpc_attributes::set_peer(&span, peer);
+        }
         let parent = extract(request.headers());
         // Fails only when export is off (no OpenTelemetry layer) or the span is filtered out: nothing to continue.
         let _ = span.set_parent(parent.clone());

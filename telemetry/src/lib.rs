@@ -9,6 +9,7 @@
 pub mod grpc_trace;
 pub mod metrics;
 mod otel;
+mod rpc_attributes;
 
 use std::io::IsTerminal;
 

@@ -5,6 +5,7 @@
 //! build's time.
 
 mod bad_input;
+mod compression;
 mod compute_cli;
 mod deadlines_and_shutdown;
 mod deploy;

@@ -1,6 +1,7 @@
-//! A real foreign client: Python's `grpcio`, installed by this test into a private virtualenv under `target/`,
-//! calls the gateway (every mode, bad input, a deadline) and the health service. Skipped, with a message, only
-//! where no Python 3 is installed.
+//! A real foreign client: Python's `grpcio`, installed by these tests into a private virtualenv under `target/`,
+//! calls the gateway (every mode, bad input, a deadline) and the health service, and checks the gRPC details such
+//! a client relies on against both servers: reflection, gzip, and error details (`google.rpc.BadRequest`,
+//! `ErrorInfo`, `RetryInfo`, read by `grpc_status`). Skipped, with a message, only where no Python 3 is installed.
 
 use std::{path::Path, process::Command};
 
@@ -33,4 +34,36 @@ fn python_grpcio_calls_the_gateway_and_its_health_service() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "python client failed:\n{stdout}\n{stderr}");
     assert!(stdout.contains("all checks passed"), "{stdout}");
+}
+
+#[test]
+fn python_grpcio_reads_reflection_gzip_replies_and_error_details() {
+    let Some(python) = python3() else {
+        eprintln!("SKIPPED python_grpcio_reads_reflection_gzip_replies_and_error_details: no python3 on PATH");
+        return;
+    };
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let venv = venv(&python, "py-venv", &here.join("python/requirements.txt"));
+    // One slot, so that a long call makes the next one RESOURCE_EXHAUSTED; a limit the script checks by value.
+    let max_factorial_n = "150000";
+    let compute_server = compute(&["--max-inflight", "1", "--max-factorial-n", max_factorial_n]);
+    let gateway_server = gateway(&[&compute_server], &["--compute-compression", "gzip"]);
+    let stubs = std::env::temp_dir().join(format!("offload-py-details-{}", std::process::id()));
+    std::fs::create_dir_all(&stubs).expect("stub dir");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(offload_tests::wait_serving(&gateway_server.url(), offload_proto::service_names::GATEWAY));
+    let output = Command::new(venv.join("bin/python"))
+        .arg(here.join("python/grpc_details.py"))
+        .arg(compute_server.addr.to_string())
+        .arg(gateway_server.addr.to_string())
+        .arg(here.join("../proto"))
+        .arg(&stubs)
+        .arg(max_factorial_n)
+        .output()
+        .expect("run the python client");
+    let _ = std::fs::remove_dir_all(&stubs);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "python client failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("python grpc details: all checks passed"), "{stdout}");
 }

@@ -183,6 +183,26 @@ async fn one_request_is_one_trace_across_gateway_compute_and_the_rayon_thread() 
     assert_eq!(gateway_client.parent, gateway_server.span_id, "client span under the gateway's server span");
     assert_eq!(compute_server.service, "compute-under-test");
     assert_eq!(compute_server.parent, gateway_client.span_id, "compute continues the gateway's client span");
+    // OpenTelemetry's RPC conventions (the established names, the default): the call, the server, the peer.
+    let compute_url: tonic::codegen::http::Uri = compute_url.parse().expect("compute url");
+    for span in [&gateway_server, &gateway_client, &compute_server] {
+        let attribute = |key: &str| span.attributes.get(key).map(String::as_str);
+        assert_eq!(attribute("rpc.system"), Some("grpc"), "{span:#?}");
+        assert_eq!(attribute("rpc.method"), Some("SumOfSquares"), "{span:#?}");
+        assert_eq!(attribute("rpc.grpc.status_code"), Some("0"), "{span:#?}");
+        assert_eq!(attribute("server.address"), Some("127.0.0.1"), "{span:#?}");
+        assert!(!span.attributes.contains_key("peer"), "no custom peer field: {span:#?}");
+    }
+    assert_eq!(gateway_server.attributes.get("rpc.service").map(String::as_str), Some("offload.v1.Gateway"));
+    assert_eq!(gateway_client.attributes.get("rpc.service").map(String::as_str), Some("offload.v1.Compute"));
+    let port = compute_url.port_u16().map(|p| p.to_string());
+    assert_eq!(gateway_client.attributes.get("server.port"), port.as_ref(), "the replica called");
+    assert_eq!(compute_server.attributes.get("server.port"), port.as_ref(), "the :authority called");
+    for server in [&gateway_server, &compute_server] {
+        assert_eq!(server.attributes.get("network.peer.address").map(String::as_str), Some("127.0.0.1"));
+        assert_eq!(server.attributes.get("network.transport").map(String::as_str), Some("tcp"));
+        assert!(server.attributes.contains_key("network.peer.port"), "{server:#?}");
+    }
     let job = one(&trace, "job");
     assert_eq!(job.parent, compute_server.span_id);
     assert_eq!(job.attributes.get("n").map(String::as_str), Some("20000000"));
