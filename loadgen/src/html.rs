@@ -45,18 +45,28 @@ pub fn render(report: &Report, recording: &Recording) -> String {
     let run = Run { name: report.options.call.clone(), report, recording };
     let timeline = Timeline::of(recording);
     let scales = Scales::covering([(&timeline, recording.details.as_slice())]);
+    // ghz's page is titled by the run's --name, when it has one.
+    let title = if report.name.is_empty() {
+        report.options.call.clone()
+    } else {
+        format!("{} · {}", report.name, report.options.call)
+    };
+    let tags: Vec<String> = report.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
     let mut body = String::new();
     let _ = write!(
         body,
-        "<header><h1>{}</h1><p>host <code>{}</code> · {} calls in {:.2} s · {:.1} calls/s</p></header>",
-        escape(&report.options.call),
+        "<header><h1>{}</h1><p>host <code>{}</code> · {} calls in {:.2} s · {:.1} calls/s · {} · ended: {}{}</p></header>",
+        escape(&title),
         escape(&report.options.host),
         report.count,
         nanos(report.total).as_secs_f64(),
         report.rps,
+        escape(&report.date),
+        escape(&report.end_reason),
+        if tags.is_empty() { String::new() } else { format!(" · tags <code>{}</code>", escape(&tags.join(", "))) },
     );
     body.push_str(&run_section(&run, &timeline, &scales));
-    document(&report.options.call, &body)
+    document(&title, &body)
 }
 
 /// A page of several rounds (`compare`): a summary first, then one section per round with the same charts as
