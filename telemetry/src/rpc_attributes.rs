@@ -17,6 +17,8 @@ use tonic::{Code, codegen::http};
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
+use crate::metrics::code_name;
+
 /// The environment variable the semantic conventions define for opting into stabilised names.
 const OPT_IN: &str = "OTEL_SEMCONV_STABILITY_OPT_IN";
 
@@ -111,29 +113,6 @@ pub(crate) fn set_peer(span: &Span, peer: SocketAddr) {
     span.set_attribute(attribute::NETWORK_PEER_PORT, i64::from(peer.port()));
     span.set_attribute(attribute::NETWORK_TRANSPORT, "tcp");
     span.set_attribute(attribute::NETWORK_TYPE, if peer.is_ipv4() { "ipv4" } else { "ipv6" });
-}
-
-/// A gRPC status code's name, as `rpc.response.status_code` carries it (gRPC's own spelling, `INVALID_ARGUMENT`).
-fn code_name(code: Code) -> &'static str {
-    match code {
-        Code::Ok => "OK",
-        Code::Cancelled => "CANCELLED",
-        Code::Unknown => "UNKNOWN",
-        Code::InvalidArgument => "INVALID_ARGUMENT",
-        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
-        Code::NotFound => "NOT_FOUND",
-        Code::AlreadyExists => "ALREADY_EXISTS",
-        Code::PermissionDenied => "PERMISSION_DENIED",
-        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
-        Code::FailedPrecondition => "FAILED_PRECONDITION",
-        Code::Aborted => "ABORTED",
-        Code::OutOfRange => "OUT_OF_RANGE",
-        Code::Unimplemented => "UNIMPLEMENTED",
-        Code::Internal => "INTERNAL",
-        Code::Unavailable => "UNAVAILABLE",
-        Code::DataLoss => "DATA_LOSS",
-        Code::Unauthenticated => "UNAUTHENTICATED",
-    }
 }
 
 #[cfg(test)]
