@@ -139,6 +139,10 @@ async fn an_adaptive_gateway_refuses_the_overload_itself_below_its_ceiling() {
     assert!(r.gateway_ideal_latencies.iter().any(|&ideal| ideal > 0.0), "{:?}", r.gateway_ideal_latencies);
 }
 
+/// How long the adaptive limit may take to climb back from its floor once an overload ends: the light load after it
+/// lasts seconds, and must be served in full after this.
+const ADAPTIVE_RECOVERY: Duration = Duration::from_secs(1);
+
 /// Ten times the capacity for 3 s with `admission`, and what must hold whoever refuses.
 async fn overload(admission: AdmissionPlan) -> scenarios::Overload {
     let plan = OverloadPlan { replicas: 3, factor: 10.0, duration: Duration::from_secs(3), job_ms: 10.0, admission };
@@ -149,20 +153,22 @@ async fn overload(admission: AdmissionPlan) -> scenarios::Overload {
     assert!(codes.iter().all(|c| matches!(c, Code::Ok | Code::ResourceExhausted)), "{:?}", during.statuses);
     assert!(codes.contains(&Code::ResourceExhausted) && codes.contains(&Code::Ok), "{:?}", during.statuses);
     // Health probes straight to a replica all answered, and the light load afterwards was served: all of it with
-    // fixed limits; with the adaptive limit, which takes a few milliseconds to see that the refusals stopped, a
-    // call arriving in those milliseconds while another is in flight may still be refused (one or two, in about
-    // one run in eight here; none in the benchmark's runs, docs/reliability.md). Nothing else may fail.
+    // fixed limits. The adaptive limit leaves the overload at its floor and climbs back as calls complete near
+    // their ideal latency; a call arriving in that climb while another is in flight may be refused (none to six,
+    // all within the first 200 ms, in the runs here). So: refusals only in the first second of the light load,
+    // then every call served. Nothing else may fail.
     assert_eq!(r.probes_during.failed(), 0, "{:?}", r.probes_during.errors);
     let failed_after: Vec<_> = r.after.iter().filter(|s| s.code != Code::Ok).collect();
-    let allowed = match admission {
-        AdmissionPlan::PerReplica(_) => 0,
-        AdmissionPlan::AdaptiveGateway => r.after.len() / 50,
+    let settling = match admission {
+        AdmissionPlan::PerReplica(_) => Duration::ZERO,
+        AdmissionPlan::AdaptiveGateway => ADAPTIVE_RECOVERY,
     };
     assert!(
-        failed_after.len() <= allowed && failed_after.iter().all(|s| s.code == Code::ResourceExhausted),
-        "recovered at once: {failed_after:?} of {}",
+        failed_after.iter().all(|s| s.code == Code::ResourceExhausted && s.sent < settling),
+        "recovered within {settling:?}: {failed_after:?} of {}",
         r.after.len()
     );
+    assert!(r.after.iter().any(|s| s.sent >= settling), "the light load outlasted the settling time");
     assert!(r.all_running, "no process died");
     for (who, memory) in &r.peak_memory {
         assert!(memory.peak < 256 << 20, "{who} peaked at {} bytes", memory.peak);
