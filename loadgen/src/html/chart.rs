@@ -156,6 +156,17 @@ impl Frame {
         self.height - BOTTOM
     }
 
+    /// A horizontal grid line at height `y`, labelled `text` on the value axis.
+    pub(super) fn value_tick(&self, out: &mut String, y: f64, text: &str) {
+        let _ = write!(
+            out,
+            r#"<line class="grid" x1="{LEFT}" y1="{y:.1}" x2="{x2}" y2="{y:.1}"/><text class="tick" x="{tx}" y="{ly:.1}" text-anchor="end">{text}</text>"#,
+            x2 = WIDTH - RIGHT,
+            tx = LEFT - 6.0,
+            ly = y + 4.0,
+        );
+    }
+
     /// Opens the `<svg>`, with the vertical time grid and its second labels.
     pub(super) fn open(&self, out: &mut String, label: &str) {
         let _ = write!(
@@ -193,15 +204,7 @@ pub fn latency_over_time(timeline: &Timeline, details: &[Detail], scales: &Scale
     let mut out = String::new();
     frame.open(&mut out, &format!("{label}: latency over time"));
     for tick in log_ticks(scales.low_ms, scales.high_ms) {
-        let ty = y(tick);
-        let _ = write!(
-            out,
-            r#"<line class="grid" x1="{LEFT}" y1="{ty:.1}" x2="{x2}" y2="{ty:.1}"/><text class="tick" x="{tx}" y="{ly:.1}" text-anchor="end">{v} ms</text>"#,
-            x2 = WIDTH - RIGHT,
-            tx = LEFT - 6.0,
-            ly = ty + 4.0,
-            v = number(tick),
-        );
+        frame.value_tick(&mut out, y(tick), &format!("{} ms", number(tick)));
     }
     let stride = details.len().div_ceil(MAX_DOTS).max(1);
     for (class, colour, ok) in [("calls", DOT, true), ("failed-calls", FAILED, false)] {
@@ -269,15 +272,7 @@ pub fn throughput_over_time(timeline: &Timeline, scales: &Scales, label: &str) -
     let mut out = String::new();
     frame.open(&mut out, &format!("{label}: throughput over time"));
     for tick in linear_ticks(scales.top_rate, 3.0) {
-        let ty = y(tick);
-        let _ = write!(
-            out,
-            r#"<line class="grid" x1="{LEFT}" y1="{ty:.1}" x2="{x2}" y2="{ty:.1}"/><text class="tick" x="{tx}" y="{ly:.1}" text-anchor="end">{v}/s</text>"#,
-            x2 = WIDTH - RIGHT,
-            tx = LEFT - 6.0,
-            ly = ty + 4.0,
-            v = number(tick),
-        );
+        frame.value_tick(&mut out, y(tick), &format!("{}/s", number(tick)));
     }
     for s in &timeline.slices {
         let (x0, x1) = (frame.x(s.start), frame.x(s.start + timeline.width));

@@ -10,7 +10,7 @@ use std::{fmt::Write as _, time::Duration};
 
 use tonic::Code;
 
-use super::chart::{DOT, FAILED, Frame, LEFT, P50, RIGHT, WIDTH, linear_ticks, nice_above, number};
+use super::chart::{DOT, FAILED, Frame, LEFT, P50, linear_ticks, nice_above, number};
 use crate::recording::Detail;
 
 /// Calls a close-up holds, about: enough to see a pattern repeat, few enough to tell each call apart.
@@ -63,15 +63,7 @@ pub(super) fn chart(details: &[Detail], top_ms: f64, label: &str) -> String {
     let mut out = String::new();
     frame.open(&mut out, &format!("{label}: close-up, every call"));
     for tick in linear_ticks(top_ms, 4.0) {
-        let ty = y(tick);
-        let _ = write!(
-            out,
-            r#"<line class="grid" x1="{LEFT}" y1="{ty:.1}" x2="{x2}" y2="{ty:.1}"/><text class="tick" x="{tx}" y="{ly:.1}" text-anchor="end">{v} ms</text>"#,
-            x2 = WIDTH - RIGHT,
-            tx = LEFT - 6.0,
-            ly = ty + 4.0,
-            v = number(tick),
-        );
+        frame.value_tick(&mut out, y(tick), &format!("{} ms", number(tick)));
     }
     let calls = calls_in(details, window);
     let point = |d: &Detail| (frame.x(d.sent), y(d.latency.as_secs_f64() * 1e3));
