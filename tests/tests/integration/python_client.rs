@@ -18,21 +18,9 @@ fn python_grpcio_calls_the_gateway_and_its_health_service() {
     let venv = venv(&python, "py-venv", &here.join("python/requirements.txt"));
     let compute_server = compute(&[]);
     let gateway_server = gateway(&[&compute_server], &[]);
-    let stubs = std::env::temp_dir().join(format!("offload-py-stubs-{}", std::process::id()));
-    std::fs::create_dir_all(&stubs).expect("stub dir");
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(offload_tests::wait_serving(&gateway_server.url(), offload_proto::service_names::GATEWAY));
-    let output = Command::new(venv.join("bin/python"))
-        .arg(here.join("python/client.py"))
-        .arg(gateway_server.addr.to_string())
-        .arg(here.join("../proto"))
-        .arg(&stubs)
-        .output()
-        .expect("run the python client");
-    let _ = std::fs::remove_dir_all(&stubs);
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "python client failed:\n{stdout}\n{stderr}");
+    let stdout = run_script(&venv, "client.py", &[gateway_server.addr.to_string()], &[]);
     assert!(stdout.contains("all checks passed"), "{stdout}");
 }
 
@@ -48,22 +36,31 @@ fn python_grpcio_reads_reflection_gzip_replies_and_error_details() {
     let max_factorial_n = "150000";
     let compute_server = compute(&["--max-inflight", "1", "--max-factorial-n", max_factorial_n]);
     let gateway_server = gateway(&[&compute_server], &["--compute-compression", "gzip"]);
-    let stubs = std::env::temp_dir().join(format!("offload-py-details-{}", std::process::id()));
-    std::fs::create_dir_all(&stubs).expect("stub dir");
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(offload_tests::wait_serving(&gateway_server.url(), offload_proto::service_names::GATEWAY));
+    let addresses = [compute_server.addr.to_string(), gateway_server.addr.to_string()];
+    let stdout = run_script(&venv, "grpc_details.py", &addresses, &[max_factorial_n]);
+    assert!(stdout.contains("python grpc details: all checks passed"), "{stdout}");
+}
+
+/// Runs `tests/python/<script> <addresses…> <proto dir> <stub dir> <extra…>` in `venv`, the stubs generated into a
+/// folder of its own (removed afterwards); its standard output, once it exited successfully.
+fn run_script(venv: &Path, script: &str, addresses: &[String], extra: &[&str]) -> String {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let stem = script.trim_end_matches(".py");
+    let stubs = std::env::temp_dir().join(format!("offload-py-{stem}-{}", std::process::id()));
+    std::fs::create_dir_all(&stubs).expect("stub dir");
     let output = Command::new(venv.join("bin/python"))
-        .arg(here.join("python/grpc_details.py"))
-        .arg(compute_server.addr.to_string())
-        .arg(gateway_server.addr.to_string())
+        .arg(here.join("python").join(script))
+        .args(addresses)
         .arg(here.join("../proto"))
         .arg(&stubs)
-        .arg(max_factorial_n)
+        .args(extra)
         .output()
         .expect("run the python client");
     let _ = std::fs::remove_dir_all(&stubs);
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "python client failed:\n{stdout}\n{stderr}");
-    assert!(stdout.contains("python grpc details: all checks passed"), "{stdout}");
+    assert!(output.status.success(), "python {script} failed:\n{stdout}\n{stderr}");
+    stdout
 }
