@@ -61,29 +61,41 @@ impl Drop for AdminServer {
 }
 
 /// Binds `addr` (here, so a taken port is a start-up error) and serves `routes` on it from a new thread.
+///
+/// The listener is tokio's, whose backlog (1024) holds a burst of connections: with std's 128, connections beyond
+/// it complete their handshake only when the kernel retries it, seconds later, and arrive after a scraper's to
+/// close it as "the oldest".
 pub fn start(addr: SocketAddr, routes: axum::Router) -> anyhow::Result<AdminServer> {
-    let listener = std::net::TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr} for metrics"))?;
-    listener.set_nonblocking(true).context("metrics listener")?;
-    let addr = listener.local_addr().context("metrics listener has no address")?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .thread_name("offload-admin")
         .build()
         .context("cannot start the admin port's runtime")?;
     let (stop, stopped) = tokio::sync::oneshot::channel();
+    // The listener is bound on the admin thread (a tokio listener belongs to the runtime it was made on) and the
+    // outcome handed back here.
+    let (bound, outcome) = std::sync::mpsc::sync_channel(1);
     let thread = std::thread::Builder::new()
         .name("offload-admin".to_owned())
         .spawn(move || {
             runtime.block_on(async move {
-                match TcpListener::from_std(listener) {
-                    Ok(listener) => serve(listener, routes, stopped).await,
-                    Err(e) => tracing::error!(error = %e, "admin port stopped"),
-                }
+                let listener = match TcpListener::bind(addr).await.and_then(|l| Ok((l.local_addr()?, l))) {
+                    Ok((addr, listener)) => {
+                        let _ = bound.send(Ok(addr));
+                        listener
+                    }
+                    Err(e) => return drop(bound.send(Err(e))),
+                };
+                serve(listener, routes, stopped).await;
             });
             // Connections still open are dropped with the runtime.
             runtime.shutdown_background();
         })
         .context("cannot start the admin port's thread")?;
+    let addr = outcome
+        .recv()
+        .context("the admin port's thread ended before binding")?
+        .with_context(|| format!("cannot listen on {addr} for metrics"))?;
     Ok(AdminServer { addr, stop: Some(stop), thread: Some(thread) })
 }
 
