@@ -3,13 +3,15 @@
 //! - `load`: one ghz-compatible load test against any endpoint (`offload-loadgen`).
 //! - `compare`: the main job: every execution mode under the same mixed load (`offload-experiments`).
 //! - `reliability`: faults, overload and a soak against a gateway and several replicas (`offload-experiments`).
+//! - `overhead`: where each microsecond of a trivial call goes: a bare tonic echo, compute and the gateway under
+//!   the same h2load load (`offload-experiments`).
 //! - `stall`: does any gRPC server block its event loop under a given call? (`offload-experiments`).
 //!
 //! The servers are linked in as the hidden `compute` and `gateway` subcommands, so the experiments can start them
 //! as child processes of this one executable: `cargo run -p offload-bench -- compare` builds everything it needs.
 
 use clap::{Parser, Subcommand};
-use offload_experiments::{compare, reliability, stall};
+use offload_experiments::{compare, overhead, reliability, stall};
 use offload_loadgen::load;
 
 /// Load generator, execution-mode comparison and reliability experiments for offload.
@@ -39,6 +41,13 @@ enum Command {
     /// misfires on a busy machine, a blocked event loop passes both by far; docs/stall.md has the measurements
     /// behind K and X.
     Stall(stall::StallArgs),
+    /// Where each microsecond of a trivial call goes: a bare tonic echo server, compute and compute behind the
+    /// gateway under the same h2load load; CPU per call per process, same-run ratios beside issue 16's goals, and
+    /// with --profile perf flame graphs and a per-layer table.
+    Overhead(overhead::OverheadArgs),
+    /// Run the bare tonic echo server (what `overhead` starts as a child process).
+    #[command(hide = true)]
+    Echo(overhead::EchoArgs),
     /// Run the compute server (what the experiments start as a child process).
     #[command(hide = true)]
     Compute(offload_compute::Config),
@@ -57,6 +66,7 @@ fn main() -> anyhow::Result<()> {
             let _telemetry = offload_telemetry::init("offload-gateway", config.log_format)?;
             offload_gateway::serve_blocking(config)
         }
+        Command::Echo(args) => overhead::serve_echo(args),
         Command::Load(args) => {
             // Resolved before the runtime exists: --cpus (or "cpus" in --config) sizes it, as GOMAXPROCS in ghz.
             let settings = load::Settings::resolve(*args)?;
@@ -65,6 +75,7 @@ fn main() -> anyhow::Result<()> {
         Command::Compare(args) => client_runtime()?.block_on(compare::run(args)),
         Command::Reliability(args) => client_runtime()?.block_on(reliability::run(args)),
         Command::Stall(args) => client_runtime()?.block_on(stall::run(args)),
+        Command::Overhead(args) => client_runtime()?.block_on(overhead::run(args)),
     }
 }
 

@@ -5,10 +5,13 @@
 //!   table, charts and a report folder.
 //! - [`reliability`]: replica loss, rolling restart, overload, deadlines and a soak against a gateway and several
 //!   compute replicas.
+//! - [`overhead`]: where each microsecond of a trivial call goes: a bare tonic echo, compute and the gateway
+//!   under the same h2load load, CPU per call per process, same-run ratios and (`--profile`) flame graphs.
 //! - [`stall`]: does any gRPC server block its event loop? Probe latency idle and under a given call, and a
 //!   verdict.
 
 pub mod compare;
+pub mod overhead;
 pub mod reliability;
 pub mod stall;
 

@@ -125,27 +125,7 @@ impl Chromium {
 /// Numbers each browser profile directory within this process.
 static PROFILES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
-/// `apt-get install -y chromium`, as root only (a test never asks for a password), refreshing the package lists
-/// once if the first attempt does not find the package.
+/// Debian's `chromium` package (see [`crate::apt`]).
 fn install() -> anyhow::Result<()> {
-    let uid = Command::new("id").arg("-u").output().context("id -u")?;
-    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
-        bail!("not root, so it cannot be installed here: install Debian's `chromium` to run this test");
-    }
-    if Command::new("apt-get").arg("--version").output().is_err() {
-        bail!("no apt-get: install Chromium to run this test");
-    }
-    let apt = |args: &[&str]| {
-        Command::new("apt-get")
-            .args(args)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if apt(&["install", "-y", "chromium"]) || (apt(&["update"]) && apt(&["install", "-y", "chromium"])) {
-        Ok(())
-    } else {
-        bail!("apt-get install -y chromium failed")
-    }
+    crate::apt::install("chromium", "Chromium")
 }

@@ -1,5 +1,6 @@
 //! `offload-testkit`: what the integration tests and the experiments share to put real servers under test.
 //!
+//! - [`apt`]: Debian packages a test needs, installed when running as root.
 //! - [`binaries`]: the workspace's server binaries, built on demand in the caller's profile.
 //! - [`child`]: a server as a child process: its address read from its log, its CPU, memory and descriptors read
 //!   from `/proc`, stopped with SIGTERM.
@@ -16,6 +17,7 @@
 //! It depends on the servers' public contract only (`offload-proto`, their flags and log lines), never on their
 //! code: what it tests is what a user runs.
 
+pub mod apt;
 pub mod binaries;
 pub mod browser;
 pub mod child;

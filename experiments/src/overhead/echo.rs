@@ -1,0 +1,80 @@
+//! The floor the servers are measured against: a bare tonic server answering `offload.v1.Compute/Factorial` with a
+//! constant reply. No layers, no metrics, no spans, no admission, no executor: what tonic, hyper and h2 cost per
+//! call and nothing of ours. `offload-bench echo` (hidden) runs it as a child process, so it gets its own CPU
+//! account and profile like compute and the gateway.
+
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use offload_proto::v1::{
+    ExecMode, Execution, FactorialRequest, FactorialResponse, SumOfSquaresRequest, SumOfSquaresResponse, compute_server,
+};
+use tonic::{Request, Response, Status, transport::server::TcpIncoming};
+
+/// `offload-bench echo`: where to listen.
+#[derive(Debug, Clone, clap::Args)]
+pub struct EchoArgs {
+    /// Address to serve on (port 0: any free port; the serving line says which).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: SocketAddr,
+}
+
+/// The constant service.
+#[derive(Debug, Clone, Copy)]
+struct Echo;
+
+/// The reply every call gets: the same shape as compute's answer to `Factorial(1)` (value, digits and an
+/// `Execution` naming its server), so the bytes on the wire match and only the work behind them differs.
+fn constant_reply() -> FactorialResponse {
+    FactorialResponse {
+        value: "1".to_owned(),
+        digits: 1,
+        execution: Some(Execution {
+            mode: ExecMode::Inline as i32,
+            served_by: "echo".to_owned(),
+            ..Default::default()
+        }),
+    }
+}
+
+#[tonic::async_trait]
+impl compute_server::Compute for Echo {
+    async fn factorial(&self, _: Request<FactorialRequest>) -> Result<Response<FactorialResponse>, Status> {
+        Ok(Response::new(constant_reply()))
+    }
+
+    async fn sum_of_squares(&self, _: Request<SumOfSquaresRequest>) -> Result<Response<SumOfSquaresResponse>, Status> {
+        Err(Status::unimplemented("the echo server answers Factorial only"))
+    }
+}
+
+/// Serves the echo on a multi-thread runtime (a worker per core, as compute and the gateway run by default) until
+/// SIGTERM or SIGINT. Logs `addr=` on stdout, as the launchers expect.
+pub fn serve_blocking(args: EchoArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start tokio")?;
+    runtime.block_on(async move {
+        let listener =
+            tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("cannot bind {}", args.listen))?;
+        let addr = listener.local_addr()?;
+        // Nagle off, as tonic's own `serve` and both offload servers set it.
+        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        println!("offload-echo serving addr={addr}");
+        tonic::transport::Server::builder()
+            .add_service(compute_server::ComputeServer::new(Echo))
+            .serve_with_incoming_shutdown(incoming, terminated())
+            .await
+            .context("echo server failed")
+    })
+}
+
+/// Resolves at SIGTERM or SIGINT.
+async fn terminated() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
