@@ -68,15 +68,20 @@ async fn run(
     if let Some(tag) = stall_tag {
         tag.set(ExecMode::from(placement).short_name(), Some(job.n()));
     }
-    let span = tracing::info_span!(
-        "job",
-        method = job.method(),
-        n = job.n(),
-        mode.requested = requested.short_name(),
-        mode = ExecMode::from(placement).short_name(),
-        queue_us = field::Empty,
-        compute_us = field::Empty,
-    );
+    // The job's span is for traces (its fields are the reply's `Execution` again): built only when they are exported.
+    let span = if !offload_telemetry::exporting() {
+        tracing::Span::none()
+    } else {
+        tracing::info_span!(
+            "job",
+            method = job.method(),
+            n = job.n(),
+            mode.requested = requested.short_name(),
+            mode = ExecMode::from(placement).short_name(),
+            queue_us = field::Empty,
+            compute_us = field::Empty,
+        )
+    };
     let panic_on_n = parts.panic_on_n;
     let ran = parts
         .executor

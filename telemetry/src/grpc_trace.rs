@@ -11,6 +11,10 @@
 //! carries `trace_id` as a plain field, so each log line written during a request names its trace (a client's
 //! `traceparent` is read even when export is off). `grpc.*` services (health, reflection) are infrastructure, polled constantly by
 //! probes and balancers: they pass untraced.
+//!
+//! Without export ([`crate::exporting`]) only what a log line shows is built: the server span with its name and
+//! `trace_id`, no OpenTelemetry attributes, no parent context, and no client spans (nothing would read them, and on
+//! a trivial call spans cost more than the work; `docs/overhead.md` has the measurements).
 
 use std::{
     future::Future,
@@ -76,6 +80,9 @@ pub fn inject(span: &Span, metadata: &mut MetadataMap) {
 /// replica's URL, when the client knows which it calls), a child of the current span. Record the outcome with
 /// [`record_status`].
 pub fn client_span(service: &str, method: &str, server: Option<&str>) -> Span {
+    if !crate::exporting() {
+        return Span::none();
+    }
     let span = tracing::info_span!(
         "grpc.client",
         otel.name = format_args!("{service}/{method}"),
@@ -112,9 +119,12 @@ pub fn record_status(span: &Span, code: tonic::Code, server: bool) {
 /// The trace a span belongs to: its OpenTelemetry trace when export is on, else the caller's (from `parent`), if
 /// any.
 fn trace_id_of(span: &Span, parent: &opentelemetry::Context) -> Option<TraceId> {
+    let remote = || Some(parent.span().span_context().clone()).filter(|c| c.is_valid());
+    if !crate::exporting() {
+        return remote().map(|c| c.trace_id());
+    }
     let own = span.context().span().span_context().clone();
-    let remote = parent.span().span_context().clone();
-    [own, remote].into_iter().find(|c| c.is_valid()).map(|c| c.trace_id())
+    Some(own).filter(|c| c.is_valid()).or_else(remote).map(|c| c.trace_id())
 }
 
 /// The trace of a request, for a line logged outside its span (a watchdog on another thread): `span`'s trace when
@@ -176,22 +186,28 @@ where
             return Box::pin(self.inner.call(request));
         }
         let rpc = path.trim_start_matches('/');
-        let (service, method) = rpc.split_once('/').unwrap_or((rpc, ""));
-        let span = tracing::info_span!(
-            "grpc.server",
-            otel.name = rpc,
-            otel.kind = "server",
-            trace_id = field::Empty,
-            otel.status_code = field::Empty,
-        );
-        rpc_attributes::set_call(&span, service, method);
-        rpc_attributes::set_server(&span, request.uri());
-        if let Some(peer) = peer_addr(request.extensions()) {
-            rpc_attributes::set_peer(&span, peer);
-        }
         let parent = extract(request.headers());
-        // Fails only when export is off (no OpenTelemetry layer) or the span is filtered out: nothing to continue.
-        let _ = span.set_parent(parent.clone());
+        let span = if crate::exporting() {
+            let span = tracing::info_span!(
+                "grpc.server",
+                otel.name = rpc,
+                otel.kind = "server",
+                trace_id = field::Empty,
+                otel.status_code = field::Empty,
+            );
+            let (service, method) = rpc.split_once('/').unwrap_or((rpc, ""));
+            rpc_attributes::set_call(&span, service, method);
+            rpc_attributes::set_server(&span, request.uri());
+            if let Some(peer) = peer_addr(request.extensions()) {
+                rpc_attributes::set_peer(&span, peer);
+            }
+            // Fails only when the span is filtered out: nothing to continue.
+            let _ = span.set_parent(parent.clone());
+            span
+        } else {
+            // What the log lines show: the call and its trace.
+            tracing::info_span!("grpc.server", otel.name = rpc, trace_id = field::Empty)
+        };
         if let Some(trace_id) = trace_id_of(&span, &parent) {
             span.record("trace_id", field::display(trace_id));
         }

@@ -11,10 +11,23 @@ pub mod metrics;
 mod otel;
 mod rpc_attributes;
 
-use std::io::IsTerminal;
+use std::{
+    io::IsTerminal,
+    sync::atomic::{AtomicBool, Ordering},
+};
 
 use opentelemetry::trace::TracerProvider as _;
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
+
+/// Whether this process exports traces: set once by [`init`] when its OpenTelemetry layer is installed.
+static EXPORTING: AtomicBool = AtomicBool::new(false);
+
+/// Whether spans leave this process (OTLP export configured and installed). Spans that exist only for traces
+/// (a gateway's client span, compute's job span) and OpenTelemetry attributes are built only then: without an
+/// exporter nothing would read them, and on a trivial call they cost more than the work.
+pub fn exporting() -> bool {
+    EXPORTING.load(Ordering::Relaxed)
+}
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -68,6 +81,7 @@ pub fn init(service: &str, format: LogFormat) -> anyhow::Result<Telemetry> {
         unused.shutdown();
     }
     if exporter.is_some() {
+        EXPORTING.store(true, Ordering::Relaxed);
         tracing::info!(service, "exporting traces over OTLP (OTEL_EXPORTER_OTLP_* from the environment)");
     }
     Ok(Telemetry { exporter })

@@ -9,6 +9,9 @@
 //! `rpc.grpc.status_code`: what tracing backends' gRPC views read today) unless `OTEL_SEMCONV_STABILITY_OPT_IN`
 //! lists `rpc` (the new names only) or `rpc/dup` (both; `rpc.method` then holds the fully qualified name). Both
 //! carry `server.address`/`server.port` and the `network.*` attributes of the connection.
+//!
+//! Attributes are OpenTelemetry's alone (the log lines do not show them): without export ([`crate::exporting`])
+//! they are not built at all.
 
 use std::{net::SocketAddr, sync::LazyLock};
 
@@ -66,6 +69,9 @@ impl Names {
 /// Names the call: the RPC system (`grpc`), the service (`offload.v1.Compute`) and the method (`Factorial`).
 #[allow(deprecated)] // The established names, kept by default as the conventions ask (see the module docs).
 pub(crate) fn set_call(span: &Span, service: &str, method: &str) {
+    if !crate::exporting() {
+        return;
+    }
     let names = Names::chosen();
     if names.established() {
         span.set_attribute(attribute::RPC_SYSTEM, "grpc");
@@ -82,6 +88,9 @@ pub(crate) fn set_call(span: &Span, service: &str, method: &str) {
 /// The gRPC status the call ended with.
 #[allow(deprecated)] // As in [`set_call`].
 pub(crate) fn set_status(span: &Span, code: Code) {
+    if !crate::exporting() {
+        return;
+    }
     let names = Names::chosen();
     if names.established() {
         span.set_attribute(attribute::RPC_GRPC_STATUS_CODE, code as i64);
@@ -94,6 +103,9 @@ pub(crate) fn set_status(span: &Span, code: Code) {
 /// The server called (client spans) or calling into (server spans): `server.address` and `server.port`, from a
 /// URL or a request's `:authority`. The port is the scheme's when the URL names none.
 pub(crate) fn set_server(span: &Span, uri: &http::Uri) {
+    if !crate::exporting() {
+        return;
+    }
     let Some(host) = uri.host() else { return };
     // An IPv6 literal is written in brackets in a URI, but not in the attribute.
     span.set_attribute(attribute::SERVER_ADDRESS, host.trim_start_matches('[').trim_end_matches(']').to_owned());
@@ -109,6 +121,9 @@ pub(crate) fn set_server(span: &Span, uri: &http::Uri) {
 
 /// The connection a server span's call came on: the peer's address and port, TCP, and IPv4 or IPv6.
 pub(crate) fn set_peer(span: &Span, peer: SocketAddr) {
+    if !crate::exporting() {
+        return;
+    }
     span.set_attribute(attribute::NETWORK_PEER_ADDRESS, peer.ip().to_string());
     span.set_attribute(attribute::NETWORK_PEER_PORT, i64::from(peer.port()));
     span.set_attribute(attribute::NETWORK_TRANSPORT, "tcp");

@@ -38,12 +38,14 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("echo handler", &["overhead::echo"]),
 ];
 
-/// Frames of the memory allocator.
-const ALLOCATOR: &[&str] = &["malloc", "free", "realloc", "calloc", "alloc::alloc", "__rust_alloc", "__rust_dealloc"];
+/// Frames of the memory allocator (glibc's and Rust's entry points into it), by name.
+const ALLOCATOR: &[&str] =
+    &["malloc", "_int_free", "__libc_free", "cfree", "realloc", "calloc", "__rust_alloc", "__rust_dealloc"];
 
 /// A profile's samples, split by layer.
 #[derive(Debug, Clone, Default)]
 pub struct Attribution {
+    /// What perf counted over all stacks (its sample period: CPU-clock nanoseconds).
     pub samples: u64,
     /// Samples per entry of [`LAYERS`], and last those matching none.
     by_layer: Vec<u64>,
@@ -78,13 +80,33 @@ pub fn attribute(folded: &str) -> Attribution {
         let Some((stack, count)) = line.rsplit_once(' ') else { continue };
         let Ok(count) = count.trim().parse::<u64>() else { continue };
         attribution.samples += count;
-        let layer = stack.rsplit(';').find_map(layer_of).unwrap_or(LAYERS.len());
+        let frames: Vec<String> = stack.split(';').map(without_generics).collect();
+        let layer = frames.iter().rev().find_map(|f| layer_of(f)).unwrap_or(LAYERS.len());
         attribution.by_layer[layer] += count;
-        if stack.split(';').any(|frame| ALLOCATOR.iter().any(|a| frame.contains(a))) {
+        if frames.iter().any(|frame| frame == "free" || ALLOCATOR.iter().any(|a| frame.contains(a))) {
             attribution.allocator += count;
         }
     }
     attribution
+}
+
+/// A frame's name without its generic arguments: `poll<hyper::…<offload_serve::…>>` is hyper's or tokio's code
+/// that merely *names* our types, and must not count as ours. A qualified path's own `<Type as Trait>` stays
+/// (the `<` that opens a frame or follows a space or `;`), its inner generics go.
+fn without_generics(frame: &str) -> String {
+    let mut out = String::with_capacity(frame.len());
+    let mut depth = 0usize;
+    let mut previous = ' ';
+    for c in frame.chars() {
+        match c {
+            '<' if depth > 0 || previous.is_alphanumeric() || previous == '_' || previous == ':' => depth += 1,
+            '>' if depth > 0 => depth -= 1,
+            _ if depth > 0 => {}
+            _ => out.push(c),
+        }
+        previous = c;
+    }
+    out
 }
 
 /// The layer a frame belongs to, if any.
@@ -95,6 +117,16 @@ fn layer_of(frame: &str) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn generic_arguments_do_not_make_a_frame_ours() {
+        assert_eq!(without_generics("poll<hyper::H2Stream<offload_serve::admission::X>>"), "poll");
+        assert_eq!(
+            without_generics("<offload_telemetry::grpc_trace::ServerTrace<S> as tower_service::Service<Req<B>>>::call"),
+            "<offload_telemetry::grpc_trace::ServerTrace as tower_service::Service>::call"
+        );
+        assert_eq!(layer_of(&without_generics("poll<offload_serve::admission::Admission>")), None);
+    }
 
     #[test]
     fn each_sample_goes_to_its_innermost_layer() {

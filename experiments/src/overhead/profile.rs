@@ -103,8 +103,11 @@ impl Profiles {
         for r in &self.recordings {
             let _ = writeln!(
                 out,
-                "\nprofile: {} in the {} run, {:.1} us of CPU per call, {} samples",
-                r.process, r.run, r.cpu_us_per_call, r.attribution.samples
+                "\nprofile: {} in the {} run, {:.1} us of CPU per call ({})",
+                r.process,
+                r.run,
+                r.cpu_us_per_call,
+                r.flame_graph.display()
             );
             for (layer, share) in r.attribution.shares() {
                 let _ = writeln!(out, "  {layer:<44} {:>6.1} us {:>5.1} %", share * r.cpu_us_per_call, share * 100.0);
@@ -129,7 +132,13 @@ struct Tools {
 
 impl Tools {
     fn find_or_install() -> anyhow::Result<Self> {
-        let runs = |exe: &Path| Command::new(exe).arg("--version").output().is_ok_and(|o| o.status.success());
+        // inferno's commands have no --version; --help answers with success when the program runs.
+        let runs = |exe: &Path| {
+            Command::new(exe)
+                .arg(if exe == Path::new("perf") { "--version" } else { "--help" })
+                .output()
+                .is_ok_and(|o| o.status.success())
+        };
         let perf = PathBuf::from("perf");
         if !runs(&perf) {
             offload_testkit::apt::install("linux-perf", "perf").context("no perf")?;
