@@ -1,10 +1,13 @@
 //! The `offload-bench` binary end to end: a short real `compare` writes a complete report (its `report.html` opened
 //! in a real headless Chromium, skipped with a message where none can be had), the ghz config files shipped in
 //! `bench/ghz/` (JSON, TOML, YAML) drive the `load` command against real servers, and `load` is tried as a ghz user
-//! would ([`load`]: every output format, stdin, metadata, binary data, TLS, refusals).
+//! would ([`load`]: every output format, stdin, metadata, binary data, TLS, refusals), and a tiny `overhead` run's
+//! table is parsed back ([`overhead`]).
 
 #[path = "cli/load.rs"]
 mod load;
+#[path = "cli/overhead.rs"]
+mod overhead;
 
 use std::{path::Path, process::Command, time::Duration};
 
