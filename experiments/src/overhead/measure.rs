@@ -27,8 +27,8 @@ pub struct Plan {
     pub warmup: Duration,
 }
 
-/// Warms `target` up, then measures it under `plan.load`. `during` runs with the measured load started (the
-/// profiler attaches there) and what it returns is handed back.
+/// Warms `target` up, then measures it under `plan.load`. `during` runs just before the measured load starts,
+/// after the warm-up (the profiler attaches there), and what it returns is handed back.
 pub fn run<T>(
     h2load: &H2load,
     servers: &Servers,
