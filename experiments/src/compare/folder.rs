@@ -202,6 +202,7 @@ impl Comparison {
             md.push_str(&self.markdown_rows("upstream wait", &waits));
             let _ = writeln!(md, "\n![gateway probe latency per upstream-wait style](upstream_wait_latency.svg)\n");
         }
+        let _ = writeln!(md, "## Where the time went\n\n{}", self.attribution_markdown());
         if let Some(hop) = &self.hop {
             let _ = writeln!(
                 md,

@@ -16,6 +16,8 @@
 //! Then the price of the extra hop: trivial calls at high concurrency straight to compute and through the gateway. Results go to stdout as a table and to a report
 //! folder (raw ghz-shaped JSON per round, SVG charts, `report.md`, and `report.html` with latency over time).
 
+mod attribution;
+mod attribution_tables;
 mod charts;
 mod folder;
 mod output;

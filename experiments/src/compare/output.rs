@@ -112,6 +112,7 @@ impl Comparison {
              scheduling delay, an upper bucket bound; \
              stalls: handler polls that held a worker past --stall-threshold, both servers, and the top method/mode)"
         );
+        out.push_str(&self.attribution_text());
         for r in self.rounds.iter().filter(|r| errors(r) != "0") {
             let _ = writeln!(out, "errors in {}: {}", r.label, error_detail(r));
         }

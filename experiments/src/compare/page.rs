@@ -41,6 +41,7 @@ impl Comparison {
             );
             tables.push(table);
         }
+        tables.extend(self.attribution_html());
         if let Some(hop) = &self.hop {
             let concurrency = self.setup.args.hop_concurrency;
             tables.push(Table {

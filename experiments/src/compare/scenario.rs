@@ -8,7 +8,11 @@ use offload_proto::{
     v1::{ExecMode, FactorialRequest, SumOfSquaresRequest, UpstreamWait},
 };
 
-use super::{CompareArgs, stalls::Stalls};
+use super::{
+    CompareArgs,
+    attribution::{Breakdown, Sink},
+    stalls::Stalls,
+};
 use offload_loadgen::{
     call::{Call, Caller},
     recording::Recording,
@@ -27,6 +31,7 @@ const HEAVY_TIMEOUT: Duration = Duration::from_secs(60);
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Probes in flight at most: far above rate × latency in any sane round, so the bound never shapes the result
 /// unless the server stalls for seconds (and then the wait counts, since latency runs from the scheduled time).
+/// Raised to the round's number of probes (see [`probe_plan`]), so that each probe's worker index is its number.
 const PROBE_CONCURRENCY: usize = 256;
 /// How long a server may take to drain and exit at the end of a round.
 const STOP_GRACE: Duration = Duration::from_secs(20);
@@ -113,6 +118,10 @@ pub struct RoundResult {
     pub wait: Option<UpstreamWait>,
     pub heavy: Option<Recording>,
     pub probe: Recording,
+    /// Each successful probe's time by segment, from its scheduled send time ([`super::attribution`]).
+    pub probe_calls: Vec<Breakdown>,
+    /// Each successful heavy job's time by segment.
+    pub heavy_calls: Vec<Breakdown>,
     pub health: Option<Recording>,
     /// CPU the compute and gateway processes used during the measured window.
     pub compute_cpu: Option<Duration>,
@@ -231,6 +240,7 @@ pub async fn run_round(setup: &Setup, round: Round) -> anyhow::Result<RoundResul
     let servers = Servers::start(args)?;
     servers.wait_ready().await?;
     let heavy_caller = Caller::connect(&servers.gateway_url).await?;
+    let (heavy_sink, probe_sink) = (Sink::default(), Sink::default());
     let probe_caller = Caller::connect(&servers.gateway_url).await?;
     // The health probe watches the server whose runtime the round stresses.
     let (health_url, health_service) = match wait {
@@ -245,14 +255,14 @@ pub async fn run_round(setup: &Setup, round: Round) -> anyhow::Result<RoundResul
     let heavy_load = |duration: Duration, label: &str| {
         mode.map(|mode| {
             let call = setup.heavy.call(mode, wait.unwrap_or(UpstreamWait::Async));
-            let caller = heavy_caller.clone();
+            let (caller, sink) = (heavy_caller.clone(), heavy_sink.clone());
             let plan = Plan { concurrency: setup.heavy_concurrency, total: None, duration: Some(duration), rps: None };
             let progress = runner::progress_bar(&plan, label, args.quiet);
             runner::run(
                 plan,
                 move |_| {
-                    let (mut caller, call) = (caller.clone(), call.clone());
-                    async move { caller.call(&call, Some(HEAVY_TIMEOUT)).await }
+                    let (caller, call, sink) = (caller.clone(), call.clone(), sink.clone());
+                    async move { sink.call(caller, &call, HEAVY_TIMEOUT, None).await }
                 },
                 progress,
             )
@@ -260,6 +270,7 @@ pub async fn run_round(setup: &Setup, round: Round) -> anyhow::Result<RoundResul
     };
     if let Some(warmup) = heavy_load(args.warmup, "warm-up") {
         warmup.await;
+        heavy_sink.take();
     }
 
     // The scheduling-delay probe of the server this round stresses.
@@ -269,15 +280,15 @@ pub async fn run_round(setup: &Setup, round: Round) -> anyhow::Result<RoundResul
     let stalls_before = servers.scrape_all();
     let (compute_before, gateway_before) = servers.cpu();
     let started = Instant::now();
-    let probe_plan =
-        Plan { concurrency: PROBE_CONCURRENCY, total: None, duration: Some(args.duration), rps: Some(args.probe_rps) };
+    let probe_plan = probe_plan(args);
     let probe_call =
         Call::GatewayFactorial(FactorialRequest { n: 20, mode: setup.probe_mode as i32, ..Default::default() });
+    let sink = probe_sink.clone();
     let probes = runner::run(
         probe_plan,
-        move |_| {
-            let (mut caller, call) = (probe_caller.clone(), probe_call.clone());
-            async move { caller.call(&call, Some(PROBE_TIMEOUT)).await }
+        move |i| {
+            let (caller, call, sink) = (probe_caller.clone(), probe_call.clone(), sink.clone());
+            async move { sink.call(caller, &call, PROBE_TIMEOUT, Some(i)).await }
         },
         None,
     );
@@ -325,12 +336,15 @@ pub async fn run_round(setup: &Setup, round: Round) -> anyhow::Result<RoundResul
         _ => None,
     };
     servers.stop();
+    let probe_calls = probe_sink.take_open_loop(&probe, args.probe_rps);
     Ok(RoundResult {
         label,
         mode: if wait.is_some() { None } else { mode },
         wait,
         heavy,
         probe,
+        probe_calls,
+        heavy_calls: heavy_sink.take(),
         health,
         compute_cpu: delta(compute_after, compute_before),
         gateway_cpu: delta(gateway_after, gateway_before),
@@ -338,6 +352,18 @@ pub async fn run_round(setup: &Setup, round: Round) -> anyhow::Result<RoundResul
         schedule_delay,
         stalls,
     })
+}
+
+/// The probes' plan: open loop at `--probe-rps`, with room for every probe of the round in flight, so that the
+/// runner's worker index (`call number % concurrency`) is the probe's number and its scheduled time is known.
+fn probe_plan(args: &CompareArgs) -> Plan {
+    let probes = (args.probe_rps * args.duration.as_secs_f64()).ceil() as usize + 1;
+    Plan {
+        concurrency: PROBE_CONCURRENCY.max(probes),
+        total: None,
+        duration: Some(args.duration),
+        rps: Some(args.probe_rps),
+    }
 }
 
 /// Trivial calls straight to compute and through the gateway: throughput at high concurrency, and latency one
