@@ -22,6 +22,7 @@ mod charts;
 mod folder;
 mod output;
 mod page;
+mod pin;
 mod scenario;
 mod stalls;
 
@@ -89,6 +90,11 @@ pub struct CompareArgs {
     /// Mode the probes ask for.
     #[arg(long, default_value = "inline")]
     pub probe_mode: ExecMode,
+    /// Modes to measure a second time with the load generator's threads confined to one CPU (rounds named
+    /// `<mode>+pinned`, beside the default ones), comma-separated; none by default. Shows how much of a round's
+    /// tail is the load generator sharing the cores with the servers. Linux only.
+    #[arg(long, value_delimiter = ',')]
+    pub pinned: Vec<ExecMode>,
     /// Measured time of each side of the hop comparison (0 to skip it).
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     pub hop_duration: Duration,
@@ -132,6 +138,9 @@ pub async fn run(args: CompareArgs) -> anyhow::Result<()> {
     rounds.push(scenario::run_round(&setup, Round::Idle).await?);
     for mode in modes {
         rounds.push(scenario::run_round(&setup, Round::Mode(mode)).await?);
+    }
+    for &mode in &args.pinned {
+        rounds.push(scenario::run_round(&setup, Round::Pinned(mode)).await?);
     }
     for wait in waits {
         rounds.push(scenario::run_round(&setup, Round::Wait(wait)).await?);

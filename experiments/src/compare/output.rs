@@ -61,7 +61,7 @@ impl Comparison {
     }
 
     pub(super) fn round(&self, mode: ExecMode) -> Option<&RoundResult> {
-        self.rounds.iter().find(|r| r.mode == Some(mode))
+        self.rounds.iter().find(|r| r.mode == Some(mode) && r.pinned.is_none())
     }
 
     pub(super) fn wait_round(&self, wait: UpstreamWait) -> Option<&RoundResult> {
@@ -221,6 +221,19 @@ impl Comparison {
                 if probe_ok { "met" } else { "NOT met" },
                 share * 100.0,
                 if throughput_ok { "met" } else { "NOT met" },
+            ));
+        }
+        for pinned in self.rounds.iter().filter(|r| r.pinned.is_some()) {
+            let (Some(mode), Some(cpu)) = (pinned.mode, pinned.pinned) else { continue };
+            let Some(default) = self.round(mode) else { continue };
+            let share = |r: &RoundResult| r.heavy.as_ref().map_or(0.0, |h| 100.0 * h.ok_rps() / self.ideal());
+            lines.push(format!(
+                "{} with the load generator on CPU {cpu} alone: probe p99 {} ms above idle (default round: {} ms), heavy throughput {:.0}% of ideal (default round: {:.0}%)",
+                mode.short_name().to_uppercase(),
+                ms(pinned.probe.percentile(99.0).saturating_sub(idle_p99)),
+                ms(default.probe.percentile(99.0).saturating_sub(idle_p99)),
+                share(pinned),
+                share(default),
             ));
         }
         for mode in [ExecMode::SpawnBlocking, ExecMode::BlockInPlace] {

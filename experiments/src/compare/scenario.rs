@@ -11,6 +11,7 @@ use offload_proto::{
 use super::{
     CompareArgs,
     attribution::{Breakdown, Sink},
+    pin,
     stalls::Stalls,
 };
 use offload_loadgen::{
@@ -116,6 +117,8 @@ pub struct RoundResult {
     pub mode: Option<ExecMode>,
     /// For the gateway rounds: how the gateway waited for compute (heavy jobs then run in `RAYON`).
     pub wait: Option<UpstreamWait>,
+    /// For a `--pinned` round: the one CPU the load generator ran on.
+    pub pinned: Option<usize>,
     pub heavy: Option<Recording>,
     pub probe: Recording,
     /// Each successful probe's time by segment, from its scheduled send time ([`super::attribution`]).
@@ -226,6 +229,8 @@ pub enum Round {
     Mode(ExecMode),
     /// Heavy jobs in `RAYON`, waited for by the gateway in this style; health probes go to the gateway.
     Wait(UpstreamWait),
+    /// As `Mode`, with the load generator confined to one CPU ([`super::pin`]).
+    Pinned(ExecMode),
 }
 
 /// Runs one round.
@@ -234,6 +239,7 @@ pub async fn run_round(setup: &Setup, round: Round) -> anyhow::Result<RoundResul
     let (mode, wait, label) = match round {
         Round::Idle => (None, None, "idle".to_owned()),
         Round::Mode(mode) => (Some(mode), None, mode.short_name().to_owned()),
+        Round::Pinned(mode) => (Some(mode), None, format!("{}+pinned", mode.short_name())),
         Round::Wait(wait) => (Some(ExecMode::Rayon), Some(wait), format!("wait-{}", wait.short_name())),
     };
     eprintln!("round: {label}");
@@ -267,6 +273,11 @@ pub async fn run_round(setup: &Setup, round: Round) -> anyhow::Result<RoundResul
                 progress,
             )
         })
+    };
+    // Pinned from the warm-up on, so the load's threads have settled on their CPU before the measured window.
+    let pinned = match round {
+        Round::Pinned(_) => Some(pin::Pinned::confine(pin::client_cpu()?)?),
+        _ => None,
     };
     if let Some(warmup) = heavy_load(args.warmup, "warm-up") {
         warmup.await;
@@ -320,6 +331,7 @@ pub async fn run_round(setup: &Setup, round: Round) -> anyhow::Result<RoundResul
         },
     );
     let window = started.elapsed();
+    let pinned_cpu = pinned.map(|p| p.cpu);
     let (compute_after, gateway_after) = servers.cpu();
     let delay_after = metrics_addr.and_then(|a| scrape::scrape(a).ok());
     let stalls_after = servers.scrape_all();
@@ -341,6 +353,7 @@ pub async fn run_round(setup: &Setup, round: Round) -> anyhow::Result<RoundResul
         label,
         mode: if wait.is_some() { None } else { mode },
         wait,
+        pinned: pinned_cpu,
         heavy,
         probe,
         probe_calls,
