@@ -20,7 +20,7 @@ use offload_loadgen::{
     runner::{self, Plan},
 };
 use offload_testkit::{
-    child::ChildServer,
+    child::{ChildServer, cpu_time_of},
     cluster::Launcher,
     job::{JobSizer, Kernel},
     scrape::{self, HistogramDelta},
@@ -129,6 +129,8 @@ pub struct RoundResult {
     /// CPU the compute and gateway processes used during the measured window.
     pub compute_cpu: Option<Duration>,
     pub gateway_cpu: Option<Duration>,
+    /// CPU this process (the load generator) used during the measured window.
+    pub client_cpu: Option<Duration>,
     pub window: Duration,
     /// The stressed server's scheduling-delay probe over the window (compute's in mode rounds, the gateway's in
     /// upstream-wait rounds), from its `/metrics`.
@@ -290,6 +292,7 @@ pub async fn run_round(setup: &Setup, round: Round) -> anyhow::Result<RoundResul
     let delay_before = metrics_addr.and_then(|a| scrape::scrape(a).ok());
     let stalls_before = servers.scrape_all();
     let (compute_before, gateway_before) = servers.cpu();
+    let client_before = cpu_time_of(std::process::id());
     let started = Instant::now();
     let probe_plan = probe_plan(args);
     let probe_call =
@@ -333,6 +336,7 @@ pub async fn run_round(setup: &Setup, round: Round) -> anyhow::Result<RoundResul
     let window = started.elapsed();
     let pinned_cpu = pinned.map(|p| p.cpu);
     let (compute_after, gateway_after) = servers.cpu();
+    let client_after = cpu_time_of(std::process::id());
     let delay_after = metrics_addr.and_then(|a| scrape::scrape(a).ok());
     let stalls_after = servers.scrape_all();
     let pairs: Vec<_> = stalls_before
@@ -361,6 +365,7 @@ pub async fn run_round(setup: &Setup, round: Round) -> anyhow::Result<RoundResul
         health,
         compute_cpu: delta(compute_after, compute_before),
         gateway_cpu: delta(gateway_after, gateway_before),
+        client_cpu: delta(client_after, client_before),
         window,
         schedule_delay,
         stalls,
