@@ -36,14 +36,14 @@ fn a_short_compare_writes_table_json_charts_and_markdown() {
     let out = std::env::temp_dir().join(format!("offload-compare-{}", std::process::id()));
     let output = Command::new(BIN)
         .args(["compare", "--quiet", "--duration", "1s", "--warmup", "200ms", "--hop-duration", "300ms"])
-        .args(["--job-ms", "2", "--probe-rps", "50", "--hop-concurrency", "8", "--out"])
+        .args(["--job-ms", "2", "--probe-rps", "50", "--hop-concurrency", "8", "--pinned", "rayon", "--out"])
         .arg(&out)
         .env("RUST_LOG", "warn")
         .output()
         .expect("run compare");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "compare failed:\n{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
-    let modes = ["inline", "spawn-task", "spawn-blocking", "block-in-place", "rayon", "adaptive"];
+    let modes = ["inline", "spawn-task", "spawn-blocking", "block-in-place", "rayon", "adaptive", "rayon+pinned"];
     let waits = ["wait-async", "wait-blocking", "wait-spawn-blocking", "wait-spawn-task"];
     for row in modes.iter().chain(&waits).chain(&["idle", "via gateway", "INLINE: probe p99", "gateway BLOCKING"]) {
         assert!(stdout.contains(row), "table lacks {row:?}:\n{stdout}");
@@ -52,7 +52,7 @@ fn a_short_compare_writes_table_json_charts_and_markdown() {
 
     let summary = json(&out.join("summary.json"));
     let rounds = summary["rounds"].as_array().expect("rounds");
-    assert_eq!(rounds.len(), 11, "idle + six modes + four upstream-wait styles");
+    assert_eq!(rounds.len(), 12, "idle + six modes + one pinned + four upstream-wait styles");
     for round in rounds.iter().skip(1) {
         assert!(round["heavy"]["ok"].as_u64().expect("heavy ok") > 0, "{round}");
         assert!(round["compute_cpu_s"].as_f64().expect("cpu") > 0.0, "{round}");
@@ -82,7 +82,52 @@ fn a_short_compare_writes_table_json_charts_and_markdown() {
     assert!(md.contains("![probe latency per mode](probe_latency.svg)"));
     assert!(md.contains("| rayon |"));
     assert!(md.contains("| wait-blocking |"));
+    let rounds_with_heavy: Vec<&str> = modes.iter().chain(&waits).copied().collect();
+    let probe_rows = attribution_rows(&md, "Where the probe's time went");
+    let heavy_rows = attribution_rows(&md, "Where the heavy jobs' time went");
+    for (rows, expected) in
+        [(&probe_rows, [&["idle"][..], &rounds_with_heavy].concat()), (&heavy_rows, rounds_with_heavy)]
+    {
+        let labels: Vec<&str> = rows.iter().step_by(2).map(|r| r.round.as_str()).collect();
+        assert_eq!(labels, expected, "a p50 and a p99 row per round, in order");
+        for pair in rows.chunks(2) {
+            assert_eq!((pair[0].at.as_str(), pair[1].at.as_str()), ("p50", "p99"), "{pair:?}");
+            assert!(pair[0].total <= pair[1].total, "the calls at p99 take longer than those at p50: {pair:?}");
+        }
+    }
     let _ = std::fs::remove_dir_all(&out);
+}
+
+/// One row of a `report.md` attribution table.
+#[derive(Debug)]
+struct AttributionRow {
+    round: String,
+    at: String,
+    total: f64,
+}
+
+/// The rows of the attribution table under the heading starting with `heading`, each checked as it is read: every
+/// segment non-negative and the segments adding up to the total (to the display's rounding); the timer's lateness
+/// is beside the total, not in it.
+fn attribution_rows(md: &str, heading: &str) -> Vec<AttributionRow> {
+    let start = md.find(&format!("### {heading}")).unwrap_or_else(|| panic!("no {heading:?} table:\n{md}"));
+    let mut lines = md[start..].lines().skip_while(|l| !l.starts_with('|'));
+    let header: Vec<&str> = lines.next().expect("header").trim_matches('|').split('|').map(str::trim).collect();
+    assert_eq!(header[..4], ["round", "at", "total ms", "timer late ms"], "{header:?}");
+    assert_eq!(header.len(), 12, "eight segments after the total and the timer: {header:?}");
+    lines
+        .skip(1)
+        .take_while(|l| l.starts_with('|'))
+        .map(|line| {
+            let cells: Vec<&str> = line.trim_matches('|').split('|').map(str::trim).collect();
+            let number = |c: &str| c.parse::<f64>().unwrap_or_else(|_| panic!("{c:?} in {line}"));
+            let (total, segments): (f64, Vec<f64>) = (number(cells[2]), cells[4..].iter().map(|c| number(c)).collect());
+            assert!(number(cells[3]) >= 0.0 && segments.iter().all(|&s| s >= 0.0), "a negative segment: {line}");
+            let sum: f64 = segments.iter().sum();
+            assert!((sum - total).abs() <= 0.01, "segments add up to {sum}, not the total {total}: {line}");
+            AttributionRow { round: cells[0].to_owned(), at: cells[1].to_owned(), total }
+        })
+        .collect()
 }
 
 #[test]

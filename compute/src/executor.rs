@@ -10,6 +10,13 @@
 //! | `BlockInPlace`  | the tokio worker itself       | its tasks are handed to a new worker    |
 //! | `Rayon`         | the dedicated rayon pool      | free; the pool is sized to the cores    |
 //!
+//! On the rayon pool a job is split over the pool's threads only when it is the pool's only job; with other jobs
+//! queued or running it runs on one thread, like every other placement. Splitting a job while others wait lets a
+//! thread that waits for a stolen half start another job from the queue, and the first job then cannot finish
+//! until that whole second job has: measured with `offload-bench compare`, four 15 ms jobs on two threads had a
+//! p99 latency twice their p50 (docs/results.md §1). With several jobs in flight the pool is busy anyway, so
+//! nothing is lost by not splitting; a job alone still gets every thread.
+//!
 //! All placements catch a panicking job and report it as an error for that request only, time the queue and the
 //! work separately, and cancel the job (through its [`Cancel`]) when the awaiting future is dropped.
 //!
@@ -143,6 +150,8 @@ pub struct Executor {
     pool: Arc<rayon::ThreadPool>,
     /// Jobs handed to the pool and not yet started, for the `offload_rayon_queue_depth` metric.
     rayon_queued: Arc<AtomicI64>,
+    /// Jobs handed to the pool and not yet finished: a job starting while it is above one runs on one thread.
+    rayon_in_pool: Arc<AtomicI64>,
     /// Jobs on tokio's blocking pool (queued or running), for `offload_blocking_in_flight`.
     blocking: Arc<AtomicI64>,
 }
@@ -170,7 +179,12 @@ impl Executor {
             .thread_name(|i| format!("offload-rayon-{i}"))
             .start_handler(move |_| priority.apply_to_current_thread())
             .build()?;
-        Ok(Self { pool: Arc::new(pool), rayon_queued: Arc::default(), blocking: Arc::default() })
+        Ok(Self {
+            pool: Arc::new(pool),
+            rayon_queued: Arc::default(),
+            rayon_in_pool: Arc::default(),
+            blocking: Arc::default(),
+        })
     }
 
     /// Jobs waiting for a rayon thread right now.
@@ -231,12 +245,17 @@ impl Executor {
             Placement::Rayon => {
                 let (tx, rx) = oneshot::channel();
                 let token = cancel.clone();
-                let queued = Arc::clone(&self.rayon_queued);
+                let (queued, in_pool) = (Arc::clone(&self.rayon_queued), Arc::clone(&self.rayon_in_pool));
                 queued.fetch_add(1, Ordering::Relaxed);
+                in_pool.fetch_add(1, Ordering::AcqRel);
                 self.pool.spawn(move || {
                     queued.fetch_sub(1, Ordering::Relaxed);
+                    // Split only when alone in the pool (see the module docs).
+                    let par = if in_pool.load(Ordering::Acquire) > 1 { Parallelism::Serial } else { par };
+                    let ran = timed(submitted, spans, par, &token, job);
+                    in_pool.fetch_sub(1, Ordering::AcqRel);
                     // The receiver may be gone (request cancelled): then nobody needs the answer.
-                    let _ = tx.send(timed(submitted, spans, par, &token, job));
+                    let _ = tx.send(ran);
                 });
                 rx.await.map_err(|_| ExecError::WorkerGone)?
             }
@@ -339,6 +358,33 @@ mod tests {
                 assert!(thread.is_some_and(|t| t.starts_with("offload-rayon-")), "{placement:?}");
             }
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_rayon_job_is_split_only_when_alone_in_the_pool() {
+        let exec = Executor::new(2).expect("pool");
+        let alone = exec.run(Placement::Rayon, Cancel::never(), |par, _| Ok(par)).await.expect("runs");
+        assert_eq!(alone.value, Parallelism::Pool);
+        // A first job holds a pool thread until told to finish; a second one, submitted meanwhile, runs serially.
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
+        let holder = {
+            let exec = exec.clone();
+            tokio::spawn(async move {
+                exec.run(Placement::Rayon, Cancel::never(), move |par, _| {
+                    let _ = started_tx.send(());
+                    let _ = release_rx.recv();
+                    Ok(par)
+                })
+                .await
+            })
+        };
+        tokio::task::spawn_blocking(move || started_rx.recv()).await.expect("join").expect("started");
+        let beside = exec.run(Placement::Rayon, Cancel::never(), |par, _| Ok(par)).await.expect("runs");
+        assert_eq!(beside.value, Parallelism::Serial);
+        release_tx.send(()).expect("holder waits");
+        assert_eq!(holder.await.expect("join").expect("runs").value, Parallelism::Pool);
+        assert_eq!(exec.rayon_in_pool.load(Ordering::Relaxed), 0, "every job left the pool");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,7 +6,7 @@
 //! and actual mode and the queue and compute times; the executor adds `queue` and `compute` (on the thread that
 //! ran the kernel) under it.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Instant};
 
 use offload_proto::v1::{
     ExecMode, FactorialRequest, FactorialResponse, SumOfSquaresRequest, SumOfSquaresResponse, compute_server::Compute,
@@ -70,8 +70,13 @@ impl ComputeService {
         Self { request_path: BoxCloneSyncService::new(request_path) }
     }
 
+    /// Runs `request` down the request path and stamps `compute_total_us`: the whole path's time, of which the
+    /// reply's `queue_us` and `compute_us` are parts.
     async fn call(&self, request: Request<JobRequest>) -> Result<JobReply, Status> {
-        Ok(self.request_path.clone().oneshot(request).await?.into_inner())
+        let received = Instant::now();
+        let mut reply = self.request_path.clone().oneshot(request).await?.into_inner();
+        reply.execution.compute_total_us = received.elapsed().as_micros() as u64;
+        Ok(reply)
     }
 }
 

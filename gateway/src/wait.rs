@@ -35,6 +35,8 @@ pub struct Call<M> {
     pub message: M,
     /// The wait style: the request's, or the gateway's default for `UNSPECIFIED`; the value sent if unknown.
     pub wait: Result<UpstreamWait, i32>,
+    /// When the gateway's handler received it: the reply's `gateway_before_upstream_us` runs from here.
+    pub received: Instant,
 }
 
 impl<M: ComputeMethod> Call<M> {
@@ -46,7 +48,7 @@ impl<M: ComputeMethod> Call<M> {
             Ok(wait) => Ok(wait),
             Err(_) => Err(asked),
         };
-        Self { message, wait }
+        Self { message, wait, received: Instant::now() }
     }
 }
 
@@ -88,7 +90,7 @@ impl<M: ComputeMethod> tower::Service<Request<Call<M>>> for WaitForCompute<M> {
             // The stall detector names a stall with the wait style: `blocking` is the one that stalls.
             StallTag::set_on(&request, style.short_name(), Some(request.get_ref().message.n()));
         }
-        let Call { message, wait } = request.into_inner();
+        let Call { message, wait, received } = request.into_inner();
         Box::pin(async move {
             let wait = wait.map_err(Error::UnknownUpstreamWait)?;
             let started = Instant::now();
@@ -96,6 +98,7 @@ impl<M: ComputeMethod> tower::Service<Request<Call<M>>> for WaitForCompute<M> {
             let execution = M::execution_mut(&mut reply).take().unwrap_or_default();
             *M::execution_mut(&mut reply) = Some(Execution {
                 upstream_us: started.elapsed().as_micros() as u64,
+                gateway_before_upstream_us: started.saturating_duration_since(received).as_micros() as u64,
                 upstream_attempts: attempts,
                 upstream_wait: wait as i32,
                 ..execution

@@ -80,6 +80,7 @@ impl Comparison {
             "errors",
             "compute CPU s",
             "gateway CPU s",
+            "load generator CPU s",
         ]
         .map(str::to_owned)
         .to_vec()
@@ -90,7 +91,7 @@ impl Comparison {
         let cpu = |c: Option<std::time::Duration>| c.map_or("-".to_owned(), |c| format!("{:.1}", c.as_secs_f64()));
         let mut cells = vec![r.label.clone()];
         cells.extend(self.measure_cells(r));
-        cells.extend([error_detail(r), cpu(r.compute_cpu), cpu(r.gateway_cpu)]);
+        cells.extend([error_detail(r), cpu(r.compute_cpu), cpu(r.gateway_cpu), cpu(r.client_cpu)]);
         cells
     }
 
@@ -148,6 +149,7 @@ impl Comparison {
                 "health": r.health.as_ref().map(rec),
                 "compute_cpu_s": r.compute_cpu.map(|c| c.as_secs_f64()),
                 "gateway_cpu_s": r.gateway_cpu.map(|c| c.as_secs_f64()),
+                "load_generator_cpu_s": r.client_cpu.map(|c| c.as_secs_f64()),
                 "window_s": r.window.as_secs_f64(),
                 "schedule_delay": r.schedule_delay.map(|d| serde_json::json!({
                     "count": d.count, "mean_ms": d.mean * 1e3, "p99_upper_bound_ms": d.upper_bound * 1e3,
@@ -202,6 +204,7 @@ impl Comparison {
             md.push_str(&self.markdown_rows("upstream wait", &waits));
             let _ = writeln!(md, "\n![gateway probe latency per upstream-wait style](upstream_wait_latency.svg)\n");
         }
+        let _ = writeln!(md, "## Where the time went\n\n{}", self.attribution_markdown());
         if let Some(hop) = &self.hop {
             let _ = writeln!(
                 md,

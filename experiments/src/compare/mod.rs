@@ -13,13 +13,18 @@
 //! A first "idle" round sends probes alone, the baseline. Then the gateway rounds: the same heavy jobs, always in
 //! `RAYON` so compute is never the problem, but with the gateway waiting for compute in each `upstream_wait` style
 //! (the seed experiment's `.get()`, `run_in_executor`, `create_task`); the health probe then targets the gateway.
+//! `--pinned` repeats chosen mode rounds with the load generator confined to one CPU ([`pin`]).
 //! Then the price of the extra hop: trivial calls at high concurrency straight to compute and through the gateway. Results go to stdout as a table and to a report
-//! folder (raw ghz-shaped JSON per round, SVG charts, `report.md`, and `report.html` with latency over time).
+//! folder (raw ghz-shaped JSON per round, SVG charts, `report.md`, and `report.html` with latency over time), with,
+//! for every round, where the probes' and the heavy jobs' time went at p50 and p99 ([`attribution`]).
 
+mod attribution;
+mod attribution_tables;
 mod charts;
 mod folder;
 mod output;
 mod page;
+mod pin;
 mod scenario;
 mod stalls;
 
@@ -87,6 +92,11 @@ pub struct CompareArgs {
     /// Mode the probes ask for.
     #[arg(long, default_value = "inline")]
     pub probe_mode: ExecMode,
+    /// Modes to measure a second time with the load generator's threads confined to one CPU (rounds named
+    /// `<mode>+pinned`, beside the default ones), comma-separated; none by default. Shows how much of a round's
+    /// tail is the load generator sharing the cores with the servers. Linux only.
+    #[arg(long, value_delimiter = ',')]
+    pub pinned: Vec<ExecMode>,
     /// Measured time of each side of the hop comparison (0 to skip it).
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     pub hop_duration: Duration,
@@ -130,6 +140,9 @@ pub async fn run(args: CompareArgs) -> anyhow::Result<()> {
     rounds.push(scenario::run_round(&setup, Round::Idle).await?);
     for mode in modes {
         rounds.push(scenario::run_round(&setup, Round::Mode(mode)).await?);
+    }
+    for &mode in &args.pinned {
+        rounds.push(scenario::run_round(&setup, Round::Pinned(mode)).await?);
     }
     for wait in waits {
         rounds.push(scenario::run_round(&setup, Round::Wait(wait)).await?);

@@ -61,7 +61,7 @@ impl Comparison {
     }
 
     pub(super) fn round(&self, mode: ExecMode) -> Option<&RoundResult> {
-        self.rounds.iter().find(|r| r.mode == Some(mode))
+        self.rounds.iter().find(|r| r.mode == Some(mode) && r.pinned.is_none())
     }
 
     pub(super) fn wait_round(&self, wait: UpstreamWait) -> Option<&RoundResult> {
@@ -112,6 +112,7 @@ impl Comparison {
              scheduling delay, an upper bucket bound; \
              stalls: handler polls that held a worker past --stall-threshold, both servers, and the top method/mode)"
         );
+        out.push_str(&self.attribution_text());
         for r in self.rounds.iter().filter(|r| errors(r) != "0") {
             let _ = writeln!(out, "errors in {}: {}", r.label, error_detail(r));
         }
@@ -145,7 +146,7 @@ impl Comparison {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "{:<20} {:>8} {:>7} {:>9} {:>9} {:>9} {:>9} {:>10} {:>10} {:>9} {:>7} {:>8} {:>8}  stalls (top culprit)",
+            "{:<20} {:>8} {:>7} {:>9} {:>9} {:>9} {:>9} {:>10} {:>10} {:>9} {:>7} {:>8} {:>8} {:>8}  stalls (top culprit)",
             first,
             "heavy/s",
             "%ideal",
@@ -159,6 +160,7 @@ impl Comparison {
             "errors",
             "cpu cmp",
             "cpu gw",
+            "cpu load",
         );
         for r in rounds {
             let [heavy_rps, share, heavy_p50, heavy_p99, probe_p50, probe_p99, probe_p999, health_p99, sched, stalls] =
@@ -166,7 +168,7 @@ impl Comparison {
             let cpu = |c: Option<Duration>| c.map_or("-".to_owned(), |c| format!("{:.1}s", c.as_secs_f64()));
             let _ = writeln!(
                 out,
-                "{:<20} {:>8} {:>7} {:>9} {:>9} {:>9} {:>9} {:>10} {:>10} {:>9} {:>7} {:>8} {:>8}  {}",
+                "{:<20} {:>8} {:>7} {:>9} {:>9} {:>9} {:>9} {:>10} {:>10} {:>9} {:>7} {:>8} {:>8} {:>8}  {}",
                 r.label,
                 heavy_rps,
                 share,
@@ -180,6 +182,7 @@ impl Comparison {
                 errors(r),
                 cpu(r.compute_cpu),
                 cpu(r.gateway_cpu),
+                cpu(r.client_cpu),
                 stalls,
             );
         }
@@ -214,12 +217,28 @@ impl Comparison {
             let probe_ok = extra <= Duration::from_millis(1);
             let throughput_ok = share >= 0.9;
             lines.push(format!(
-                "{}: probe p99 {} ms above idle ({}), heavy throughput {:.0}% of ideal ({}) — expected ≤ 1 ms and ≥ 90%",
+                "{}: probe p99 {} ms above idle ({}), heavy throughput {:.0}% of ideal ({}) — expected ≤ 1 ms and ≥ 90%{}",
                 mode.short_name().to_uppercase(),
                 ms(extra),
                 if probe_ok { "met" } else { "NOT met" },
                 share * 100.0,
                 if throughput_ok { "met" } else { "NOT met" },
+                self.share_of_cores_left(round).map_or(String::new(), |left| format!(
+                    "; {:.0}% of what the cores left after the load generator and the gateway", left * 100.0
+                )),
+            ));
+        }
+        for pinned in self.rounds.iter().filter(|r| r.pinned.is_some()) {
+            let (Some(mode), Some(cpu)) = (pinned.mode, pinned.pinned) else { continue };
+            let Some(default) = self.round(mode) else { continue };
+            let share = |r: &RoundResult| r.heavy.as_ref().map_or(0.0, |h| 100.0 * h.ok_rps() / self.ideal());
+            lines.push(format!(
+                "{} with the load generator on CPU {cpu} alone: probe p99 {} ms above idle (default round: {} ms), heavy throughput {:.0}% of ideal (default round: {:.0}%)",
+                mode.short_name().to_uppercase(),
+                ms(pinned.probe.percentile(99.0).saturating_sub(idle_p99)),
+                ms(default.probe.percentile(99.0).saturating_sub(idle_p99)),
+                share(pinned),
+                share(default),
             ));
         }
         for mode in [ExecMode::SpawnBlocking, ExecMode::BlockInPlace] {
@@ -270,6 +289,17 @@ impl Comparison {
             ));
         }
         lines
+    }
+}
+
+impl Comparison {
+    /// Heavy throughput as a share of what compute could do with the CPU the load generator and the gateway left
+    /// it in the round (`cores × window` less their CPU time): the ideal if compute owned the machine's rest.
+    fn share_of_cores_left(&self, r: &RoundResult) -> Option<f64> {
+        let (heavy, gateway, client) = (r.heavy.as_ref()?, r.gateway_cpu?, r.client_cpu?);
+        let left = self.setup.cores as f64 * r.window.as_secs_f64() - gateway.as_secs_f64() - client.as_secs_f64();
+        let jobs_left = left / self.setup.heavy.job_time.as_secs_f64();
+        (jobs_left > 0.0).then(|| heavy.ok_rps() * r.window.as_secs_f64() / jobs_left)
     }
 }
 

@@ -41,6 +41,7 @@ impl Comparison {
             );
             tables.push(table);
         }
+        tables.extend(self.attribution_html());
         if let Some(hop) = &self.hop {
             let concurrency = self.setup.args.hop_concurrency;
             tables.push(Table {
@@ -121,9 +122,10 @@ impl Comparison {
                 format!("Heavy jobs in RAYON, the gateway waiting for compute with {}; {probes}.", wait.as_str_name())
             }
             (Some(mode), None) => format!(
-                "Heavy jobs in {} ({} in flight) on compute; {probes}.",
+                "Heavy jobs in {} ({} in flight) on compute; {probes}{}.",
                 mode.as_str_name(),
-                self.setup.heavy_concurrency
+                self.setup.heavy_concurrency,
+                r.pinned.map_or(String::new(), |cpu| format!("; the load generator confined to CPU {cpu}")),
             ),
             (None, None) => format!("No heavy load: the {probes} alone, the baseline."),
         }

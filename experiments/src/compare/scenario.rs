@@ -8,14 +8,19 @@ use offload_proto::{
     v1::{ExecMode, FactorialRequest, SumOfSquaresRequest, UpstreamWait},
 };
 
-use super::{CompareArgs, stalls::Stalls};
+use super::{
+    CompareArgs,
+    attribution::{Breakdown, Sink},
+    pin,
+    stalls::Stalls,
+};
 use offload_loadgen::{
     call::{Call, Caller},
     recording::Recording,
     runner::{self, Plan},
 };
 use offload_testkit::{
-    child::ChildServer,
+    child::{ChildServer, cpu_time_of},
     cluster::Launcher,
     job::{JobSizer, Kernel},
     scrape::{self, HistogramDelta},
@@ -27,6 +32,7 @@ const HEAVY_TIMEOUT: Duration = Duration::from_secs(60);
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Probes in flight at most: far above rate × latency in any sane round, so the bound never shapes the result
 /// unless the server stalls for seconds (and then the wait counts, since latency runs from the scheduled time).
+/// Raised to the round's number of probes (see [`probe_plan`]), so that each probe's worker index is its number.
 const PROBE_CONCURRENCY: usize = 256;
 /// How long a server may take to drain and exit at the end of a round.
 const STOP_GRACE: Duration = Duration::from_secs(20);
@@ -111,12 +117,20 @@ pub struct RoundResult {
     pub mode: Option<ExecMode>,
     /// For the gateway rounds: how the gateway waited for compute (heavy jobs then run in `RAYON`).
     pub wait: Option<UpstreamWait>,
+    /// For a `--pinned` round: the one CPU the load generator ran on.
+    pub pinned: Option<usize>,
     pub heavy: Option<Recording>,
     pub probe: Recording,
+    /// Each successful probe's time by segment, from its scheduled send time ([`super::attribution`]).
+    pub probe_calls: Vec<Breakdown>,
+    /// Each successful heavy job's time by segment.
+    pub heavy_calls: Vec<Breakdown>,
     pub health: Option<Recording>,
     /// CPU the compute and gateway processes used during the measured window.
     pub compute_cpu: Option<Duration>,
     pub gateway_cpu: Option<Duration>,
+    /// CPU this process (the load generator) used during the measured window.
+    pub client_cpu: Option<Duration>,
     pub window: Duration,
     /// The stressed server's scheduling-delay probe over the window (compute's in mode rounds, the gateway's in
     /// upstream-wait rounds), from its `/metrics`.
@@ -217,6 +231,8 @@ pub enum Round {
     Mode(ExecMode),
     /// Heavy jobs in `RAYON`, waited for by the gateway in this style; health probes go to the gateway.
     Wait(UpstreamWait),
+    /// As `Mode`, with the load generator confined to one CPU ([`super::pin`]).
+    Pinned(ExecMode),
 }
 
 /// Runs one round.
@@ -225,12 +241,14 @@ pub async fn run_round(setup: &Setup, round: Round) -> anyhow::Result<RoundResul
     let (mode, wait, label) = match round {
         Round::Idle => (None, None, "idle".to_owned()),
         Round::Mode(mode) => (Some(mode), None, mode.short_name().to_owned()),
+        Round::Pinned(mode) => (Some(mode), None, format!("{}+pinned", mode.short_name())),
         Round::Wait(wait) => (Some(ExecMode::Rayon), Some(wait), format!("wait-{}", wait.short_name())),
     };
     eprintln!("round: {label}");
     let servers = Servers::start(args)?;
     servers.wait_ready().await?;
     let heavy_caller = Caller::connect(&servers.gateway_url).await?;
+    let (heavy_sink, probe_sink) = (Sink::default(), Sink::default());
     let probe_caller = Caller::connect(&servers.gateway_url).await?;
     // The health probe watches the server whose runtime the round stresses.
     let (health_url, health_service) = match wait {
@@ -245,21 +263,27 @@ pub async fn run_round(setup: &Setup, round: Round) -> anyhow::Result<RoundResul
     let heavy_load = |duration: Duration, label: &str| {
         mode.map(|mode| {
             let call = setup.heavy.call(mode, wait.unwrap_or(UpstreamWait::Async));
-            let caller = heavy_caller.clone();
+            let (caller, sink) = (heavy_caller.clone(), heavy_sink.clone());
             let plan = Plan { concurrency: setup.heavy_concurrency, total: None, duration: Some(duration), rps: None };
             let progress = runner::progress_bar(&plan, label, args.quiet);
             runner::run(
                 plan,
                 move |_| {
-                    let (mut caller, call) = (caller.clone(), call.clone());
-                    async move { caller.call(&call, Some(HEAVY_TIMEOUT)).await }
+                    let (caller, call, sink) = (caller.clone(), call.clone(), sink.clone());
+                    async move { sink.call(caller, &call, HEAVY_TIMEOUT, None).await }
                 },
                 progress,
             )
         })
     };
+    // Pinned from the warm-up on, so the load's threads have settled on their CPU before the measured window.
+    let pinned = match round {
+        Round::Pinned(_) => Some(pin::Pinned::confine(pin::client_cpu()?)?),
+        _ => None,
+    };
     if let Some(warmup) = heavy_load(args.warmup, "warm-up") {
         warmup.await;
+        heavy_sink.take();
     }
 
     // The scheduling-delay probe of the server this round stresses.
@@ -268,16 +292,17 @@ pub async fn run_round(setup: &Setup, round: Round) -> anyhow::Result<RoundResul
     let delay_before = metrics_addr.and_then(|a| scrape::scrape(a).ok());
     let stalls_before = servers.scrape_all();
     let (compute_before, gateway_before) = servers.cpu();
+    let client_before = cpu_time_of(std::process::id());
     let started = Instant::now();
-    let probe_plan =
-        Plan { concurrency: PROBE_CONCURRENCY, total: None, duration: Some(args.duration), rps: Some(args.probe_rps) };
+    let probe_plan = probe_plan(args);
     let probe_call =
         Call::GatewayFactorial(FactorialRequest { n: 20, mode: setup.probe_mode as i32, ..Default::default() });
+    let sink = probe_sink.clone();
     let probes = runner::run(
         probe_plan,
-        move |_| {
-            let (mut caller, call) = (probe_caller.clone(), probe_call.clone());
-            async move { caller.call(&call, Some(PROBE_TIMEOUT)).await }
+        move |i| {
+            let (caller, call, sink) = (probe_caller.clone(), probe_call.clone(), sink.clone());
+            async move { sink.call(caller, &call, PROBE_TIMEOUT, Some(i)).await }
         },
         None,
     );
@@ -309,7 +334,9 @@ pub async fn run_round(setup: &Setup, round: Round) -> anyhow::Result<RoundResul
         },
     );
     let window = started.elapsed();
+    let pinned_cpu = pinned.map(|p| p.cpu);
     let (compute_after, gateway_after) = servers.cpu();
+    let client_after = cpu_time_of(std::process::id());
     let delay_after = metrics_addr.and_then(|a| scrape::scrape(a).ok());
     let stalls_after = servers.scrape_all();
     let pairs: Vec<_> = stalls_before
@@ -325,19 +352,36 @@ pub async fn run_round(setup: &Setup, round: Round) -> anyhow::Result<RoundResul
         _ => None,
     };
     servers.stop();
+    let probe_calls = probe_sink.take_open_loop(&probe, args.probe_rps);
     Ok(RoundResult {
         label,
         mode: if wait.is_some() { None } else { mode },
         wait,
+        pinned: pinned_cpu,
         heavy,
         probe,
+        probe_calls,
+        heavy_calls: heavy_sink.take(),
         health,
         compute_cpu: delta(compute_after, compute_before),
         gateway_cpu: delta(gateway_after, gateway_before),
+        client_cpu: delta(client_after, client_before),
         window,
         schedule_delay,
         stalls,
     })
+}
+
+/// The probes' plan: open loop at `--probe-rps`, with room for every probe of the round in flight, so that the
+/// runner's worker index (`call number % concurrency`) is the probe's number and its scheduled time is known.
+fn probe_plan(args: &CompareArgs) -> Plan {
+    let probes = (args.probe_rps * args.duration.as_secs_f64()).ceil() as usize + 1;
+    Plan {
+        concurrency: PROBE_CONCURRENCY.max(probes),
+        total: None,
+        duration: Some(args.duration),
+        rps: Some(args.probe_rps),
+    }
 }
 
 /// Trivial calls straight to compute and through the gateway: throughput at high concurrency, and latency one

@@ -83,6 +83,10 @@ async fn execution_report_says_what_happened() {
     assert!(report.compute_us > 0, "{report:?}");
     assert!(report.upstream_us >= report.compute_us, "{report:?}");
     assert!(report.gateway_total_us >= report.upstream_us, "{report:?}");
+    // The reported intervals nest, so their differences (compare's attribution) are never negative.
+    assert!(report.gateway_total_us >= report.gateway_before_upstream_us + report.upstream_us, "{report:?}");
+    assert!(report.upstream_us >= report.compute_total_us, "{report:?}");
+    assert!(report.compute_total_us >= report.queue_us + report.compute_us, "{report:?}");
 
     let direct = compute_client(&compute_server)
         .await
@@ -91,7 +95,12 @@ async fn execution_report_says_what_happened() {
         .expect("direct")
         .into_inner();
     let report = direct.execution.expect("report");
-    assert_eq!((report.gateway_total_us, report.upstream_attempts), (0, 0), "only the gateway sets these");
+    assert_eq!(
+        (report.gateway_total_us, report.gateway_before_upstream_us, report.upstream_attempts),
+        (0, 0, 0),
+        "only the gateway sets these"
+    );
+    assert!(report.compute_total_us >= report.queue_us + report.compute_us && report.compute_us > 0, "{report:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
