@@ -22,7 +22,8 @@
 //!
 //! Each job is traced as two spans, children of the span current when it was submitted (the request's): `queue`,
 //! from submission until a thread picks the job up, and `compute`, opened on that thread, so a trace shows the
-//! rayon or blocking-pool thread that did the work under the request that asked for it.
+//! rayon or blocking-pool thread that did the work under the request that asked for it. They are built only when
+//! the process exports traces.
 
 use std::{
     any::Any,
@@ -131,13 +132,20 @@ struct JobSpans {
 }
 
 impl JobSpans {
+    /// Without trace export (`offload_telemetry::exporting`) both spans are disabled ones: nothing would read
+    /// them, and building two spans costs more than a trivial job.
     fn submitted(placement: Placement) -> Self {
-        Self { parent: Span::current(), queue: tracing::info_span!("queue", ?placement), placement }
+        let queue =
+            if offload_telemetry::exporting() { tracing::info_span!("queue", ?placement) } else { Span::none() };
+        Self { parent: Span::current(), queue, placement }
     }
 
     /// Closes `queue` and opens `compute` on the calling thread, the one about to run the job.
     fn started(self) -> Span {
         drop(self.queue);
+        if !offload_telemetry::exporting() {
+            return Span::none();
+        }
         tracing::info_span!(parent: &self.parent, "compute", placement = ?self.placement)
     }
 }
