@@ -62,9 +62,9 @@ impl Drop for AdminServer {
 
 /// Binds `addr` (here, so a taken port is a start-up error) and serves `routes` on it from a new thread.
 ///
-/// The listener is tokio's, whose backlog (1024) holds a burst of connections: with std's 128, connections beyond
-/// it complete their handshake only when the kernel retries it, seconds later, and arrive after a scraper's to
-/// close it as "the oldest".
+/// The listener's backlog holds a burst of connections ([`crate::listener`]): with the usual 128, connections
+/// beyond it complete their handshake only when the kernel retries it, seconds later, and arrive after a
+/// scraper's to close it as "the oldest".
 pub fn start(addr: SocketAddr, routes: axum::Router) -> anyhow::Result<AdminServer> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -79,7 +79,7 @@ pub fn start(addr: SocketAddr, routes: axum::Router) -> anyhow::Result<AdminServ
         .name("offload-admin".to_owned())
         .spawn(move || {
             runtime.block_on(async move {
-                let listener = match TcpListener::bind(addr).await.and_then(|l| Ok((l.local_addr()?, l))) {
+                let listener = match crate::listener::bind(addr).and_then(|l| Ok((l.local_addr()?, l))) {
                     Ok((addr, listener)) => {
                         let _ = bound.send(Ok(addr));
                         listener

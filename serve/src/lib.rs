@@ -29,6 +29,7 @@ pub mod drain;
 pub mod flags;
 pub mod health;
 pub mod limits;
+pub mod listener;
 pub mod runtime;
 pub mod server;
 pub mod stall;

@@ -52,7 +52,7 @@ where
 {
     let runtime = build(flavor, workers, name).context("cannot start the tokio runtime")?;
     let result = runtime.block_on(async {
-        let listener = TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+        let listener = crate::listener::bind(listen).with_context(|| format!("cannot listen on {listen}"))?;
         run(listener, Box::pin(drain::signal())).await
     });
     // Requests abandoned by an expired drain are dropped here (which cancels their jobs); threads stuck in a job
