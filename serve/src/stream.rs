@@ -22,8 +22,8 @@ use std::{
 
 use tonic::{body::Body, codegen::http};
 
-pub use self::{reply_body::ReplyBody, send_watch::SendWatch};
 use self::request_body::RequestBody;
+pub use self::{reply_body::ReplyBody, send_watch::SendWatch};
 use crate::admission::Admitted;
 
 /// When the stream reached the server, in its request's extensions.
