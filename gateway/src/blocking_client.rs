@@ -55,17 +55,16 @@ impl BlockingComputeClient {
         &self.balancer
     }
 
-    /// Calls method `M` on compute (retrying a transport failure on another replica, as [`forward`] does),
-    /// blocking the calling thread until the reply or `deadline`. Traced under the caller's current span.
-    pub fn call<M: ComputeMethod>(&self, message: M, deadline: Instant) -> Result<Forwarded<M::Reply>, Error> {
+    /// Makes `attempt` on compute (retrying a transport failure on another replica, as [`forward`] does),
+    /// blocking the calling thread until the reply or the attempt's deadline. Traced under the caller's current span.
+    pub fn call<M: ComputeMethod>(&self, attempt: Attempt<M>) -> Result<Forwarded<M::Reply>, Error> {
         let started = Instant::now();
+        let deadline = attempt.deadline();
         let Some(runtime) = &self.runtime else {
             return Err(Error::Transport { endpoint: "sync client".into(), message: "client closed".into() });
         };
         let (tx, rx) = mpsc::sync_channel(1);
-        let forwarded = forward::stack::<M>(Arc::clone(&self.balancer))
-            .oneshot(Attempt::first(message, deadline))
-            .instrument(Span::current());
+        let forwarded = forward::stack::<M>(Arc::clone(&self.balancer)).oneshot(attempt).instrument(Span::current());
         runtime.spawn(async move {
             let _ = tx.send(forwarded.await);
         });

@@ -14,7 +14,7 @@ use std::{
 };
 
 use offload_proto::service_names;
-use offload_telemetry::grpc_trace;
+use offload_telemetry::grpc_trace::{self, CallerTrace};
 use tonic::{Code, Request};
 use tower::{ServiceBuilder, ServiceExt, util::BoxCloneSyncService};
 use tracing::Instrument;
@@ -37,12 +37,19 @@ pub struct Attempt<M> {
     number: u32,
     /// The replica a failed attempt used: the retry goes elsewhere.
     avoid: Option<String>,
+    /// The client's trace context, passed on to compute when the gateway does not export.
+    caller_trace: CallerTrace,
 }
 
 impl<M> Attempt<M> {
-    /// The first attempt at `message`, to be answered by `deadline`.
-    pub fn first(message: M, deadline: Instant) -> Self {
-        Self { message, deadline, started: Instant::now(), number: 1, avoid: None }
+    /// The first attempt at `message`, to be answered by `deadline`, for a client whose trace is `caller_trace`.
+    pub fn first(message: M, deadline: Instant, caller_trace: CallerTrace) -> Self {
+        Self { message, deadline, started: Instant::now(), number: 1, avoid: None, caller_trace }
+    }
+
+    /// When the call must be answered by.
+    pub fn deadline(&self) -> Instant {
+        self.deadline
     }
 }
 
@@ -138,7 +145,7 @@ impl<M: ComputeMethod> tower::Service<Attempt<M>> for CallReplica {
             let span = grpc_trace::client_span(service_names::COMPUTE, M::NAME, Some(&replica.url));
             let mut request = Request::new(attempt.message);
             request.set_timeout(remaining);
-            grpc_trace::inject(&span, request.metadata_mut());
+            grpc_trace::inject(&span, &attempt.caller_trace, request.metadata_mut());
             let reply = M::call(replica.client.clone(), request).instrument(span.clone());
             let outcome = tokio::time::timeout_at(attempt.deadline.into(), reply).await;
             let code = match &outcome {

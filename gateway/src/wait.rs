@@ -17,6 +17,7 @@ use std::{
 
 use offload_proto::v1::{Execution, UpstreamWait};
 use offload_serve::{deadline::Deadline, stall::StallTag};
+use offload_telemetry::grpc_trace::CallerTrace;
 use tonic::{Request, Response, Status};
 use tower::ServiceExt;
 use tracing::{Instrument, Span};
@@ -90,11 +91,13 @@ impl<M: ComputeMethod> tower::Service<Request<Call<M>>> for WaitForCompute<M> {
             // The stall detector names a stall with the wait style: `blocking` is the one that stalls.
             StallTag::set_on(&request, style.short_name(), Some(request.get_ref().message.n()));
         }
+        let caller_trace = CallerTrace::of(request.metadata());
         let Call { message, wait, received } = request.into_inner();
         Box::pin(async move {
             let wait = wait.map_err(Error::UnknownUpstreamWait)?;
             let started = Instant::now();
-            let Forwarded { mut reply, attempts } = this.wait(wait, message, deadline).await?;
+            let attempt = Attempt::first(message, deadline, caller_trace);
+            let Forwarded { mut reply, attempts } = this.wait(wait, attempt).await?;
             let execution = M::execution_mut(&mut reply).take().unwrap_or_default();
             *M::execution_mut(&mut reply) = Some(Execution {
                 upstream_us: started.elapsed().as_micros() as u64,
@@ -109,31 +112,26 @@ impl<M: ComputeMethod> tower::Service<Request<Call<M>>> for WaitForCompute<M> {
 }
 
 impl<M: ComputeMethod> WaitForCompute<M> {
-    /// Compute's reply to `message`, waited for in style `wait`.
-    async fn wait(self, wait: UpstreamWait, message: M, deadline: Instant) -> Result<Forwarded<M::Reply>, Error> {
+    /// Compute's reply to `attempt`, waited for in style `wait`.
+    async fn wait(self, wait: UpstreamWait, attempt: Attempt<M>) -> Result<Forwarded<M::Reply>, Error> {
         match wait {
-            UpstreamWait::Async | UpstreamWait::Unspecified => {
-                self.forward.oneshot(Attempt::first(message, deadline)).await
-            }
+            UpstreamWait::Async | UpstreamWait::Unspecified => self.forward.oneshot(attempt).await,
             UpstreamWait::SpawnTask => {
                 // A spawned task starts outside the request's span: carry it, or the trace breaks here.
-                let forwarded = self.forward.oneshot(Attempt::first(message, deadline)).instrument(Span::current());
+                let forwarded = self.forward.oneshot(attempt).instrument(Span::current());
                 tokio::spawn(forwarded).await.map_err(|e| Error::Compute {
                     endpoint: "spawned task".to_owned(),
                     status: Status::internal(e.to_string()),
                 })?
             }
             // The mistake under study: this blocks the runtime thread until compute answers.
-            UpstreamWait::Blocking => self.parts.sync_client.call(message, deadline),
+            UpstreamWait::Blocking => self.parts.sync_client.call(attempt),
             UpstreamWait::SpawnBlocking => {
                 let client = Arc::clone(&self.parts.sync_client);
                 let span = Span::current();
-                tokio::task::spawn_blocking(move || span.in_scope(|| client.call(message, deadline))).await.map_err(
-                    |e| Error::Compute {
-                        endpoint: "blocking pool".to_owned(),
-                        status: Status::internal(e.to_string()),
-                    },
-                )?
+                tokio::task::spawn_blocking(move || span.in_scope(|| client.call(attempt))).await.map_err(|e| {
+                    Error::Compute { endpoint: "blocking pool".to_owned(), status: Status::internal(e.to_string()) }
+                })?
             }
         }
     }

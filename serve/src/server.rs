@@ -159,10 +159,7 @@ impl Skeleton {
         let layers = tower::ServiceBuilder::new()
             // The stream's arrival (deadlines count from it), its request's read timeout, and its reply's hold on
             // the admission slot and send timeout: outermost, so the arrival is stamped before anything runs.
-            .layer(StreamBoundsLayer {
-                request_read_timeout: settings.limits.request_read_timeout,
-                send_timeout: settings.limits.send_timeout,
-            })
+            .layer(StreamBoundsLayer::new(settings.limits.request_read_timeout, settings.limits.send_timeout))
             // A server span per call, continuing the caller's W3C trace context; shed calls are traced too.
             .layer(ServerTraceLayer)
             // Stalls: each poll of a handler timed, inside the span so a stall's event lands on its call's trace.

@@ -7,11 +7,12 @@
 //! - [`request_body`]: a stream must send its first request message within `--request-read-timeout`, or it is
 //!   answered `DEADLINE_EXCEEDED` instead of holding a stream slot and a task forever.
 //! - [`reply_body`]: the reply holds the call's admission slot ([`ReplyHold`]) until it has been handed to HTTP/2
-//!   in full, and is dropped (slot and all) when its client leaves it unread for `--send-timeout`. So
-//!   `--max-inflight` bounds the replies in memory, not only the handlers running.
+//!   in full, and is dropped (slot and all) when its client leaves it unread for `--send-timeout`, by one
+//!   [`send_watch`] per server. So `--max-inflight` bounds the replies in memory, not only the handlers running.
 
 mod reply_body;
 mod request_body;
+mod send_watch;
 
 use std::{
     sync::{Arc, Mutex, PoisonError},
@@ -21,8 +22,8 @@ use std::{
 
 use tonic::{body::Body, codegen::http};
 
-pub use self::reply_body::ReplyBody;
 use self::request_body::RequestBody;
+pub use self::{reply_body::ReplyBody, send_watch::SendWatch};
 use crate::admission::Admitted;
 
 /// When the stream reached the server, in its request's extensions.
@@ -54,19 +55,27 @@ impl ReplyHold {
 }
 
 /// Stamps [`Arrival`], bounds the request's arrival and the reply's sending (see the module docs).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct StreamBoundsLayer {
     /// `--request-read-timeout`.
-    pub request_read_timeout: Duration,
-    /// `--send-timeout`.
-    pub send_timeout: Duration,
+    request_read_timeout: Duration,
+    /// Drops replies unread for `--send-timeout`.
+    send_watch: Arc<SendWatch>,
+}
+
+impl StreamBoundsLayer {
+    /// The bounds of `--request-read-timeout` and `--send-timeout`; starts the send timeout's sweeper on the current
+    /// runtime.
+    pub fn new(request_read_timeout: Duration, send_timeout: Duration) -> Self {
+        Self { request_read_timeout, send_watch: SendWatch::new(send_timeout) }
+    }
 }
 
 impl<S> tower::Layer<S> for StreamBoundsLayer {
     type Service = StreamBounds<S>;
 
     fn layer(&self, inner: S) -> StreamBounds<S> {
-        StreamBounds { inner, bounds: *self }
+        StreamBounds { inner, bounds: self.clone() }
     }
 }
 
@@ -99,10 +108,10 @@ where
         parts.extensions.insert(hold.clone());
         let body = Body::new(RequestBody::new(body, self.bounds.request_read_timeout));
         let call = self.inner.call(http::Request::from_parts(parts, body));
-        let send_timeout = self.bounds.send_timeout;
+        let send_watch = Arc::clone(&self.bounds.send_watch);
         Box::pin(async move {
             let response = call.await?;
-            Ok(response.map(|body| Body::new(ReplyBody::new(body, hold, send_timeout))))
+            Ok(response.map(|body| Body::new(ReplyBody::new(body, hold, &send_watch))))
         })
     }
 }

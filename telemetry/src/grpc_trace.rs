@@ -3,8 +3,9 @@
 //! - Incoming: [`ServerTraceLayer`] (a tower layer in front of a tonic server's routes) opens each call's server
 //!   span, continuing the caller's trace when the request carries `traceparent`/`tracestate`, and records the gRPC
 //!   status the call ended with.
-//! - Outgoing: [`client_span`] opens the client span of one upstream attempt and [`inject`] writes a span's context
-//!   into the request's metadata, so the next service continues the same trace.
+//! - Outgoing: [`client_span`] opens the client span of one upstream attempt and [`inject`] writes its context into
+//!   the request's metadata, so the next service continues the same trace; without export there is no client span,
+//!   and the caller's own context ([`CallerTrace`]) is passed on unchanged instead.
 //!
 //! Span names and attributes follow OpenTelemetry's RPC conventions (`otel.name` = `package.Service/Method`; the
 //! attributes, `rpc.*`, `server.*` and `network.*`, are set in [`crate::rpc_attributes`]). Every server span also
@@ -30,7 +31,7 @@ use opentelemetry::{
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use tonic::{
     codegen::http,
-    metadata::{MetadataKey, MetadataMap, MetadataValue},
+    metadata::{Ascii, MetadataKey, MetadataMap, MetadataValue},
     transport::server::{TcpConnectInfo, TlsConnectInfo},
 };
 use tracing::{Instrument, Span, field};
@@ -70,10 +71,42 @@ pub fn extract(headers: &http::HeaderMap) -> opentelemetry::Context {
     TraceContextPropagator::new().extract(&HeaderExtractor(headers))
 }
 
-/// Writes `span`'s trace context into `metadata` as `traceparent`/`tracestate`. Writes nothing when export is off
-/// (the span then has no OpenTelemetry context).
-pub fn inject(span: &Span, metadata: &mut MetadataMap) {
-    TraceContextPropagator::new().inject_context(&span.context(), &mut MetadataInjector(metadata));
+/// The trace context a call came with (`traceparent`, `tracestate` as received), kept by a process that does not
+/// export to pass on unchanged: it has no span of its own in the trace, so the service it calls continues the
+/// caller's span and the trace stays one trace. Empty when exporting (the client span's context is sent instead).
+#[derive(Debug, Clone, Default)]
+pub struct CallerTrace {
+    traceparent: Option<MetadataValue<Ascii>>,
+    tracestate: Option<MetadataValue<Ascii>>,
+}
+
+impl CallerTrace {
+    /// What `incoming` carries to pass on, if this process does not export.
+    pub fn of(incoming: &MetadataMap) -> Self {
+        if crate::exporting() {
+            return Self::default();
+        }
+        Self { traceparent: incoming.get(TRACEPARENT).cloned(), tracestate: incoming.get(TRACESTATE).cloned() }
+    }
+}
+
+/// The W3C trace context headers.
+const TRACEPARENT: &str = "traceparent";
+const TRACESTATE: &str = "tracestate";
+
+/// Writes the trace context of an outgoing call into its `metadata`: `span`'s (a client span) when export is on,
+/// else `caller`'s as it arrived.
+pub fn inject(span: &Span, caller: &CallerTrace, metadata: &mut MetadataMap) {
+    if crate::exporting() {
+        TraceContextPropagator::new().inject_context(&span.context(), &mut MetadataInjector(metadata));
+        return;
+    }
+    if let Some(traceparent) = &caller.traceparent {
+        metadata.insert(TRACEPARENT, traceparent.clone());
+        if let Some(tracestate) = &caller.tracestate {
+            metadata.insert(TRACESTATE, tracestate.clone());
+        }
+    }
 }
 
 /// The span of one outgoing call to `service/method` (e.g. `offload.v1.Compute`, `Factorial`) at `server` (the
@@ -132,7 +165,7 @@ fn trace_id_of(span: &Span, parent: &opentelemetry::Context) -> Option<TraceId> 
 pub fn trace_id(span: &Span, traceparent: Option<&http::HeaderValue>) -> Option<TraceId> {
     let mut headers = http::HeaderMap::new();
     if let Some(value) = traceparent {
-        headers.insert("traceparent", value.clone());
+        headers.insert(TRACEPARENT, value.clone());
     }
     trace_id_of(span, &extract(&headers))
 }

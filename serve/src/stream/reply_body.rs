@@ -3,118 +3,44 @@
 //!
 //! hyper asks a body for its next frame only when the stream has flow-control capacity for it. A client that
 //! keeps its HTTP/2 window shut is therefore never asked for anything: nothing inside the body runs, so the
-//! timeout is kept by a small watchdog task beside it, which drops the unsent reply and frees the slot. The stream
-//! is reset the next time hyper asks for a frame (or ends with the connection).
+//! timeout is kept from outside, by the server's [`SendWatch`], which drops the unsent reply and frees the slot. The
+//! stream is reset the next time hyper asks for a frame (or ends with the connection).
 //!
 //! Large data frames (tonic encodes a whole message into one) are handed over in copies of at most
 //! [`CHUNK_BYTES`]: hyper passes HTTP/2 all of a frame it is given, so a 1 MB frame would sit in HTTP/2's send
-//! buffer, beyond the watchdog's reach, for as long as its client liked. Copied chunks leave the rest of the
+//! buffer, beyond the watch's reach, for as long as its client liked. Copied chunks leave the rest of the
 //! message here, where the timeout can drop it.
 
 use std::{
     pin::Pin,
-    sync::{Arc, Mutex, MutexGuard, PoisonError, Weak},
+    sync::Arc,
     task::{Context, Poll},
-    time::{Duration, Instant},
 };
 
 use bytes::Buf;
 use http_body::Frame;
-use tokio::task::AbortHandle;
+use tokio::time::Instant;
 use tonic::{Status, body::Body, codegen::Bytes};
 
-use super::ReplyHold;
+use super::{
+    ReplyHold,
+    send_watch::{SendWatch, Watched, lock},
+};
 
 /// The most HTTP/2 is handed at once from one reply: what it may buffer beyond the client's window per stream.
 /// 64 KiB is four default HTTP/2 frames (copying it costs a few microseconds).
 pub const CHUNK_BYTES: usize = 64 * 1024;
 
 /// See the module docs.
+#[derive(Debug)]
 pub struct ReplyBody {
-    sending: Arc<Mutex<Sending>>,
-    watchdog: AbortHandle,
-}
-
-impl std::fmt::Debug for ReplyBody {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ReplyBody").finish_non_exhaustive()
-    }
-}
-
-/// What the body and its watchdog share.
-struct Sending {
-    /// The reply not yet handed over (`None` once it ended or was dropped).
-    body: Option<Body>,
-    /// The part of a large data frame not yet handed over.
-    rest: Bytes,
-    /// The call's admission slot.
-    hold: Option<ReplyHold>,
-    /// Since when HTTP/2 has had a frame from us without asking for the next one (`None` while the reply itself has
-    /// nothing to give, as a health watch between changes: that is not the client's doing).
-    waiting_since: Option<Instant>,
-    /// The watchdog dropped the reply: the stream is to be reset.
-    expired: bool,
-}
-
-impl Sending {
-    /// Drops what is left of the reply and frees the slot.
-    fn finish(&mut self) {
-        self.body = None;
-        self.rest = Bytes::new();
-        if let Some(hold) = self.hold.take() {
-            hold.release();
-        }
-        self.waiting_since = None;
-    }
-}
-
-fn lock(sending: &Mutex<Sending>) -> MutexGuard<'_, Sending> {
-    sending.lock().unwrap_or_else(PoisonError::into_inner)
+    watched: Watched,
 }
 
 impl ReplyBody {
-    /// `body`, holding `hold` until sent, dropped if unread for `send_timeout`. Starts the watchdog on the
-    /// current runtime.
-    pub fn new(body: Body, hold: ReplyHold, send_timeout: Duration) -> Self {
-        let sending = Arc::new(Mutex::new(Sending {
-            body: Some(body),
-            rest: Bytes::new(),
-            hold: Some(hold),
-            // hyper has not asked for a first frame yet: a shut window from the start counts.
-            waiting_since: Some(Instant::now()),
-            expired: false,
-        }));
-        let watchdog = tokio::spawn(watch(Arc::downgrade(&sending), send_timeout)).abort_handle();
-        Self { sending, watchdog }
-    }
-}
-
-/// Drops the reply of `sending` once HTTP/2 has not asked for a frame for `send_timeout`.
-async fn watch(sending: Weak<Mutex<Sending>>, send_timeout: Duration) {
-    let mut check_at = Instant::now() + send_timeout;
-    loop {
-        tokio::time::sleep_until(check_at.into()).await;
-        let Some(sending) = sending.upgrade() else { return };
-        let mut sending = lock(&sending);
-        let now = Instant::now();
-        match sending.waiting_since {
-            Some(since) if now.duration_since(since) >= send_timeout => {
-                tracing::info!(?send_timeout, "reply dropped: its client did not read it within --send-timeout");
-                sending.finish();
-                sending.expired = true;
-                return;
-            }
-            Some(since) => check_at = since + send_timeout,
-            None if sending.body.is_none() => return,
-            None => check_at = now + send_timeout,
-        }
-    }
-}
-
-impl Drop for ReplyBody {
-    fn drop(&mut self) {
-        self.watchdog.abort();
-        lock(&self.sending).finish();
+    /// `body`, holding `hold` until sent, dropped by `watch` if unread for its `--send-timeout`.
+    pub fn new(body: Body, hold: ReplyHold, watch: &Arc<SendWatch>) -> Self {
+        Self { watched: watch.watch(body, hold) }
     }
 }
 
@@ -123,7 +49,7 @@ impl http_body::Body for ReplyBody {
     type Error = Status;
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
-        let mut sending = lock(&self.sending);
+        let mut sending = lock(&self.watched.sending);
         if sending.expired {
             return Poll::Ready(Some(Err(Status::deadline_exceeded("reply not read within --send-timeout"))));
         }
@@ -150,19 +76,17 @@ impl http_body::Body for ReplyBody {
             }
             Poll::Ready(None) => {
                 sending.finish();
-                self.watchdog.abort();
                 Poll::Ready(None)
             }
             Poll::Ready(Some(Err(status))) => {
                 sending.finish();
-                self.watchdog.abort();
                 Poll::Ready(Some(Err(status)))
             }
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        let sending = lock(&self.sending);
+        let sending = lock(&self.watched.sending);
         !sending.expired && sending.rest.is_empty() && sending.body.as_ref().is_none_or(Body::is_end_stream)
     }
 }
@@ -179,8 +103,12 @@ fn take_chunk(rest: &mut Bytes) -> Bytes {
 mod tests {
     use http_body_util::BodyExt;
 
+    use std::time::Duration;
+
     use super::*;
     use crate::admission::Admission;
+
+    const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 
     fn held_reply(bytes: usize, admission: &Admission) -> (Body, ReplyHold) {
         let hold = ReplyHold::default();
@@ -192,7 +120,7 @@ mod tests {
     async fn the_slot_is_held_until_the_reply_is_sent_in_chunks() {
         let admission = Admission::new(1);
         let (body, hold) = held_reply(3 * CHUNK_BYTES + 1, &admission);
-        let mut reply = ReplyBody::new(body, hold, Duration::from_secs(30));
+        let mut reply = ReplyBody::new(body, hold, &SendWatch::new(SEND_TIMEOUT));
         let mut sizes = Vec::new();
         while let Some(frame) = reply.frame().await {
             assert_eq!(admission.in_flight(), 1, "held while sending");
@@ -206,7 +134,7 @@ mod tests {
     async fn an_unread_reply_is_dropped_with_its_slot_after_the_send_timeout() {
         let admission = Admission::new(1);
         let (body, hold) = held_reply(CHUNK_BYTES * 2, &admission);
-        let mut reply = ReplyBody::new(body, hold, Duration::from_secs(30));
+        let mut reply = ReplyBody::new(body, hold, &SendWatch::new(SEND_TIMEOUT));
         reply.frame().await.expect("a frame").expect("data");
         tokio::time::sleep(Duration::from_secs(29)).await;
         assert_eq!(admission.in_flight(), 1, "still within the timeout");
@@ -220,7 +148,44 @@ mod tests {
     async fn dropping_the_reply_frees_the_slot() {
         let admission = Admission::new(1);
         let (body, hold) = held_reply(10, &admission);
-        drop(ReplyBody::new(body, hold, Duration::from_secs(30)));
+        drop(ReplyBody::new(body, hold, &SendWatch::new(SEND_TIMEOUT)));
         assert_eq!(admission.in_flight(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_reply_is_dropped_at_its_own_deadline_counted_from_its_last_progress() {
+        let watch = SendWatch::new(SEND_TIMEOUT);
+        let (early, late, reading) = (Admission::new(1), Admission::new(1), Admission::new(1));
+        let (body, hold) = held_reply(10, &early);
+        let _early = ReplyBody::new(body, hold, &watch);
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let (body, hold) = held_reply(10, &late);
+        let _late = ReplyBody::new(body, hold, &watch);
+        let (body, hold) = held_reply(CHUNK_BYTES * 4, &reading);
+        let mut reading_reply = ReplyBody::new(body, hold, &watch);
+        // 25 s between frames: never 30 s without progress.
+        for _ in 0..3 {
+            tokio::time::sleep(Duration::from_secs(25)).await;
+            reading_reply.frame().await.expect("a frame").expect("data");
+        }
+        // Now 85 s in: the first reply was dropped at 30 s, the second at 40 s, the reading one is still held.
+        assert_eq!((early.in_flight(), late.in_flight(), reading.in_flight()), (0, 0, 1));
+        tokio::time::sleep(Duration::from_secs(29)).await;
+        assert_eq!(reading.in_flight(), 1, "within the timeout of its last frame");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(reading.in_flight(), 0, "dropped 30 s after its last frame");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reply_joining_just_before_the_sweep_is_dropped_at_its_deadline_not_a_period_later() {
+        let watch = SendWatch::new(SEND_TIMEOUT);
+        let admission = Admission::new(1);
+        tokio::time::sleep(Duration::from_secs(29)).await;
+        let (body, hold) = held_reply(10, &admission);
+        let _reply = ReplyBody::new(body, hold, &watch);
+        tokio::time::sleep(Duration::from_secs(29)).await;
+        assert_eq!(admission.in_flight(), 1, "still within the timeout");
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert_eq!(admission.in_flight(), 0, "dropped at 29 + 30 s, not at the sweep after that (60 s)");
     }
 }

@@ -54,6 +54,7 @@ struct Span {
     trace_id: String,
     span_id: String,
     parent: String,
+    trace_state: String,
     attributes: HashMap<String, String>,
 }
 
@@ -103,6 +104,7 @@ impl Receiver {
                     trace_id: hex(&span.trace_id),
                     span_id: hex(&span.span_id),
                     parent: hex(&span.parent_span_id),
+                    trace_state: span.trace_state.clone(),
                     attributes: attributes(&span.attributes),
                 });
             }
@@ -247,4 +249,44 @@ async fn one_request_is_one_trace_across_gateway_compute_and_the_rayon_thread() 
         .find(|l| l["message"] == "job done" && l.to_string().contains("\"n\":20000000"))
         .unwrap_or_else(|| panic!("no JSON 'job done' line in {lines:#?}"));
     assert!(job_line.to_string().contains(client_trace), "trace id missing from {job_line}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_that_does_not_export_passes_the_callers_trace_on_to_compute() {
+    // Only compute exports: the gateway builds no span of its own for the trace, so it must hand the caller's
+    // `traceparent` on unchanged, or compute would start a second trace and the caller's would stop at the gateway.
+    let (receiver, otlp) = Receiver::start().await;
+    let mut compute = start_traced("offload-compute", &[], &otlp, "compute-under-test");
+    let mut gateway = ChildServer::start({
+        let mut command = Command::new(binary("offload-gateway"));
+        command
+            .args(["--compute", &compute.url(), "--listen", "127.0.0.1:0"])
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT");
+        command
+    })
+    .expect("gateway started");
+    wait_serving(&gateway.url(), service_names::GATEWAY).await;
+    let mut client = GatewayClient::new(channel(&gateway.url()).await);
+    let client_span = "00f067aa0ba902b7";
+    // Every wait style: the synchronous ones reach compute from another thread.
+    for (i, style) in UpstreamWait::REQUESTABLE.into_iter().enumerate() {
+        let mut request =
+            Request::new(SumOfSquaresRequest { n: 1000, mode: ExecMode::Inline as i32, upstream_wait: style as i32 });
+        let traceparent = format!("00-{:032x}-{client_span}-01", i + 1);
+        request.metadata_mut().insert("traceparent", traceparent.parse().expect("ascii"));
+        request.metadata_mut().insert("tracestate", "vendor=kept".parse().expect("ascii"));
+        client.sum_of_squares(request).await.expect("served");
+    }
+    gateway.terminate();
+    compute.terminate();
+    assert_eq!(gateway.wait_exit(Duration::from_secs(20)), Some(0), "gateway exits cleanly");
+    assert_eq!(compute.wait_exit(Duration::from_secs(20)), Some(0), "compute exits cleanly");
+    let spans = receiver.spans();
+    assert!(spans.iter().all(|s| s.service == "compute-under-test"), "only compute exports: {spans:#?}");
+    for (i, style) in UpstreamWait::REQUESTABLE.into_iter().enumerate() {
+        let trace: Vec<Span> = spans.iter().filter(|s| s.trace_id == format!("{:032x}", i + 1)).cloned().collect();
+        let server = one_of(&trace, "offload.v1.Compute/SumOfSquares", SpanKind::Server);
+        assert_eq!(server.parent, client_span, "{style:?}: compute continues the caller's span\nall: {spans:#?}");
+        assert_eq!(server.trace_state, "vendor=kept", "{style:?}: the caller's tracestate is passed on too");
+    }
 }
