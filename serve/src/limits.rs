@@ -9,6 +9,7 @@
 //! | a connection that never sends the preface | `--preface-timeout`                                            |
 //! | a dead or silent peer                     | `--http2-keepalive-interval` + `--http2-keepalive-timeout`     |
 //! | streams on one connection                 | `--max-concurrent-streams`                                     |
+//! | streams reset before they are accepted    | `--max-concurrent-streams` (h2's rapid-reset guard)            |
 //! | request bytes buffered before reading     | `--connection-window-bytes` per connection (and per stream     |
 //! |                                           | `--stream-window-bytes`)                                       |
 //! | a stream that never sends its request     | `--request-read-timeout`                                       |
@@ -118,6 +119,11 @@ impl ConnectionLimits {
             .http2_max_header_list_size(self.max_header_list_bytes)
             .http2_keepalive_interval(Some(self.http2_keepalive_interval))
             .http2_keepalive_timeout(Some(self.http2_keepalive_timeout))
+            // Streams the client resets before the server has accepted them: h2's default (20, its rapid-reset
+            // guard) closes the whole connection when a gateway's clients cancel a burst of calls (a load
+            // generator stopping, a client disconnecting), failing every other call on it and the gateway's
+            // health stream with it. As many as may be open at once still bounds the attack.
+            .http2_max_pending_accept_reset_streams(Some(self.max_concurrent_streams as usize))
     }
 }
 
