@@ -64,9 +64,12 @@ fn check(what: &str, replies: &[RawReply], probe: Duration, batch: Duration) {
     for reply in replies {
         assert_eq!(reply.code, Code::DeadlineExceeded, "{what}: {reply:?}");
     }
-    // One call blocks the runtime for its deadline; the others queued behind it past theirs. A loaded machine
-    // may let a second one start before the first blocks.
-    assert!(never_started + 2 >= replies.len(), "{what}: only {never_started} of {} never started", replies.len());
+    // One call blocks the runtime for its deadline; the others queued behind it past theirs. On a loaded machine
+    // this test's client sends the batch over a few milliseconds, and a call whose bytes arrive while the runtime
+    // is blocked is stamped (by the connection's task, on that runtime) only when the block ends: it starts and
+    // blocks in turn. Seen on a cold CI run: 3 blocks of 300 ms, 7 of 10 never started. Before deadlines counted
+    // from arrival, none of them was refused unstarted.
+    assert!(never_started * 3 >= replies.len() * 2, "{what}: only {never_started} of {} never started", replies.len());
     // Generous: before, the batch took one whole deadline per call.
     let deadline = Duration::from_millis(DEADLINE_MS);
     assert!(batch < deadline * replies.len() as u32 / 2, "{what}: the batch took {batch:?}");
