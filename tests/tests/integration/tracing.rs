@@ -26,7 +26,7 @@ use opentelemetry_proto::tonic::{
     trace::v1::span::SpanKind,
 };
 use tokio_stream::wrappers::TcpListenerStream;
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, transport::Channel};
 
 /// An OTLP/gRPC trace receiver keeping everything it is sent.
 #[derive(Debug, Clone, Default)]
@@ -137,6 +137,29 @@ fn one<'a>(spans: &'a [Span], name: &str) -> &'a Span {
     one_of(spans, name, SpanKind::Internal)
 }
 
+/// One `SumOfSquares(1000)` per wait style through the gateway, the i-th in trace `i + 1` (as 32 hex digits) under
+/// the caller's span `client_span`, with `tracestate` when given.
+async fn call_in_every_wait_style(client: &mut GatewayClient<Channel>, client_span: &str, tracestate: Option<&str>) {
+    for (i, style) in UpstreamWait::REQUESTABLE.into_iter().enumerate() {
+        let mut request =
+            Request::new(SumOfSquaresRequest { n: 1000, mode: ExecMode::Inline as i32, upstream_wait: style as i32 });
+        let traceparent = format!("00-{:032x}-{client_span}-01", i + 1);
+        request.metadata_mut().insert("traceparent", traceparent.parse().expect("ascii"));
+        if let Some(tracestate) = tracestate {
+            request.metadata_mut().insert("tracestate", tracestate.parse().expect("ascii"));
+        }
+        client.sum_of_squares(request).await.expect("served");
+    }
+}
+
+/// SIGTERM to both servers, which must exit 0 (their exporters flushed: no span lost on a clean shutdown).
+fn stop_cleanly(gateway: &mut ChildServer, compute: &mut ChildServer) {
+    gateway.terminate();
+    compute.terminate();
+    assert_eq!(gateway.wait_exit(Duration::from_secs(20)), Some(0), "gateway exits cleanly");
+    assert_eq!(compute.wait_exit(Duration::from_secs(20)), Some(0), "compute exits cleanly");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_request_is_one_trace_across_gateway_compute_and_the_rayon_thread() {
     let (receiver, otlp) = Receiver::start().await;
@@ -155,22 +178,13 @@ async fn one_request_is_one_trace_across_gateway_compute_and_the_rayon_thread() 
     let reply = client.sum_of_squares(request).await.expect("served").into_inner();
     assert_eq!(reply.value, "2666666466666670000000");
     // Every way the gateway can wait for compute keeps the trace whole (spawned tasks and threads carry the span).
-    for (i, style) in UpstreamWait::REQUESTABLE.into_iter().enumerate() {
-        let mut request =
-            Request::new(SumOfSquaresRequest { n: 1000, mode: ExecMode::Inline as i32, upstream_wait: style as i32 });
-        let traceparent = format!("00-{:032x}-{client_span}-01", i + 1);
-        request.metadata_mut().insert("traceparent", traceparent.parse().expect("ascii"));
-        client.sum_of_squares(request).await.expect("served");
-    }
+    call_in_every_wait_style(&mut client, client_span, None).await;
     // Without: the gateway starts a trace of its own.
     let request = SumOfSquaresRequest { n: 1001, mode: ExecMode::Inline as i32, ..Default::default() };
     client.sum_of_squares(request).await.expect("served");
 
     // SIGTERM flushes the exporters: no span may be lost on a clean shutdown.
-    gateway.terminate();
-    compute.terminate();
-    assert_eq!(gateway.wait_exit(Duration::from_secs(20)), Some(0), "gateway exits cleanly");
-    assert_eq!(compute.wait_exit(Duration::from_secs(20)), Some(0), "compute exits cleanly");
+    stop_cleanly(&mut gateway, &mut compute);
     let spans = receiver.spans();
 
     // The client-supplied trace: every span of both services, linked parent to child.
@@ -269,18 +283,8 @@ async fn a_gateway_that_does_not_export_passes_the_callers_trace_on_to_compute()
     let mut client = GatewayClient::new(channel(&gateway.url()).await);
     let client_span = "00f067aa0ba902b7";
     // Every wait style: the synchronous ones reach compute from another thread.
-    for (i, style) in UpstreamWait::REQUESTABLE.into_iter().enumerate() {
-        let mut request =
-            Request::new(SumOfSquaresRequest { n: 1000, mode: ExecMode::Inline as i32, upstream_wait: style as i32 });
-        let traceparent = format!("00-{:032x}-{client_span}-01", i + 1);
-        request.metadata_mut().insert("traceparent", traceparent.parse().expect("ascii"));
-        request.metadata_mut().insert("tracestate", "vendor=kept".parse().expect("ascii"));
-        client.sum_of_squares(request).await.expect("served");
-    }
-    gateway.terminate();
-    compute.terminate();
-    assert_eq!(gateway.wait_exit(Duration::from_secs(20)), Some(0), "gateway exits cleanly");
-    assert_eq!(compute.wait_exit(Duration::from_secs(20)), Some(0), "compute exits cleanly");
+    call_in_every_wait_style(&mut client, client_span, Some("vendor=kept")).await;
+    stop_cleanly(&mut gateway, &mut compute);
     let spans = receiver.spans();
     assert!(spans.iter().all(|s| s.service == "compute-under-test"), "only compute exports: {spans:#?}");
     for (i, style) in UpstreamWait::REQUESTABLE.into_iter().enumerate() {
