@@ -11,6 +11,7 @@
 //!   verdict.
 
 pub mod compare;
+pub mod goals;
 pub mod overhead;
 pub mod reliability;
 pub mod stall;

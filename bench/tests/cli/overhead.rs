@@ -58,8 +58,11 @@ fn a_tiny_overhead_run_prints_every_row_and_consistent_ratios() {
     // Runs: calls/s, p50, p99, failed, then `process cpu` pairs for each process working for the call.
     let runs = [
         ("echo", &["echo"][..]),
+        ("proxy", &["proxy", "echo"]),
         ("direct", &["compute"]),
         ("gateway", &["gateway", "compute"]),
+        ("echo-serial", &["echo"]),
+        ("proxy-serial", &["proxy", "echo"]),
         ("direct-serial", &["compute"]),
         ("gateway-serial", &["gateway", "compute"]),
     ];
@@ -97,6 +100,18 @@ fn a_tiny_overhead_run_prints_every_row_and_consistent_ratios() {
         if (ratio.median - ratio.goal).abs() > 0.01 {
             assert_eq!(ratio.met, met, "verdict contradicts the numbers: {ratio:?}");
         }
+    }
+    // The floor rows: `name median per-round…`, no goal.
+    for floor in ["proxy/echo-throughput", "proxy/echo-serial-p50"] {
+        let line = stdout
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(floor))
+            .unwrap_or_else(|| panic!("no {floor} row:\n{stdout}"));
+        let values: Vec<f64> = line.split_whitespace().skip(1).map(|v| v.parse().expect("a number")).collect();
+        assert_eq!(values.len(), 3, "median and one value per round: {line}");
+        assert!(values.iter().all(|v| v.is_finite() && *v > 0.0), "{line}");
+        let (low, high) = (values[1].min(values[2]), values[1].max(values[2]));
+        assert!(values[0] >= low - 0.01 && values[0] <= high + 0.01, "median outside its rounds: {line}");
     }
     let written = std::fs::read_to_string(out.join("overhead.txt")).expect("overhead.txt");
     assert!(stdout.contains(written.trim()), "overhead.txt is not the printed table:\n{written}");

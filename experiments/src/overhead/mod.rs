@@ -56,6 +56,13 @@ pub struct OverheadArgs {
     /// Where the report folder goes (raw numbers; flame graphs with --profile).
     #[arg(long, default_value = "target/offload-overhead")]
     pub out: PathBuf,
+    /// A flag passed on to compute, e.g. `--compute-arg=--workers=1` (repeatable): the cost of a setting,
+    /// measured beside the same echo.
+    #[arg(long = "compute-arg", value_name = "FLAG", allow_hyphen_values = true)]
+    pub compute_args: Vec<String>,
+    /// A flag passed on to the gateway, e.g. `--gateway-arg=--stall-threshold=0` (repeatable).
+    #[arg(long = "gateway-arg", value_name = "FLAG", allow_hyphen_values = true)]
+    pub gateway_args: Vec<String>,
 }
 
 /// Runs the benchmark, prints its table and writes the report folder. Skips (with a message, successfully) when
@@ -73,7 +80,7 @@ pub async fn run(args: OverheadArgs) -> anyhow::Result<()> {
     let body = grpc_frame(&servers::trivial_request().encode_to_vec());
     std::fs::write(scratch.join("request.bin"), body)?;
 
-    let servers = Servers::start(&[], &[]).await?;
+    let servers = Servers::start(&args.compute_args, &args.gateway_args).await?;
     let result = measure_all(&args, &h2load, &servers, &scratch);
     servers.stop();
     let (report, profiles) = result?;
@@ -106,10 +113,10 @@ fn measure_all(
     for round in 1..=args.rounds.max(1) {
         eprintln!("round {round} of {}", args.rounds.max(1));
         let mut runs = output::Round::default();
-        for target in [Target::Echo, Target::Direct, Target::Gateway] {
+        for target in [Target::Echo, Target::Proxy, Target::Direct, Target::Gateway] {
             runs.parallel.push(measure::run(h2load, servers, target, parallel, scratch, |_| ())?.0);
         }
-        for target in [Target::Direct, Target::Gateway] {
+        for target in [Target::Echo, Target::Proxy, Target::Direct, Target::Gateway] {
             runs.serial.push(measure::run(h2load, servers, target, serial, scratch, |_| ())?.0);
         }
         rounds.push(runs);

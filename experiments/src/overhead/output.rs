@@ -5,13 +5,14 @@
 use std::{fmt::Write as _, path::Path, path::PathBuf};
 
 use super::{h2load::Load, measure::Run, servers::Target};
+use crate::goals;
 
 /// The runs of one round.
 #[derive(Debug, Clone, Default)]
 pub struct Round {
-    /// Echo, direct, gateway at the offered load.
+    /// Echo, proxy, direct, gateway at the offered load.
     pub parallel: Vec<Run>,
-    /// Direct, gateway one call at a time.
+    /// The same, one call at a time.
     pub serial: Vec<Run>,
 }
 
@@ -20,14 +21,28 @@ impl Round {
         runs.iter().find(|r| r.target == target)
     }
 
-    /// `(name, value)` of each ratio in this round.
+    fn throughput(&self, target: Target) -> f64 {
+        Self::find(&self.parallel, target).map_or(f64::NAN, |r| r.outcome.throughput)
+    }
+
+    fn serial_p50(&self, target: Target) -> f64 {
+        Self::find(&self.serial, target).map_or(f64::NAN, |r| r.outcome.quantile(0.5).as_secs_f64())
+    }
+
+    /// This round's value of each of [`RATIOS`], in order.
     fn ratios(&self) -> Vec<f64> {
-        let throughput = |t| Self::find(&self.parallel, t).map_or(f64::NAN, |r| r.outcome.throughput);
-        let p50 = |t| Self::find(&self.serial, t).map_or(f64::NAN, |r| r.outcome.quantile(0.5).as_secs_f64());
         vec![
-            throughput(Target::Direct) / throughput(Target::Echo),
-            throughput(Target::Gateway) / throughput(Target::Direct),
-            p50(Target::Gateway) / p50(Target::Direct),
+            self.throughput(Target::Direct) / self.throughput(Target::Echo),
+            self.throughput(Target::Gateway) / self.throughput(Target::Direct),
+            self.serial_p50(Target::Gateway) / self.serial_p50(Target::Direct),
+        ]
+    }
+
+    /// This round's value of each of [`FLOORS`], in order.
+    fn floors(&self) -> Vec<f64> {
+        vec![
+            self.throughput(Target::Proxy) / self.throughput(Target::Echo),
+            self.serial_p50(Target::Proxy) / self.serial_p50(Target::Echo),
         ]
     }
 }
@@ -35,12 +50,16 @@ impl Round {
 /// A ratio's name (as the table prints it, one word), what it compares, and its goal from issue 16.
 const RATIOS: [(&str, Goal); 3] = [
     // A bare tonic server is the floor: ours adds health, metrics, spans, admission and deadlines to the same path.
-    ("compute/echo-throughput", Goal::AtLeast(0.85)),
+    ("compute/echo-throughput", Goal::AtLeast(goals::COMPUTE_OVER_ECHO_THROUGHPUT)),
     // ≈ 0.5 is the floor: the gateway does one server call and one client call per request.
-    ("gateway/direct-throughput", Goal::AtLeast(0.45)),
+    ("gateway/direct-throughput", Goal::AtLeast(goals::HOP_THROUGHPUT)),
     // 2.0 is the floor: one more loopback round trip.
-    ("gateway/direct-serial-p50", Goal::AtMost(2.2)),
+    ("gateway/direct-serial-p50", Goal::AtMost(goals::HOP_SERIAL_P50)),
 ];
+
+/// The hop's ratios between bare tonic servers (the proxy in front of the echo): what the gateway's two ratios
+/// would be if the gateway and compute cost nothing of their own on this machine.
+const FLOORS: [&str; 2] = ["proxy/echo-throughput", "proxy/echo-serial-p50"];
 
 #[derive(Debug, Clone, Copy)]
 enum Goal {
@@ -112,8 +131,11 @@ impl Report {
         );
         let rows = [
             ("echo", Target::Echo, false),
+            ("proxy", Target::Proxy, false),
             ("direct", Target::Direct, false),
             ("gateway", Target::Gateway, false),
+            ("echo-serial", Target::Echo, true),
+            ("proxy-serial", Target::Proxy, true),
             ("direct-serial", Target::Direct, true),
             ("gateway-serial", Target::Gateway, true),
         ];
@@ -149,6 +171,15 @@ impl Report {
             let rounds: Vec<String> = values.iter().map(|v| format!("{v:.2}")).collect();
             let met = if goal.met(value) { "yes" } else { "no" };
             let _ = writeln!(out, "{name:<26} {value:>7.2}  {:<8} {met:<4}  {}", goal.describe(), rounds.join(" "));
+        }
+        let _ =
+            writeln!(out, "\nfloor of the hop: a bare tonic proxy (server + Channel client) in front of the bare echo");
+        let _ = writeln!(out, "{:<26} {:>7}  per round", "ratio", "median");
+        let per_round: Vec<Vec<f64>> = self.rounds.iter().map(Round::floors).collect();
+        for (i, name) in FLOORS.iter().enumerate() {
+            let values: Vec<f64> = per_round.iter().map(|r| r[i]).collect();
+            let rounds: Vec<String> = values.iter().map(|v| format!("{v:.2}")).collect();
+            let _ = writeln!(out, "{name:<26} {:>7.2}  {}", median(values), rounds.join(" "));
         }
         out
     }

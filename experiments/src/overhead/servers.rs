@@ -1,6 +1,7 @@
-//! The three servers under test, each its own process on loopback started from this executable: the bare echo
-//! (hidden `echo` subcommand), compute and a gateway in front of it (the hidden `compute` / `gateway`
-//! subcommands, which run exactly the servers' library code), with what h2load needs to call each.
+//! The servers under test, each its own process on loopback started from this executable: the bare echo and a
+//! bare proxy in front of it (hidden `echo` subcommand), compute and a gateway in front of it (the hidden
+//! `compute` / `gateway` subcommands, which run exactly the servers' library code), with what h2load needs to call
+//! each.
 
 use std::time::{Duration, Instant};
 
@@ -25,6 +26,8 @@ pub fn trivial_request() -> FactorialRequest {
 pub enum Target {
     /// The bare tonic echo.
     Echo,
+    /// A bare tonic proxy in front of the echo: the floor of a hop.
+    Proxy,
     /// Compute, called directly.
     Direct,
     /// The gateway, in front of compute.
@@ -36,6 +39,7 @@ impl Target {
     pub fn label(self) -> &'static str {
         match self {
             Self::Echo => "echo",
+            Self::Proxy => "proxy",
             Self::Direct => "direct",
             Self::Gateway => "gateway",
         }
@@ -44,7 +48,7 @@ impl Target {
     /// The gRPC path it is called at.
     fn path(self) -> &'static str {
         match self {
-            Self::Echo | Self::Direct => "/offload.v1.Compute/Factorial",
+            Self::Echo | Self::Proxy | Self::Direct => "/offload.v1.Compute/Factorial",
             Self::Gateway => "/offload.v1.Gateway/Factorial",
         }
     }
@@ -54,6 +58,7 @@ impl Target {
 #[derive(Debug)]
 pub struct Servers {
     pub echo: ChildServer,
+    pub proxy: ChildServer,
     pub compute: ChildServer,
     pub gateway: ChildServer,
 }
@@ -62,12 +67,15 @@ pub struct Servers {
 pub type Process<'a> = (&'static str, &'a ChildServer);
 
 impl Servers {
-    /// Starts the three and waits until a real call goes through each.
+    /// Starts the four and waits until a real call goes through each.
     pub async fn start(extra_compute: &[String], extra_gateway: &[String]) -> anyhow::Result<Self> {
         let exe = std::env::current_exe().context("cannot find this executable")?;
-        let mut echo = std::process::Command::new(exe);
+        let mut echo = std::process::Command::new(&exe);
         echo.args(["echo", "--listen", "127.0.0.1:0"]);
         let echo = ChildServer::start(echo)?;
+        let mut proxy = std::process::Command::new(&exe);
+        proxy.args(["echo", "--listen", "127.0.0.1:0", "--forward", &echo.url()]);
+        let proxy = ChildServer::start(proxy)?;
         let launcher = Launcher::this_executable()?;
         let local = ["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"];
         let mut command = launcher.compute(&local);
@@ -76,8 +84,8 @@ impl Servers {
         let mut command = launcher.gateway(&local);
         command.args(["--compute", &compute.url()]).args(extra_gateway);
         let gateway = ChildServer::start(command)?;
-        let servers = Self { echo, compute, gateway };
-        for target in [Target::Echo, Target::Direct, Target::Gateway] {
+        let servers = Self { echo, proxy, compute, gateway };
+        for target in [Target::Echo, Target::Proxy, Target::Direct, Target::Gateway] {
             servers.wait_answering(target).await?;
         }
         Ok(servers)
@@ -87,6 +95,7 @@ impl Servers {
     pub fn url(&self, target: Target) -> String {
         let server = match target {
             Target::Echo => &self.echo,
+            Target::Proxy => &self.proxy,
             Target::Direct => &self.compute,
             Target::Gateway => &self.gateway,
         };
@@ -97,6 +106,7 @@ impl Servers {
     pub fn processes(&self, target: Target) -> Vec<Process<'_>> {
         match target {
             Target::Echo => vec![("echo", &self.echo)],
+            Target::Proxy => vec![("proxy", &self.proxy), ("echo", &self.echo)],
             Target::Direct => vec![("compute", &self.compute)],
             Target::Gateway => vec![("gateway", &self.gateway), ("compute", &self.compute)],
         }
@@ -109,7 +119,7 @@ impl Servers {
         let mut caller = Caller::connect(base).await?;
         let call = match target {
             Target::Gateway => Call::GatewayFactorial(trivial_request()),
-            Target::Echo | Target::Direct => Call::ComputeFactorial(trivial_request()),
+            Target::Echo | Target::Proxy | Target::Direct => Call::ComputeFactorial(trivial_request()),
         };
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
@@ -121,9 +131,10 @@ impl Servers {
         }
     }
 
-    /// Stops all three, gateway first (so compute is not reported unhealthy to a gateway about to go anyway).
+    /// Stops all four, each front first (so compute is not reported unhealthy to a gateway about to go anyway).
     pub fn stop(self) {
-        for (name, server) in [("gateway", self.gateway), ("compute", self.compute), ("echo", self.echo)] {
+        let order = [("gateway", self.gateway), ("compute", self.compute), ("proxy", self.proxy), ("echo", self.echo)];
+        for (name, server) in order {
             if server.stop(STOP_GRACE) != Some(0) {
                 eprintln!("warning: {name} did not exit cleanly within {STOP_GRACE:?}");
             }
