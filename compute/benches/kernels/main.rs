@@ -13,6 +13,10 @@
 
 mod gmp;
 
+/// The allocator the server runs with (`compute/src/main.rs`), so the kernels allocate here as they do there.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::{
     sync::OnceLock,
     time::{Duration, Instant},
