@@ -11,13 +11,13 @@
 //! as child processes of this one executable: `cargo run -p offload-bench -- compare` builds everything it needs.
 
 use clap::{Parser, Subcommand};
+use offload_experiments::{compare, overhead, reliability, stall};
+use offload_loadgen::load;
 
 /// The servers' allocator, for the servers this executable runs as child processes and for the load generator
 /// (why: the workspace manifest, beside the dependency).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use offload_experiments::{compare, overhead, reliability, stall};
-use offload_loadgen::load;
 
 /// Load generator, execution-mode comparison and reliability experiments for offload.
 #[derive(Debug, Parser)]

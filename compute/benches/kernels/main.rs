@@ -13,10 +13,6 @@
 
 mod gmp;
 
-/// The allocator the server runs with (`compute/src/main.rs`), so the kernels allocate here as they do there.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use std::{
     sync::OnceLock,
     time::{Duration, Instant},
@@ -28,6 +24,10 @@ use offload_compute::{
     executor::{Executor, Placement},
     kernel::{Cancel, Parallelism, factorial, sum_of_squares},
 };
+
+/// The allocator the server runs with (`compute/src/main.rs`), so the kernels allocate here as they do there.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Factorial sizes in divan's table: 10⁴ (a small reply), 10⁵ (the README's figure, 456 574 digits).
 const FACTORIAL_N: [u64; 2] = [10_000, 100_000];

@@ -11,9 +11,9 @@
 use std::net::SocketAddr;
 
 use anyhow::Context;
-use offload_proto::v1::compute_client::ComputeClient;
 use offload_proto::v1::{
-    ExecMode, Execution, FactorialRequest, FactorialResponse, SumOfSquaresRequest, SumOfSquaresResponse, compute_server,
+    ExecMode, Execution, FactorialRequest, FactorialResponse, SumOfSquaresRequest, SumOfSquaresResponse,
+    compute_client::ComputeClient, compute_server,
 };
 use tonic::{
     Request, Response, Status,
