@@ -7,13 +7,17 @@
 
 use std::time::{Duration, Instant};
 
-use offload_proto::v1::{ExecMode, FactorialRequest, SumOfSquaresRequest, UpstreamWait};
+use offload_proto::{
+    service_names,
+    v1::{ExecMode, FactorialRequest, SumOfSquaresRequest, UpstreamWait},
+};
 use offload_testkit::{
     binaries,
     child::ChildServer,
     raw::{RawConnection, RawReply, frame},
     scrape,
 };
+use offload_tests::wait_serving;
 use prost::Message;
 use tonic::Code;
 
@@ -87,6 +91,9 @@ async fn inline_calls_queued_on_a_current_thread_compute_do_not_each_wait_their_
 async fn blocking_waits_queued_on_a_current_thread_gateway_do_not_each_wait_their_deadline() {
     let compute = binaries::start("offload-compute", &[]);
     let gateway = binaries::start("offload-gateway", &["--compute", &compute.url(), "--runtime", "current-thread"]);
+    // Ready first, as an orchestrator would wait: until both of the gateway's clients (the async one and the
+    // synchronous one BLOCKING uses) have seen compute healthy, a call is refused UNAVAILABLE, not queued.
+    wait_serving(&gateway.url(), service_names::GATEWAY).await;
     let body = endless(ExecMode::Rayon, UpstreamWait::Blocking);
     let (replies, probe, batch) = queue(&gateway, "/offload.v1.Gateway/SumOfSquares", body, 20).await;
     check("gateway, current-thread, BLOCKING", &replies, probe, batch);

@@ -4,13 +4,14 @@
 
 use std::time::{Duration, Instant};
 
-use offload_proto::v1::FactorialRequest;
+use offload_proto::{service_names, v1::FactorialRequest};
 use offload_testkit::{
     binaries,
     child::ChildServer,
     raw::{RawConnection, frame},
     scrape,
 };
+use offload_tests::wait_serving;
 use prost::Message;
 use tonic::Code;
 
@@ -67,6 +68,8 @@ async fn replies_nobody_reads_hold_memory_only_up_to_the_stated_bound() {
     let mut gateway_args = vec!["--compute", &compute_url];
     gateway_args.extend_from_slice(&limits);
     let gateway = binaries::start("offload-gateway", &gateway_args);
+    // Until the gateway has seen compute healthy it refuses calls UNAVAILABLE: wait as an orchestrator would.
+    wait_serving(&gateway.url(), service_names::GATEWAY).await;
     for (server, path) in [(&compute, "/offload.v1.Compute/Factorial"), (&gateway, "/offload.v1.Gateway/Factorial")] {
         // One honest call read in full first: the reply's size, and the allocator's pools warmed.
         let honest = RawConnection::connect(server.addr).await.expect("connect");
