@@ -41,6 +41,11 @@ fn build() -> PathBuf {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = Command::new(cargo);
     command.arg("build").arg("--target-dir").arg(target).current_dir(workspace_root());
+    for (key, _) in std::env::vars_os() {
+        if key.to_str().is_some_and(set_by_cargo_for_this_test) {
+            command.env_remove(key);
+        }
+    }
     match dir.file_name().and_then(|n| n.to_str()) {
         Some("debug") => {}
         Some("release") => {
@@ -64,6 +69,25 @@ fn build() -> PathBuf {
     dir
 }
 
+/// The variables cargo sets for the test process it runs (this package's folder, name, version, …), which the
+/// top-level `cargo test` itself does not have. Passed on to the nested build they would differ from what the
+/// dependencies were built with, and the build scripts that watch them (ring's watches `CARGO_MANIFEST_DIR` and
+/// `CARGO_PKG_*`) would rerun: ring, rustls, tonic and everything above them recompiled, ~30 s per test process
+/// that starts a binary. The user's own cargo settings (`CARGO_HOME`, `CARGO_TARGET_DIR`, `CARGO_PROFILE_*`, …)
+/// are kept.
+fn set_by_cargo_for_this_test(key: &str) -> bool {
+    const EXACT: [&str; 7] = [
+        "CARGO_MANIFEST_DIR",
+        "CARGO_MANIFEST_PATH",
+        "CARGO_CRATE_NAME",
+        "CARGO_BIN_NAME",
+        "CARGO_PRIMARY_PACKAGE",
+        "CARGO_TARGET_TMPDIR",
+        "CARGO_RUSTC_CURRENT_DIR",
+    ];
+    EXACT.contains(&key) || key.starts_with("CARGO_PKG_") || key.starts_with("CARGO_BIN_EXE_")
+}
+
 /// The workspace root: this crate's manifest folder's parent.
 fn workspace_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root")
@@ -74,4 +98,21 @@ pub fn start(name: &str, args: &[&str]) -> crate::child::ChildServer {
     let mut command = Command::new(path(name));
     command.args(args).args(["--listen", "127.0.0.1:0"]);
     crate::child::ChildServer::start(command).expect("server started")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::set_by_cargo_for_this_test;
+
+    #[test]
+    fn only_what_cargo_sets_for_the_running_test_is_dropped() {
+        for dropped in
+            ["CARGO_MANIFEST_DIR", "CARGO_PKG_NAME", "CARGO_PKG_VERSION_MAJOR", "CARGO_BIN_EXE_offload-bench"]
+        {
+            assert!(set_by_cargo_for_this_test(dropped), "{dropped}");
+        }
+        for kept in ["CARGO", "CARGO_HOME", "CARGO_TARGET_DIR", "CARGO_PROFILE_RELEASE_DEBUG", "CARGO_INCREMENTAL"] {
+            assert!(!set_by_cargo_for_this_test(kept), "{kept}");
+        }
+    }
 }
