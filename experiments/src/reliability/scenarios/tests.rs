@@ -198,10 +198,13 @@ async fn a_soak_leaks_neither_memory_nor_descriptors() {
     let r = scenarios::soak(launcher(), plan).await.expect("scenario");
     assert_eq!(r.recording.failed(), 0, "{:?}", r.recording.errors);
     assert_eq!(r.recording.count(), 30_000);
-    let (first, warm, last) = (&r.checkpoints[0], &r.checkpoints[1], &r.checkpoints[r.checkpoints.len() - 1]);
+    let (warm, last) = (&r.checkpoints[1], &r.checkpoints[r.checkpoints.len() - 1]);
     for (i, (who, fds)) in last.fds.iter().enumerate() {
-        // The same connections throughout: no descriptor per call.
-        assert!(*fds <= first.fds[i].1 + 2, "{who}: {} fds at start, {fds} at the end", first.fds[i].1);
+        // The same connections throughout: no descriptor per call. Counted from the first slice (5 000 calls), not
+        // from before the first call: the gateway is ready once each of its two clients reaches one healthy
+        // replica, and opens its connections to the others in the background: a cold CI run saw "28 fds at start,
+        // 31 at the end", three connections still being opened when the first count was taken).
+        assert!(*fds <= warm.fds[i].1 + 2, "{who}: {} fds after the first slice, {fds} at the end", warm.fds[i].1);
         // Flat after warm-up: at most 10 % (plus allocator slack) above the first slice's level.
         let (warm_rss, last_rss) = (warm.memory[i].1.rss, last.memory[i].1.rss);
         assert!(
