@@ -38,6 +38,12 @@ fn parse_ratio(line: &str) -> Option<Ratio> {
     })
 }
 
+/// A printed median (rounded to 0.01) lies within the two rounds' values it is the median of.
+fn assert_median_of(median: f64, rounds: &[f64], what: &str) {
+    let (low, high) = (rounds[0].min(rounds[1]), rounds[0].max(rounds[1]));
+    assert!(median >= low - 0.01 && median <= high + 0.01, "median outside its rounds: {what}");
+}
+
 #[test]
 fn a_tiny_overhead_run_prints_every_row_and_consistent_ratios() {
     let out = std::env::temp_dir().join(format!("offload-overhead-{}", std::process::id()));
@@ -92,8 +98,7 @@ fn a_tiny_overhead_run_prints_every_row_and_consistent_ratios() {
     );
     for ratio in &ratios {
         assert_eq!(ratio.rounds.len(), 2, "one value per round: {ratio:?}");
-        let (low, high) = (ratio.rounds[0].min(ratio.rounds[1]), ratio.rounds[0].max(ratio.rounds[1]));
-        assert!(ratio.median >= low - 0.01 && ratio.median <= high + 0.01, "median outside its rounds: {ratio:?}");
+        assert_median_of(ratio.median, &ratio.rounds, &format!("{ratio:?}"));
         assert!(ratio.median > 0.0 && ratio.median.is_finite(), "{ratio:?}");
         let met = if ratio.at_least { ratio.median >= ratio.goal } else { ratio.median <= ratio.goal };
         // The printed median is rounded: right at the goal, either verdict may be honest.
@@ -110,8 +115,7 @@ fn a_tiny_overhead_run_prints_every_row_and_consistent_ratios() {
         let values: Vec<f64> = line.split_whitespace().skip(1).map(|v| v.parse().expect("a number")).collect();
         assert_eq!(values.len(), 3, "median and one value per round: {line}");
         assert!(values.iter().all(|v| v.is_finite() && *v > 0.0), "{line}");
-        let (low, high) = (values[1].min(values[2]), values[1].max(values[2]));
-        assert!(values[0] >= low - 0.01 && values[0] <= high + 0.01, "median outside its rounds: {line}");
+        assert_median_of(values[0], &values[1..], line);
     }
     let written = std::fs::read_to_string(out.join("overhead.txt")).expect("overhead.txt");
     assert!(stdout.contains(written.trim()), "overhead.txt is not the printed table:\n{written}");

@@ -102,6 +102,13 @@ pub fn median(mut values: Vec<f64>) -> f64 {
     if values.len() % 2 == 1 { values[mid] } else { (values[mid - 1] + values[mid]) / 2.0 }
 }
 
+/// The `i`-th ratio of every round: its median, and each round's value as printed.
+fn column(per_round: &[Vec<f64>], i: usize) -> (f64, String) {
+    let values: Vec<f64> = per_round.iter().map(|r| r[i]).collect();
+    let rounds: Vec<String> = values.iter().map(|v| format!("{v:.2}")).collect();
+    (median(values), rounds.join(" "))
+}
+
 /// The machine's 1-, 5- and 15-minute load averages, as `/proc/loadavg` has them.
 pub fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
@@ -166,20 +173,17 @@ impl Report {
         let _ = writeln!(out, "\n{:<26} {:>7}  {:<8} {:<4}  per round", "ratio", "median", "goal", "met");
         let per_round: Vec<Vec<f64>> = self.rounds.iter().map(Round::ratios).collect();
         for (i, (name, goal)) in RATIOS.iter().enumerate() {
-            let values: Vec<f64> = per_round.iter().map(|r| r[i]).collect();
-            let value = median(values.clone());
-            let rounds: Vec<String> = values.iter().map(|v| format!("{v:.2}")).collect();
+            let (value, rounds) = column(&per_round, i);
             let met = if goal.met(value) { "yes" } else { "no" };
-            let _ = writeln!(out, "{name:<26} {value:>7.2}  {:<8} {met:<4}  {}", goal.describe(), rounds.join(" "));
+            let _ = writeln!(out, "{name:<26} {value:>7.2}  {:<8} {met:<4}  {rounds}", goal.describe());
         }
         let _ =
             writeln!(out, "\nfloor of the hop: a bare tonic proxy (server + Channel client) in front of the bare echo");
         let _ = writeln!(out, "{:<26} {:>7}  per round", "ratio", "median");
         let per_round: Vec<Vec<f64>> = self.rounds.iter().map(Round::floors).collect();
         for (i, name) in FLOORS.iter().enumerate() {
-            let values: Vec<f64> = per_round.iter().map(|r| r[i]).collect();
-            let rounds: Vec<String> = values.iter().map(|v| format!("{v:.2}")).collect();
-            let _ = writeln!(out, "{name:<26} {:>7.2}  {}", median(values), rounds.join(" "));
+            let (value, rounds) = column(&per_round, i);
+            let _ = writeln!(out, "{name:<26} {value:>7.2}  {rounds}");
         }
         out
     }
