@@ -72,28 +72,10 @@ fn main() -> anyhow::Result<()> {
             offload_gateway::serve_blocking(config)
         }
         Command::Echo(args) => overhead::serve_echo(args),
-        Command::Load(args) => {
-            // Resolved before the runtime exists: --cpus (or "cpus" in --config) sizes it, as GOMAXPROCS in ghz.
-            let settings = load::Settings::resolve(*args)?;
-            client_runtime_with(settings.cpus)?.block_on(load::execute(settings))
-        }
-        Command::Compare(args) => client_runtime()?.block_on(compare::run(args)),
-        Command::Reliability(args) => client_runtime()?.block_on(reliability::run(args)),
-        Command::Stall(args) => client_runtime()?.block_on(stall::run(args)),
-        Command::Overhead(args) => client_runtime()?.block_on(overhead::run(args)),
+        Command::Load(args) => load::run(*args),
+        Command::Compare(args) => compare::run(args),
+        Command::Reliability(args) => reliability::run(args),
+        Command::Stall(args) => stall::run(args),
+        Command::Overhead(args) => overhead::run(args),
     }
-}
-
-/// The load generator's own runtime: multi-thread, as many workers as cores, like any production client.
-fn client_runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("bench-client").build()
-}
-
-/// The load generator's runtime with `threads` workers (`load --cpus`).
-fn client_runtime_with(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads.max(1))
-        .enable_all()
-        .thread_name("bench-client")
-        .build()
 }

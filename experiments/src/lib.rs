@@ -35,6 +35,12 @@ impl ServerRuntime {
     }
 }
 
+/// Runs an experiment on the load generator's runtime, here rather than in the binary so that the experiment's
+/// async code is compiled once, in this crate (`offload_loadgen::runtime` says why).
+fn block_on(experiment: impl Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    offload_loadgen::runtime::client(None)?.block_on(experiment)
+}
+
 /// The CPUs this process may use (its affinity mask and cgroup quota, as the servers count them).
 pub fn available_cores() -> usize {
     std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)

@@ -10,7 +10,7 @@
 //! [`schedule`]s, bounded in count and time), [`recording`] what was seen, [`report`] ghz's report (its options
 //! in [`report_options`]), written by [`format`] in every ghz output format ([`html`] for the page, with the
 //! calls over time from [`timeline`]); [`load`] is the ghz-like command built from them, reading ghz's
-//! [`config`] files; [`duration`] reads Go durations.
+//! [`config`] files; [`duration`] reads Go durations; [`runtime`] is the client's tokio runtime.
 
 pub mod call;
 pub mod codec;
@@ -29,6 +29,7 @@ pub mod report;
 pub mod report_options;
 pub mod request;
 pub mod runner;
+pub mod runtime;
 pub mod schedule;
 pub mod skip_tls;
 pub mod template;

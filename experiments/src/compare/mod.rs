@@ -112,7 +112,11 @@ pub struct CompareArgs {
 }
 
 /// Runs the comparison and writes its report.
-pub async fn run(args: CompareArgs) -> anyhow::Result<()> {
+pub fn run(args: CompareArgs) -> anyhow::Result<()> {
+    crate::block_on(compare(args))
+}
+
+async fn compare(args: CompareArgs) -> anyhow::Result<()> {
     let modes = args.modes.clone();
     let waits = args
         .waits

@@ -67,7 +67,11 @@ pub struct OverheadArgs {
 
 /// Runs the benchmark, prints its table and writes the report folder. Skips (with a message, successfully) when
 /// h2load cannot be had.
-pub async fn run(args: OverheadArgs) -> anyhow::Result<()> {
+pub fn run(args: OverheadArgs) -> anyhow::Result<()> {
+    crate::block_on(overhead(args))
+}
+
+async fn overhead(args: OverheadArgs) -> anyhow::Result<()> {
     let h2load = match H2load::find_or_install() {
         Ok(h2load) => h2load,
         Err(e) => {

@@ -63,7 +63,11 @@ pub struct ReliabilityArgs {
 }
 
 /// Runs the chosen scenarios, prints the report and writes it to `--out`.
-pub async fn run(args: ReliabilityArgs) -> anyhow::Result<()> {
+pub fn run(args: ReliabilityArgs) -> anyhow::Result<()> {
+    crate::block_on(reliability(args))
+}
+
+async fn reliability(args: ReliabilityArgs) -> anyhow::Result<()> {
     let launcher = Launcher::this_executable()?;
     let mut report = Report::default();
     let steady = Steady { replicas: args.replicas, rps: args.rps, duration: args.duration, job_ms: args.job_ms };

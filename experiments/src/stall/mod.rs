@@ -107,7 +107,11 @@ impl StallArgs {
 }
 
 /// Measures, prints the verdict and writes `--json`.
-pub async fn run(args: StallArgs) -> anyhow::Result<()> {
+pub fn run(args: StallArgs) -> anyhow::Result<()> {
+    crate::block_on(stall(args))
+}
+
+async fn stall(args: StallArgs) -> anyhow::Result<()> {
     if args.rps.is_nan() || args.rps <= 0.0 || args.duration.is_zero() || args.concurrency == 0 {
         bail!("--rps, --duration and -c must be positive");
     }

@@ -33,9 +33,11 @@ use crate::{
     runner,
 };
 
-/// Resolves `args` and runs the load test, printing or writing its report.
-pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
-    execute(Settings::resolve(args)?).await
+/// Resolves `args` and runs the load test on its own runtime, printing or writing its report. The settings are
+/// resolved before the runtime exists: `--cpus` (or "cpus" in `--config`) sizes it, as GOMAXPROCS in ghz.
+pub fn run(args: LoadArgs) -> anyhow::Result<()> {
+    let settings = Settings::resolve(args)?;
+    crate::runtime::client(Some(settings.cpus))?.block_on(execute(settings))
 }
 
 /// Runs resolved `settings`; Ctrl-C stops sending and still writes the report (ghz's `cancel` end reason).
