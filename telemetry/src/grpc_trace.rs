@@ -223,7 +223,7 @@ where
         let span = if crate::exporting() {
             let span = tracing::info_span!(
                 "grpc.server",
-                otel.name = rpc,
+                otel.name = %rpc,
                 otel.kind = "server",
                 trace_id = field::Empty,
                 otel.status_code = field::Empty,
@@ -239,7 +239,7 @@ where
             span
         } else {
             // What the log lines show: the call and its trace.
-            tracing::info_span!("grpc.server", otel.name = rpc, trace_id = field::Empty)
+            tracing::info_span!("grpc.server", otel.name = %rpc, trace_id = field::Empty)
         };
         if let Some(trace_id) = trace_id_of(&span, &parent) {
             span.record("trace_id", field::display(trace_id));

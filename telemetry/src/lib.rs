@@ -60,7 +60,7 @@ impl Drop for Telemetry {
 /// and export nothing.
 pub fn init(service: &str, format: LogFormat) -> anyhow::Result<Telemetry> {
     let mut exporter = otel::from_env(service)?;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = log_filter(std::env::var("RUST_LOG").ok().as_deref())?;
     let otel_layer = exporter.as_ref().map(|e| {
         // Thread names show which pool ran a span (`offload-rayon-0`, a tokio worker, the blocking pool).
         tracing_opentelemetry::layer().with_tracer(e.provider.tracer("offload")).with_threads(true)
@@ -85,4 +85,32 @@ pub fn init(service: &str, format: LogFormat) -> anyhow::Result<Telemetry> {
         tracing::info!(service, "exporting traces over OTLP (OTEL_EXPORTER_OTLP_* from the environment)");
     }
     Ok(Telemetry { exporter })
+}
+
+/// The log filter `RUST_LOG` asks for (`info` when unset or empty); a value it cannot parse is refused, naming it,
+/// rather than silently replaced by the default.
+fn log_filter(rust_log: Option<&str>) -> anyhow::Result<EnvFilter> {
+    match rust_log.map(str::trim).filter(|v| !v.is_empty()) {
+        None => Ok(EnvFilter::new("info")),
+        Some(value) => EnvFilter::builder().parse(value).map_err(|e| {
+            anyhow::anyhow!("RUST_LOG={value:?} is not a log filter ({e}); e.g. RUST_LOG=info,offload_compute=debug")
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rust_log_is_honoured_or_refused_by_name() {
+        assert_eq!(log_filter(None).expect("default").to_string(), "info");
+        assert_eq!(log_filter(Some("  ")).expect("empty").to_string(), "info");
+        assert_eq!(
+            log_filter(Some("warn,offload_compute=debug")).expect("valid").to_string(),
+            "offload_compute=debug,warn"
+        );
+        let refused = log_filter(Some("offload_compute=loud")).expect_err("not a level").to_string();
+        assert!(refused.contains("RUST_LOG=\"offload_compute=loud\""), "{refused}");
+    }
 }
