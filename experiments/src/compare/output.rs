@@ -45,12 +45,12 @@ fn machine() -> String {
 }
 
 impl Comparison {
-    /// Collects the rounds.
-    pub fn new(setup: &Setup, rounds: Vec<RoundResult>, hop: Option<HopResult>) -> Self {
+    /// A comparison under `setup`, its rounds added as they finish.
+    pub fn new(setup: &Setup) -> Self {
         Self {
             setup: setup.clone(),
-            rounds,
-            hop,
+            rounds: Vec::new(),
+            hop: None,
             date: rfc3339(std::time::SystemTime::now()),
             machine: machine(),
             command: std::env::args().collect::<Vec<_>>().join(" "),
@@ -83,8 +83,10 @@ impl Comparison {
         self.setup.heavy.ideal_rps(self.setup.cores)
     }
 
-    /// The comparison table, aligned for a terminal.
-    pub fn table(&self) -> String {
+    /// The comparison's first table, aligned for a terminal: the load, the idle baseline and the execution-mode
+    /// rounds, and what the columns mean. Then [`Self::waits_table`] and [`Self::closing`], each printed by `compare`
+    /// as soon as its rounds are in.
+    pub fn modes_table(&self) -> String {
         let mut out = String::new();
         let _ = writeln!(
             out,
@@ -98,6 +100,18 @@ impl Comparison {
             self.setup.args.probe_rps,
         );
         out.push_str(&self.terminal_rows("mode", &self.mode_rounds()));
+        let _ = writeln!(
+            out,
+            "(latencies in ms; probes measured from their scheduled send time; sched p99: the stressed server's \
+             scheduling delay, an upper bucket bound; \
+             stalls: handler polls that held a worker past --stall-threshold, both servers, and the top method/mode)"
+        );
+        out
+    }
+
+    /// The gateway's upstream-wait rounds (empty without them).
+    pub fn waits_table(&self) -> String {
+        let mut out = String::new();
         let waits = self.wait_rounds();
         if !waits.is_empty() {
             let _ = writeln!(
@@ -107,13 +121,12 @@ impl Comparison {
             );
             out.push_str(&self.terminal_rows("upstream wait", &waits));
         }
-        let _ = writeln!(
-            out,
-            "(latencies in ms; probes measured from their scheduled send time; sched p99: the stressed server's \
-             scheduling delay, an upper bucket bound; \
-             stalls: handler polls that held a worker past --stall-threshold, both servers, and the top method/mode)"
-        );
-        out.push_str(&self.attribution_text());
+        out
+    }
+
+    /// Where the probes' time went, errors, the hop and the verdicts: what needs every round.
+    pub fn closing(&self) -> String {
+        let mut out = self.attribution_text();
         for r in self.rounds.iter().filter(|r| errors(r) != "0") {
             let _ = writeln!(out, "errors in {}: {}", r.label, error_detail(r));
         }
