@@ -135,9 +135,10 @@ impl JobSpans {
     /// Without trace export (`offload_telemetry::exporting`) both spans are disabled ones: nothing would read
     /// them, and building two spans costs more than a trivial job.
     fn submitted(placement: Placement) -> Self {
-        let queue =
-            if offload_telemetry::exporting() { tracing::info_span!("queue", ?placement) } else { Span::none() };
-        Self { parent: Span::current(), queue, placement }
+        if !offload_telemetry::exporting() {
+            return Self { parent: Span::none(), queue: Span::none(), placement };
+        }
+        Self { parent: Span::current(), queue: tracing::info_span!("queue", ?placement), placement }
     }
 
     /// Closes `queue` and opens `compute` on the calling thread, the one about to run the job.

@@ -66,8 +66,12 @@ impl Injector for MetadataInjector<'_> {
     }
 }
 
-/// The trace context a request carries (`traceparent`, `tracestate`), or an empty context.
+/// The trace context a request carries (`traceparent`, `tracestate`), or an empty context (most calls: without a
+/// `traceparent` there is nothing to parse).
 pub fn extract(headers: &http::HeaderMap) -> opentelemetry::Context {
+    if !headers.contains_key(TRACEPARENT) {
+        return opentelemetry::Context::new();
+    }
     TraceContextPropagator::new().extract(&HeaderExtractor(headers))
 }
 
