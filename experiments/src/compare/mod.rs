@@ -1,5 +1,5 @@
 //! `offload-bench compare`: the same mixed load against every execution mode, and what each one cost.
-//! The defaults take about a minute and a half on 2 cores.
+//! The defaults take about a minute on 2 cores, the modes table printed after about 35 s.
 //!
 //! For each mode, fresh compute and gateway processes (this binary's hidden `compute` / `gateway` subcommands,
 //! which run exactly the servers' library code) take:
