@@ -1,18 +1,18 @@
 //! The compute replicas the gateway spreads requests over, and which of them may receive traffic.
 //!
-//! The set of endpoints comes from [`crate::discovery`] and may change at any time (pods joining and leaving).
-//! Each endpoint has one HTTP/2 channel (multiplexed: one connection carries every concurrent call) and a task
-//! that watches its `grpc.health.v1` status for `offload.v1.Compute` as a stream. A replica is picked only while
-//! that stream says `SERVING`: a killed process breaks the stream at once, a draining one says `NOT_SERVING`
-//! before it stops accepting, a silent one (a partition: nothing reset) breaks it when the connection's keepalive
-//! PING goes unanswered (within `--compute-keepalive-interval` + `--compute-keepalive-timeout`), and a restarted
-//! one is watched again after `--health-retry`.
+//! The set of endpoints comes from [`crate::discovery`] and may change at any time (pods joining and leaving). Each
+//! endpoint has one HTTP/2 connection ([`crate::connection`]; multiplexed, it carries every concurrent call) and a task
+//! that watches its `grpc.health.v1` status for `offload.v1.Compute` as a stream. A replica is picked only while that
+//! stream says `SERVING`: a killed process breaks the stream at once, a draining one says `NOT_SERVING` before it stops
+//! accepting, a silent one (a partition: nothing reset) breaks it when the connection's keepalive PING goes unanswered
+//! (within `--compute-keepalive-interval` + `--compute-keepalive-timeout`), and a restarted one is watched again after
+//! `--health-retry`.
 //!
 //! Picking is "power of two choices" over in-flight counts (the least busy of two candidates, taken round-robin),
 //! which is what tower's balancer does. It is written here rather than taken from `Channel::balance_list` because
 //! the gateway must retry a failed call on a *different* replica and fail fast when none is healthy; tonic's
 //! balanced channel hides which replica served a call and waits (until the deadline) when none is ready. (The
-//! gateway's synchronous client has a balancer of its own, whose channels live on its own I/O thread.)
+//! gateway's synchronous client has a balancer of its own, whose connections live on its own I/O thread.)
 
 use std::{
     collections::BTreeSet,
@@ -25,12 +25,12 @@ use std::{
 
 use offload_proto::{service_names, v1::compute_client::ComputeClient};
 use tokio::{sync::Notify, task::AbortHandle};
-use tonic::{
-    codec::CompressionEncoding,
-    transport::{Channel, ClientTlsConfig, Endpoint},
-};
+use tonic::codec::CompressionEncoding;
 
-use crate::discovery::Endpoints;
+use crate::{
+    connection::{ConnectSettings, Connection},
+    discovery::Endpoints,
+};
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
 
 /// One compute replica.
@@ -38,9 +38,9 @@ use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus,
 pub struct Replica {
     /// As configured, for logs and error messages.
     pub url: String,
-    /// The multiplexed channel calls go through.
-    pub client: ComputeClient<Channel>,
-    channel: Channel,
+    /// The multiplexed connection calls go through.
+    pub client: ComputeClient<Connection>,
+    connection: Connection,
     /// Calls in flight to this replica: the load signal for picking.
     in_flight: AtomicUsize,
     /// What the replica's health stream last said.
@@ -75,33 +75,25 @@ pub struct Balancer {
     next: AtomicUsize,
     /// Woken whenever a replica's health (or the set) changes, so the gateway's own health can follow.
     changed: Arc<Notify>,
-    settings: ChannelSettings,
+    settings: ClientSettings,
     /// Pause before re-watching a replica whose health stream broke.
     health_retry: Duration,
 }
 
-/// Settings for the replica channels.
+/// Settings for the replica connections and the clients on them.
 #[derive(Debug, Clone)]
-pub struct ChannelSettings {
-    pub connect_timeout: Duration,
+pub struct ClientSettings {
+    /// How each replica's connection is made and kept (connect timeout, keepalive, TLS).
+    pub connect: ConnectSettings,
     pub max_message_bytes: usize,
-    /// HTTP/2 PING interval on every replica connection, also while idle (`--compute-keepalive-interval`), and
-    /// how long a PING may go unanswered before the connection is closed (`--compute-keepalive-timeout`). A
-    /// replica that went silent without a reset (a partition, a dead node) is thus noticed within their sum: its
-    /// calls in flight fail as a transport failure (retried elsewhere) and its health stream, which shares the
-    /// connection, breaks at the same moment, taking it out of rotation.
-    pub keepalive_interval: Duration,
-    pub keepalive_timeout: Duration,
-    /// TLS (and the client certificate, for mTLS) towards compute; plaintext when `None`.
-    pub tls: Option<ClientTlsConfig>,
     /// The compression compute may use for its replies (`--compute-compression`); none when `None`.
     pub accept_compressed: Option<CompressionEncoding>,
 }
 
-impl ChannelSettings {
-    /// A compute client on `channel` with these settings (both of the gateway's clients are built here).
-    pub fn client(&self, channel: Channel) -> ComputeClient<Channel> {
-        let client = ComputeClient::new(channel)
+impl ClientSettings {
+    /// A compute client on `connection` with these settings (both of the gateway's clients are built here).
+    pub fn client(&self, connection: Connection) -> ComputeClient<Connection> {
+        let client = ComputeClient::new(connection)
             .max_decoding_message_size(self.max_message_bytes)
             .max_encoding_message_size(self.max_message_bytes);
         match self.accept_compressed {
@@ -110,25 +102,17 @@ impl ChannelSettings {
         }
     }
 
-    /// The endpoint for `url` with these settings (both of the gateway's clients build theirs here).
-    pub fn endpoint(&self, url: &str) -> Result<Endpoint, tonic::transport::Error> {
-        let endpoint = Endpoint::from_shared(url.to_owned())?
-            .connect_timeout(self.connect_timeout)
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(self.keepalive_interval)
-            .keep_alive_timeout(self.keepalive_timeout)
-            .keep_alive_while_idle(true);
-        match &self.tls {
-            Some(tls) => endpoint.tls_config(tls.clone()),
-            None => Ok(endpoint),
-        }
+    /// The connection to `url` with these settings, opened on first use (both of the gateway's clients build
+    /// theirs here).
+    pub fn connection(&self, url: &str) -> Result<Connection, String> {
+        Connection::lazy(url, self.connect.clone())
     }
 }
 
 impl Balancer {
     /// A balancer with no endpoints yet (see [`Endpoints::set_endpoints`]). Nothing is healthy until its health
     /// stream says so.
-    pub fn new(settings: ChannelSettings, health_retry: Duration) -> Arc<Self> {
+    pub fn new(settings: ClientSettings, health_retry: Duration) -> Arc<Self> {
         Arc::new(Self {
             replicas: RwLock::default(),
             next: AtomicUsize::new(0),
@@ -183,13 +167,13 @@ impl Balancer {
     }
 
     /// A new replica for `url` (connected lazily) with its health watcher running.
-    fn connect(&self, url: &str) -> Result<Arc<Replica>, tonic::transport::Error> {
-        let channel = self.settings.endpoint(url)?.connect_lazy();
-        let client = self.settings.client(channel.clone());
+    fn connect(&self, url: &str) -> Result<Arc<Replica>, String> {
+        let connection = self.settings.connection(url)?;
+        let client = self.settings.client(connection.clone());
         let replica = Arc::new(Replica {
             url: url.to_owned(),
             client,
-            channel,
+            connection,
             in_flight: AtomicUsize::new(0),
             healthy: AtomicBool::new(false),
             watcher: std::sync::OnceLock::new(),
@@ -203,7 +187,7 @@ impl Balancer {
 }
 
 impl Endpoints for Balancer {
-    /// Adds channels (and health watchers) for new URLs and drops the ones no longer listed. Calls in flight on a
+    /// Adds connections (and health watchers) for new URLs and drops the ones no longer listed. Calls in flight on a
     /// removed replica finish on their connection; new calls no longer go there.
     fn set_endpoints(&self, urls: &BTreeSet<String>) {
         let mut replicas = self.replicas.write().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -243,7 +227,7 @@ impl Endpoints for Balancer {
 
 /// Watches one replica's health stream for as long as it is in the set, re-watching `retry` after it breaks.
 async fn watch(replica: &Replica, changed: &Notify, retry: Duration) {
-    let mut health = HealthClient::new(replica.channel.clone());
+    let mut health = HealthClient::new(replica.connection.clone());
     loop {
         let request = HealthCheckRequest { service: service_names::COMPUTE.to_owned() };
         match health.watch(request).await {

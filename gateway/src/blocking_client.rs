@@ -22,7 +22,7 @@ use tower::ServiceExt;
 use tracing::{Instrument, Span};
 
 use crate::{
-    balancer::{Balancer, ChannelSettings},
+    balancer::{Balancer, ClientSettings},
     discovery::Endpoints,
     error::Error,
     forward::{self, Attempt, Forwarded},
@@ -41,7 +41,7 @@ pub struct BlockingComputeClient {
 impl BlockingComputeClient {
     /// A client with no endpoints yet (see [`Endpoints::set_endpoints`]) whose connections are opened on first
     /// use, on its own I/O thread; a replica whose health stream broke is watched again after `health_retry`.
-    pub fn new(settings: ChannelSettings, health_retry: Duration) -> anyhow::Result<Self> {
+    pub fn new(settings: ClientSettings, health_retry: Duration) -> anyhow::Result<Self> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("sync-client-io")

@@ -12,12 +12,9 @@ use offload_serve::{
     transport::read_pem,
 };
 use offload_telemetry::LogFormat;
-use tonic::{
-    codec::CompressionEncoding,
-    transport::{Certificate, ClientTlsConfig, Identity},
-};
+use tonic::codec::CompressionEncoding;
 
-use crate::discovery::Target;
+use crate::{connection::TlsClient, discovery::Target};
 
 /// How replies travel from compute to the gateway (`--compute-compression`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -193,19 +190,19 @@ impl Config {
         self.compute.iter().filter(|c| !c.trim().is_empty()).map(|c| Target::parse(c)).collect()
     }
 
-    /// The TLS settings towards compute (`None`: plaintext), reading the PEM files.
-    pub fn compute_tls(&self) -> anyhow::Result<Option<ClientTlsConfig>> {
+    /// The TLS settings towards compute (`None`: plaintext), reading the PEM files; a file that is not what its flag
+    /// asks for is refused here, at start, naming the flags.
+    pub fn compute_tls(&self) -> anyhow::Result<Option<TlsClient>> {
         let Some(ca) = &self.compute_tls_ca else { return Ok(None) };
-        let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read_pem(ca, "--compute-tls-ca")?));
-        if let (Some(cert), Some(key)) = (&self.compute_tls_cert, &self.compute_tls_key) {
-            let identity =
-                Identity::from_pem(read_pem(cert, "--compute-tls-cert")?, read_pem(key, "--compute-tls-key")?);
-            tls = tls.identity(identity);
-        }
-        if let Some(name) = &self.compute_tls_server_name {
-            tls = tls.domain_name(name.clone());
-        }
-        Ok(Some(tls))
+        let ca = read_pem(ca, "--compute-tls-ca")?;
+        let identity = match (&self.compute_tls_cert, &self.compute_tls_key) {
+            (Some(cert), Some(key)) => {
+                Some((read_pem(cert, "--compute-tls-cert")?, read_pem(key, "--compute-tls-key")?))
+            }
+            _ => None,
+        };
+        let identity = identity.as_ref().map(|(cert, key)| (cert.as_slice(), key.as_slice()));
+        TlsClient::new(&ca, identity, self.compute_tls_server_name.as_deref()).map(Some).map_err(anyhow::Error::msg)
     }
 
     /// The admission control `--max-inflight` and the `--adaptive-*` flags ask for.

@@ -1,17 +1,18 @@
 //! `offload-gateway`: the front door. Accepts the same `offload.v1` requests as compute and forwards them to a
 //! balanced set of compute replicas, with deadlines, retries of these idempotent calls, and admission control.
 //!
-//! Layout: [`discovery`] finds the replicas and [`balancer`] knows their health; [`service`] is the gRPC surface
-//! and its request path, whose last step, [`wait`], gets compute's reply in the requested style: through
-//! [`forward`] (one replica per attempt, transport failures retried) or the [`blocking_client`]. [`method`] makes
-//! one generic path serve both methods; [`upstream_status`] decides what a status from compute means, and
-//! [`error`] how each failure is answered. [`run`] builds them on the skeleton every offload server shares
-//! ([`offload_serve::server`]), with the gateway's own readiness: NOT_SERVING for `offload.v1.Gateway` while no
-//! replica is healthy.
+//! Layout: [`discovery`] finds the replicas and [`balancer`] knows their health, each replica reached over one HTTP/2
+//! [`connection`] of the gateway's own; [`service`] is the gRPC surface and its request path, whose last step,
+//! [`wait`], gets compute's reply in the requested style: through [`forward`] (one replica per attempt, transport
+//! failures retried) or the [`blocking_client`]. [`method`] makes one generic path serve both methods;
+//! [`upstream_status`] decides what a status from compute means, and [`error`] how each failure is answered. [`run`]
+//! builds them on the skeleton every offload server shares ([`offload_serve::server`]), with the gateway's own
+//! readiness: NOT_SERVING for `offload.v1.Gateway` while no replica is healthy.
 
 pub mod balancer;
 pub mod blocking_client;
 pub mod config;
+pub mod connection;
 pub mod discovery;
 pub mod error;
 pub mod forward;
@@ -33,8 +34,9 @@ use tonic_health::{ServingStatus, server::HealthReporter};
 
 pub use crate::config::Config;
 use crate::{
-    balancer::{Balancer, ChannelSettings},
+    balancer::{Balancer, ClientSettings},
     blocking_client::BlockingComputeClient,
+    connection::ConnectSettings,
     discovery::{Discovery, Endpoints, Resolve, SystemResolver},
     service::GatewayService,
 };
@@ -67,12 +69,14 @@ pub async fn run_with_resolver(
     config.validate().map_err(anyhow::Error::msg).context("invalid configuration")?;
     let tls = config.compute_tls()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let settings = ChannelSettings {
-        connect_timeout: config.connect_timeout,
+    let settings = ClientSettings {
+        connect: ConnectSettings {
+            connect_timeout: config.connect_timeout,
+            keepalive_interval: config.compute_keepalive_interval,
+            keepalive_timeout: config.compute_keepalive_timeout,
+            tls,
+        },
         max_message_bytes: config.max_message_bytes,
-        keepalive_interval: config.compute_keepalive_interval,
-        keepalive_timeout: config.compute_keepalive_timeout,
-        tls,
         accept_compressed: config.compute_compression.accepted(),
     };
     let balancer = Balancer::new(settings.clone(), config.health_retry);

@@ -7,7 +7,9 @@ use offload_proto::v1::{
     Execution, FactorialRequest, FactorialResponse, SumOfSquaresRequest, SumOfSquaresResponse,
     compute_client::ComputeClient,
 };
-use tonic::{Request, Response, Status, transport::Channel};
+use tonic::{Request, Response, Status};
+
+use crate::connection::Connection;
 
 /// A reply on its way from compute.
 pub type ReplyFuture<R> = Pin<Box<dyn Future<Output = Result<Response<R>, Status>> + Send>>;
@@ -21,7 +23,7 @@ pub trait ComputeMethod: Clone + Send + Sync + 'static {
     const NAME: &'static str;
 
     /// Calls the method on `client`.
-    fn call(client: ComputeClient<Channel>, request: Request<Self>) -> ReplyFuture<Self::Reply>;
+    fn call(client: ComputeClient<Connection>, request: Request<Self>) -> ReplyFuture<Self::Reply>;
 
     /// The gateway-only field saying how to wait for compute (cleared before forwarding).
     fn upstream_wait(&mut self) -> &mut i32;
@@ -40,7 +42,7 @@ impl ComputeMethod for FactorialRequest {
     type Reply = FactorialResponse;
     const NAME: &'static str = "Factorial";
 
-    fn call(mut client: ComputeClient<Channel>, request: Request<Self>) -> ReplyFuture<FactorialResponse> {
+    fn call(mut client: ComputeClient<Connection>, request: Request<Self>) -> ReplyFuture<FactorialResponse> {
         Box::pin(async move { client.factorial(request).await })
     }
 
@@ -65,7 +67,7 @@ impl ComputeMethod for SumOfSquaresRequest {
     type Reply = SumOfSquaresResponse;
     const NAME: &'static str = "SumOfSquares";
 
-    fn call(mut client: ComputeClient<Channel>, request: Request<Self>) -> ReplyFuture<SumOfSquaresResponse> {
+    fn call(mut client: ComputeClient<Connection>, request: Request<Self>) -> ReplyFuture<SumOfSquaresResponse> {
         Box::pin(async move { client.sum_of_squares(request).await })
     }
 
