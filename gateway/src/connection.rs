@@ -17,7 +17,10 @@ use std::{
     fmt,
     future::Future,
     pin::Pin,
-    sync::{Arc, Mutex, PoisonError, Weak},
+    sync::{
+        Arc, Mutex, PoisonError, Weak,
+        atomic::{AtomicU64, Ordering},
+    },
     task::{Context, Poll},
     time::Duration,
 };
@@ -132,8 +135,12 @@ struct Shared {
     settings: ConnectSettings,
     /// The open connection, if any: cleared by its driver task when it ends.
     current: Mutex<Option<Open>>,
-    /// Held while connecting, so that the calls that find no connection open one between them.
-    connecting: tokio::sync::Mutex<()>,
+    /// Held while connecting, so that the calls that find no connection open one between them; it keeps why the
+    /// last attempt failed, if it did.
+    connecting: tokio::sync::Mutex<Option<String>>,
+    /// Connection attempts finished so far: a call that waited for another's attempt shares its failure rather
+    /// than queueing one more (an unreachable replica costs its waiting calls one connect timeout, not one each).
+    attempts: AtomicU64,
 }
 
 /// An open connection's request handle, and which connection it is (so its end clears only itself).
@@ -164,8 +171,14 @@ impl Connection {
             ("http", Some(_)) => return Err(format!("{url:?} is plaintext but TLS is configured")),
             (other, _) => return Err(format!("{url:?}: unknown scheme {other}")),
         }
-        let shared =
-            Shared { authority, scheme, settings, current: Mutex::new(None), connecting: tokio::sync::Mutex::new(()) };
+        let shared = Shared {
+            authority,
+            scheme,
+            settings,
+            current: Mutex::new(None),
+            connecting: tokio::sync::Mutex::new(None),
+            attempts: AtomicU64::new(0),
+        };
         Ok(Self { shared: Arc::new(shared) })
     }
 
@@ -206,22 +219,33 @@ impl Connection {
 
     /// Opens a connection, unless another call just did.
     async fn connect(&self) -> Result<Open, BoxError> {
-        let _connecting = self.shared.connecting.lock().await;
+        let attempts = self.shared.attempts.load(Ordering::Acquire);
+        let mut last_failure = self.shared.connecting.lock().await;
         if let Some(open) = self.open() {
             return Ok(open);
         }
+        if self.shared.attempts.load(Ordering::Acquire) != attempts
+            && let Some(failure) = last_failure.as_ref()
+        {
+            return Err(Box::new(Status::unavailable(failure.clone())));
+        }
         let settings = &self.shared.settings;
         let connected = tokio::time::timeout(settings.connect_timeout, self.handshake()).await;
+        self.shared.attempts.fetch_add(1, Ordering::Release);
         let (send, connection) = match connected {
             Ok(Ok(connected)) => connected,
-            Ok(Err(error)) => return Err(Box::new(Status::unavailable(format!("cannot connect: {error}")))),
-            Err(_) => {
-                let message = format!("cannot connect within --connect-timeout={:?}", settings.connect_timeout);
-                return Err(Box::new(Status::unavailable(message)));
+            failed => {
+                let failure = match failed {
+                    Ok(Err(error)) => format!("cannot connect: {error}"),
+                    _ => format!("cannot connect within --connect-timeout={:?}", settings.connect_timeout),
+                };
+                *last_failure = Some(failure.clone());
+                return Err(Box::new(Status::unavailable(failure)));
             }
         };
-        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        *last_failure = None;
+        static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let open = Open { send, id };
         *self.shared.current.lock().unwrap_or_else(PoisonError::into_inner) = Some(open.clone());
         tokio::spawn(drive(connection, Arc::downgrade(&self.shared), id));
@@ -238,7 +262,8 @@ impl Connection {
             Some(tls) => {
                 let name = match &tls.server_name {
                     Some(name) => name.clone(),
-                    None => ServerName::try_from(shared.authority.host().to_owned())?,
+                    // An IPv6 host is written in brackets in a URL, without them in a certificate.
+                    None => ServerName::try_from(shared.authority.host().trim_matches(['[', ']']).to_owned())?,
                 };
                 let stream = tokio_rustls::TlsConnector::from(Arc::clone(&tls.config)).connect(name, tcp).await?;
                 if stream.get_ref().1.alpn_protocol() != Some(b"h2") {
@@ -400,6 +425,46 @@ mod tests {
     fn unusable_tls_files_are_refused_naming_their_flag() {
         let error = TlsClient::new(b"not a certificate", None, None).expect_err("no CA");
         assert!(error.starts_with("--compute-tls-ca:"), "{error}");
+    }
+
+    /// A CA certificate (PEM) the gateway would trust.
+    fn some_ca() -> String {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.self_signed(&key).expect("CA").pem()
+    }
+
+    #[tokio::test]
+    async fn calls_waiting_for_a_connect_that_times_out_share_its_failure() {
+        // A replica that accepts TCP and never answers the TLS handshake: each attempt lasts the connect timeout.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let accepted = Arc::new(AtomicU64::new(0));
+        let counted = Arc::clone(&accepted);
+        let silent = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((tcp, _)) = listener.accept().await {
+                counted.fetch_add(1, Ordering::SeqCst);
+                held.push(tcp);
+            }
+        });
+        let tls = TlsClient::new(some_ca().as_bytes(), None, Some("compute.offload.test")).expect("tls");
+        let settings = ConnectSettings { connect_timeout: Duration::from_millis(300), tls: Some(tls), ..plaintext() };
+        let connection = Connection::lazy(&format!("https://{addr}"), settings).expect("url");
+        let calls = (0..4).map(|_| {
+            let connection = connection.clone();
+            tokio::spawn(async move { connection.ready().await.map(drop).map_err(|e| e.to_string()) })
+        });
+        for call in calls.collect::<Vec<_>>() {
+            let error = call.await.expect("task").expect_err("never connects");
+            assert!(error.contains("--connect-timeout"), "{error}");
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 1, "one attempt for the four calls waiting on it");
+        // Once that failure is known, the next call tries again.
+        connection.ready().await.map(drop).expect_err("still silent");
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+        silent.abort();
     }
 
     #[tokio::test]
