@@ -101,12 +101,6 @@ impl ClientSettings {
             None => client,
         }
     }
-
-    /// The connection to `url` with these settings, opened on first use (both of the gateway's clients build
-    /// theirs here).
-    pub fn connection(&self, url: &str) -> Result<Connection, String> {
-        Connection::lazy(url, self.connect.clone())
-    }
 }
 
 impl Balancer {
@@ -168,7 +162,7 @@ impl Balancer {
 
     /// A new replica for `url` (connected lazily) with its health watcher running.
     fn connect(&self, url: &str) -> Result<Arc<Replica>, String> {
-        let connection = self.settings.connection(url)?;
+        let connection = Connection::lazy(url, self.settings.connect.clone())?;
         let client = self.settings.client(connection.clone());
         let replica = Arc::new(Replica {
             url: url.to_owned(),

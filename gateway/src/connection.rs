@@ -248,12 +248,13 @@ impl Connection {
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let open = Open { send, id };
         *self.shared.current.lock().unwrap_or_else(PoisonError::into_inner) = Some(open.clone());
-        tokio::spawn(drive(connection, Arc::downgrade(&self.shared), id));
+        let keepalive = (settings.keepalive_interval, settings.keepalive_timeout);
+        tokio::spawn(drive(connection, keepalive, Arc::downgrade(&self.shared), id));
         Ok(open)
     }
 
     /// TCP (and TLS), then the HTTP/2 handshake.
-    async fn handshake(&self) -> Result<(h2::client::SendRequest<Bytes>, Driver), BoxError> {
+    async fn handshake(&self) -> Result<(h2::client::SendRequest<Bytes>, H2Connection), BoxError> {
         let shared = &self.shared;
         let tcp = TcpStream::connect(shared.authority.as_str()).await?;
         tcp.set_nodelay(true)?;
@@ -279,10 +280,7 @@ impl Connection {
             .enable_push(false)
             .handshake(io)
             .await?;
-        Ok((
-            send,
-            Driver { connection, keepalive: (shared.settings.keepalive_interval, shared.settings.keepalive_timeout) },
-        ))
+        Ok((send, connection))
     }
 }
 
@@ -290,16 +288,13 @@ impl Connection {
 trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Io for T {}
 
-/// An open connection's I/O, driven by its own task.
-struct Driver {
-    connection: h2::client::Connection<Box<dyn Io>, Bytes>,
-    keepalive: (Duration, Duration),
-}
+/// An open connection's I/O, driven by its own task ([`drive`]).
+type H2Connection = h2::client::Connection<Box<dyn Io>, Bytes>;
 
 /// Runs the connection until it ends or a keepalive PING goes unanswered, then drops it (which fails every stream
 /// still open on it) and forgets it.
-async fn drive(driver: Driver, shared: Weak<Shared>, id: u64) {
-    let Driver { mut connection, keepalive: (interval, timeout) } = driver;
+async fn drive(mut connection: H2Connection, keepalive: (Duration, Duration), shared: Weak<Shared>, id: u64) {
+    let (interval, timeout) = keepalive;
     let pings = connection.ping_pong();
     let alive = async move {
         let Some(mut pings) = pings else { return std::future::pending().await };
