@@ -12,12 +12,12 @@ use offload_proto::v1::{
     ExecMode, FactorialRequest, FactorialResponse, SumOfSquaresRequest, SumOfSquaresResponse, compute_server::Compute,
 };
 use offload_serve::{
-    admission::{Admission, AdmissionLayer},
-    deadline::DeadlineLayer,
+    admission::{Admission, AdmissionLayer, Admit},
+    deadline::{DeadlineLayer, WithDeadline},
 };
-use offload_telemetry::metrics::{Labels, Metrics, RequestMetricsLayer};
+use offload_telemetry::metrics::{Labels, Metrics, RequestMetrics, RequestMetricsLayer};
 use tonic::{Request, Response, Status};
-use tower::{ServiceBuilder, ServiceExt, util::BoxCloneSyncService};
+use tower::{ServiceBuilder, ServiceExt};
 
 use crate::{
     adaptive::CostModel,
@@ -27,8 +27,9 @@ use crate::{
     run_job::RunJob,
 };
 
-/// What a call goes through, whichever method it came in by.
-type RequestPath = BoxCloneSyncService<Request<JobRequest>, Response<JobReply>, Status>;
+/// What a call goes through, whichever method it came in by (see [`ComputeService::new`]). Named, not boxed: a
+/// boxed service is cloned into a new allocation per call.
+type RequestPath = WithDeadline<RequestMetrics<Admit<RunJob>, ByMode>>;
 
 /// The compute service. Cheap to clone: tonic clones it per connection.
 #[derive(Debug, Clone)]
@@ -67,7 +68,7 @@ impl ComputeService {
             .layer(AdmissionLayer::new(parts.admission.clone(), "--max-inflight"))
             // The job: validate, place, run under the deadline, report.
             .service(RunJob::new(Arc::new(parts)));
-        Self { request_path: BoxCloneSyncService::new(request_path) }
+        Self { request_path }
     }
 
     /// Runs `request` down the request path and stamps `compute_total_us`: the whole path's time, of which the

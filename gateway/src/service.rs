@@ -15,12 +15,12 @@ use offload_proto::v1::{
     gateway_server::Gateway,
 };
 use offload_serve::{
-    admission::{Admission, AdmissionLayer},
-    deadline::DeadlineLayer,
+    admission::{Admission, AdmissionLayer, Admit},
+    deadline::{DeadlineLayer, WithDeadline},
 };
-use offload_telemetry::metrics::{Labels, Metrics, RequestMetricsLayer};
+use offload_telemetry::metrics::{Labels, Metrics, RequestMetrics, RequestMetricsLayer};
 use tonic::{Request, Response, Status};
-use tower::{ServiceBuilder, ServiceExt, util::BoxCloneSyncService};
+use tower::{ServiceBuilder, ServiceExt};
 
 use crate::{
     balancer::Balancer,
@@ -29,8 +29,9 @@ use crate::{
     wait::{Call, WaitForCompute},
 };
 
-/// What a call of method `M` goes through.
-type RequestPath<M> = BoxCloneSyncService<Request<Call<M>>, Response<<M as ComputeMethod>::Reply>, Status>;
+/// What a call of method `M` goes through (see [`request_path`]). Named, not boxed: a boxed service is cloned into
+/// a new allocation per call.
+type RequestPath<M> = TotalTime<WithDeadline<RequestMetrics<Admit<WaitForCompute<M>>, ByWaitStyle>>>;
 
 /// The gateway service. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -66,7 +67,7 @@ impl GatewayService {
 
 /// The request path of method `M`, outermost first.
 fn request_path<M: ComputeMethod>(parts: &Arc<Parts>) -> RequestPath<M> {
-    let path = ServiceBuilder::new()
+    ServiceBuilder::new()
         // Total time outermost, so the `gateway_total_us` a reply reports covers every layer below.
         .layer(tower::layer::layer_fn(|inner| TotalTime { inner }))
         // Deadline: the client's `grpc-timeout`, or --default-timeout so that no call waits forever; every attempt
@@ -79,8 +80,7 @@ fn request_path<M: ComputeMethod>(parts: &Arc<Parts>) -> RequestPath<M> {
         // the adaptive limit.
         .layer(AdmissionLayer::new(parts.admission.clone(), "--max-inflight"))
         // Compute's reply, waited for in the call's style (the async styles retry on another replica).
-        .service(WaitForCompute::<M>::new(Arc::clone(parts)));
-    BoxCloneSyncService::new(path)
+        .service(WaitForCompute::<M>::new(Arc::clone(parts)))
 }
 
 /// Stamps `gateway_total_us` on a reply's execution report.

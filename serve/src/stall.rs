@@ -166,7 +166,7 @@ where
             request.uri().path_and_query().cloned(),
             tag,
             Span::current(),
-            request.headers().get("traceparent").cloned(),
+            request.headers().get(offload_telemetry::grpc_trace::TRACEPARENT_HEADER).cloned(),
         ));
         watchdog.watch(Arc::clone(&call));
         Timed { inner: self.inner.call(request), watched: Some((Arc::clone(watchdog), call)) }

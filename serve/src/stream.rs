@@ -89,11 +89,10 @@ pub struct StreamBounds<S> {
 impl<S> tower::Service<http::Request<Body>> for StreamBounds<S>
 where
     S: tower::Service<http::Request<Body>, Response = http::Response<Body>>,
-    S::Future: Send + 'static,
 {
     type Response = http::Response<Body>;
     type Error = S::Error;
-    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<http::Response<Body>, S::Error>> + Send>>;
+    type Future = Bounded<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
@@ -106,12 +105,34 @@ where
         let (mut parts, body) = request.into_parts();
         parts.extensions.insert(Arrival(arrival));
         parts.extensions.insert(hold.clone());
-        let body = Body::new(RequestBody::new(body, self.bounds.request_read_timeout));
+        let body = Body::new(RequestBody::new(body, arrival, self.bounds.request_read_timeout));
         let call = self.inner.call(http::Request::from_parts(parts, body));
-        let send_watch = Arc::clone(&self.bounds.send_watch);
-        Box::pin(async move {
-            let response = call.await?;
-            Ok(response.map(|body| Body::new(ReplyBody::new(body, hold, &send_watch))))
-        })
+        Bounded { call, reply: Some((hold, Arc::clone(&self.bounds.send_watch))) }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A call whose reply, once there, is bounded by its hold and the send watch. A named future, not a boxed one:
+    /// one allocation less per call.
+    pub struct Bounded<F> {
+        #[pin]
+        call: F,
+        // Taken when the reply comes.
+        reply: Option<(ReplyHold, Arc<SendWatch>)>,
+    }
+}
+
+impl<F, E> std::future::Future for Bounded<F>
+where
+    F: std::future::Future<Output = Result<http::Response<Body>, E>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let response = std::task::ready!(this.call.poll(cx))?;
+        #[allow(clippy::expect_used)] // Taken once, as the future completes; a future is not polled after that.
+        let (hold, send_watch) = this.reply.take().expect("polled after completion");
+        Poll::Ready(Ok(response.map(|body| Body::new(ReplyBody::new(body, hold, &send_watch)))))
     }
 }

@@ -10,12 +10,14 @@
 //! Span names and attributes follow OpenTelemetry's RPC conventions (`otel.name` = `package.Service/Method`; the
 //! attributes, `rpc.*`, `server.*` and `network.*`, are set in [`crate::rpc_attributes`]). Every server span also
 //! carries `trace_id` as a plain field, so each log line written during a request names its trace (a client's
-//! `traceparent` is read even when export is off). `grpc.*` services (health, reflection) are infrastructure, polled constantly by
-//! probes and balancers: they pass untraced.
+//! `traceparent` is read even when export is off). `grpc.*` services (health, reflection) are infrastructure,
+//! polled constantly by probes and balancers: they pass untraced.
 //!
-//! Without export ([`crate::exporting`]) only what a log line shows is built: the server span with its name and
-//! `trace_id`, no OpenTelemetry attributes, no parent context, and no client spans (nothing would read them, and on
-//! a trivial call spans cost more than the work; `docs/overhead.md` has the measurements).
+//! Without export ([`crate::exporting`]) only what a log line shows is built, and only when a line can be written
+//! during a call: the server span is a `DEBUG` span with its name and `trace_id` (no OpenTelemetry attributes, no
+//! parent context, no client spans). At the default `info` the only line a call writes is a stall's, which names
+//! its call and trace itself, so nothing at all is built per call: on a trivial call a span costs about a fifth of
+//! what the server adds to a bare tonic echo (`docs/overhead.md` has the measurements).
 
 use std::{
     future::Future,
@@ -24,6 +26,7 @@ use std::{
     task::{Context, Poll},
 };
 
+use futures::future::Either;
 use opentelemetry::{
     propagation::{Extractor, Injector, TextMapPropagator},
     trace::{TraceContextExt, TraceId},
@@ -69,7 +72,7 @@ impl Injector for MetadataInjector<'_> {
 /// The trace context a request carries (`traceparent`, `tracestate`), or an empty context (most calls: without a
 /// `traceparent` there is nothing to parse).
 pub fn extract(headers: &http::HeaderMap) -> opentelemetry::Context {
-    if !headers.contains_key(TRACEPARENT) {
+    if !headers.contains_key(TRACEPARENT_HEADER) {
         return opentelemetry::Context::new();
     }
     TraceContextPropagator::new().extract(&HeaderExtractor(headers))
@@ -97,6 +100,10 @@ impl CallerTrace {
 /// The W3C trace context headers.
 const TRACEPARENT: &str = "traceparent";
 const TRACESTATE: &str = "tracestate";
+/// `traceparent` as a header name made at compile time: a lookup by `&str` parses the name again on every call.
+pub const TRACEPARENT_HEADER: http::HeaderName = http::HeaderName::from_static(TRACEPARENT);
+/// The gRPC status of a trailers-only reply (a handler's error), read from its headers.
+const GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
 
 /// Writes the trace context of an outgoing call into its `metadata`: `span`'s (a client span) when export is on,
 /// else `caller`'s as it arrived.
@@ -169,7 +176,7 @@ fn trace_id_of(span: &Span, parent: &opentelemetry::Context) -> Option<TraceId> 
 pub fn trace_id(span: &Span, traceparent: Option<&http::HeaderValue>) -> Option<TraceId> {
     let mut headers = http::HeaderMap::new();
     if let Some(value) = traceparent {
-        headers.insert(TRACEPARENT, value.clone());
+        headers.insert(TRACEPARENT_HEADER, value.clone());
     }
     trace_id_of(span, &extract(&headers))
 }
@@ -202,6 +209,9 @@ pub struct ServerTrace<S> {
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
+/// A call's future: the routes' own when no span was built for it, else boxed with its span.
+type TracedFuture<F, T> = Either<F, BoxFuture<T>>;
+
 impl<S, B, R> tower::Service<http::Request<B>> for ServerTrace<S>
 where
     S: tower::Service<http::Request<B>, Response = http::Response<R>>,
@@ -211,7 +221,7 @@ where
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = BoxFuture<Result<S::Response, S::Error>>;
+    type Future = TracedFuture<S::Future, Result<S::Response, S::Error>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -220,10 +230,9 @@ where
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let path = request.uri().path();
         if path.starts_with(UNTRACED_PREFIX) {
-            return Box::pin(self.inner.call(request));
+            return Either::Left(self.inner.call(request));
         }
         let rpc = path.trim_start_matches('/');
-        let parent = extract(request.headers());
         let span = if crate::exporting() {
             let span = tracing::info_span!(
                 "grpc.server",
@@ -238,32 +247,40 @@ where
             if let Some(peer) = peer_addr(request.extensions()) {
                 rpc_attributes::set_peer(&span, peer);
             }
-            // Fails only when the span is filtered out: nothing to continue.
-            let _ = span.set_parent(parent.clone());
             span
         } else {
-            // What the log lines show: the call and its trace.
-            tracing::info_span!("grpc.server", otel.name = %rpc, trace_id = field::Empty)
+            // What a log line written during the call shows of it: the call and its trace. At `debug`: at `info`
+            // no line is written during a call but a stall's, which names them itself.
+            tracing::debug_span!("grpc.server", otel.name = %rpc, trace_id = field::Empty)
         };
+        if span.is_disabled() {
+            // Filtered out (the default `info` without export): nothing is built per call.
+            return Either::Left(self.inner.call(request));
+        }
+        let parent = extract(request.headers());
+        if crate::exporting() {
+            // Fails only when the span is filtered out: nothing to continue.
+            let _ = span.set_parent(parent.clone());
+        }
         if let Some(trace_id) = trace_id_of(&span, &parent) {
             span.record("trace_id", field::display(trace_id));
         }
         let response = span.in_scope(|| self.inner.call(request));
-        Box::pin(async move {
+        Either::Right(Box::pin(async move {
             let response = response.instrument(span.clone()).await;
             // A handler's error travels in the headers (a trailers-only response); an OK reply's status is in the
             // trailers, which only a successful reply has.
             let code = match &response {
                 Ok(response) => response
                     .headers()
-                    .get("grpc-status")
+                    .get(GRPC_STATUS)
                     .and_then(|v| v.to_str().ok()?.parse::<i32>().ok())
                     .map_or(tonic::Code::Ok, tonic::Code::from),
                 Err(_) => tonic::Code::Unknown,
             };
             record_status(&span, code, true);
             response
-        })
+        }))
     }
 }
 

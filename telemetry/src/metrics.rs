@@ -51,6 +51,8 @@ pub struct RequestLabels {
 #[derive(Debug, Clone)]
 pub struct Metrics {
     registry: Arc<Registry>,
+    /// Tells this server's metrics from another's in the request series' per-thread cache (tests run several).
+    id: u64,
     /// Requests handled, by method, mode and status.
     pub requests: Family<RequestLabels, Counter>,
     /// Request latency in seconds (handler entry to reply), by method, mode and status.
@@ -173,6 +175,10 @@ impl Metrics {
             runtime_stall_seconds: Family::new_with_constructor(|| Histogram::new(stall_buckets())),
             // Replaced below, once every metric above is registered in it.
             registry: Arc::default(),
+            id: {
+                static NEXT: AtomicU64 = AtomicU64::new(0);
+                NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            },
         };
         registry.register("requests", "Requests handled, by method, mode and gRPC status", metrics.requests.clone());
         registry.register(
@@ -241,9 +247,10 @@ impl Metrics {
 
     /// Counts one finished request.
     pub fn observe_request(&self, method: &'static str, mode: &'static str, code: tonic::Code, elapsed: Duration) {
-        let labels = RequestLabels { method, mode, code: code_name(code) };
-        self.requests.get_or_create(&labels).inc();
-        self.request_duration_seconds.get_or_create(&labels).observe(elapsed.as_secs_f64());
+        request::with_series(self, RequestLabels { method, mode, code: code_name(code) }, |(requests, duration)| {
+            requests.inc();
+            duration.observe(elapsed.as_secs_f64());
+        });
     }
 
     /// Counts one stalled poll of a `method` call in `mode` that held its worker for `length`.

@@ -130,6 +130,8 @@ impl Watchdog {
     /// Reports a poll of `call` that held its worker for `length`, from that worker, once the poll has ended.
     pub(super) fn ended(&self, call: &InFlight, length: Duration) {
         let (method, mode) = (call.method(), call.tag.mode());
+        // Without a span (none is built per call at the default log level) the line names the trace itself.
+        let trace_id = call.span.is_disabled().then(|| call.trace_id()).flatten();
         call.span.in_scope(|| {
             tracing::warn!(
                 method = call.rpc(),
@@ -137,6 +139,7 @@ impl Watchdog {
                 n = call.tag.n(),
                 thread = threads::name(threads::current()),
                 stall_ms = millis(length),
+                trace_id = trace_id.map(field::display),
                 "runtime stall ended: one poll of this call held its worker thread for {length:.1?}"
             );
         });

@@ -28,19 +28,20 @@ pin_project! {
         due: Option<Sleep>,
         timeout: Duration,
         // The first bytes received, up to a message header, to learn the first message's length.
-        header: Vec<u8>,
+        header: Header,
         // Bytes of the first message (header included) still to come, once its header is known.
         missing: Option<usize>,
     }
 }
 
 impl RequestBody {
-    pub(super) fn new(inner: Body, timeout: Duration) -> Self {
+    /// `inner`, whose first message must have arrived `timeout` after `arrival` (the stream's).
+    pub(super) fn new(inner: Body, arrival: std::time::Instant, timeout: Duration) -> Self {
         Self {
             inner,
-            due: Some(tokio::time::sleep(timeout)),
+            due: Some(tokio::time::sleep_until((arrival + timeout).into())),
             timeout,
-            header: Vec::with_capacity(MESSAGE_HEADER),
+            header: Header::default(),
             missing: None,
         }
     }
@@ -87,16 +88,24 @@ impl http_body::Body for RequestBody {
     }
 }
 
+/// The first message's header as far as it has arrived (in place: no allocation per request).
+#[derive(Debug, Default)]
+struct Header {
+    bytes: [u8; MESSAGE_HEADER],
+    len: usize,
+}
+
 /// Counts `data` into the first message; true once it has arrived in full.
-fn first_message_complete(header: &mut Vec<u8>, missing: &mut Option<usize>, mut data: Bytes) -> bool {
+fn first_message_complete(header: &mut Header, missing: &mut Option<usize>, mut data: Bytes) -> bool {
     if missing.is_none() {
-        let take = (MESSAGE_HEADER - header.len()).min(data.len());
-        header.extend_from_slice(&data[..take]);
+        let take = (MESSAGE_HEADER - header.len).min(data.len());
+        header.bytes[header.len..header.len + take].copy_from_slice(&data[..take]);
+        header.len += take;
         data.advance(take);
-        if header.len() < MESSAGE_HEADER {
+        if header.len < MESSAGE_HEADER {
             return false;
         }
-        let length = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
+        let length = u32::from_be_bytes([header.bytes[1], header.bytes[2], header.bytes[3], header.bytes[4]]) as usize;
         *missing = Some(length);
     }
     let left = missing.get_or_insert(0);
@@ -110,11 +119,11 @@ mod tests {
 
     #[test]
     fn the_first_message_is_complete_once_its_length_has_arrived() {
-        let (mut header, mut missing) = (Vec::new(), None);
+        let (mut header, mut missing) = (Header::default(), None);
         assert!(!first_message_complete(&mut header, &mut missing, Bytes::from_static(&[0, 0, 0])));
         assert!(!first_message_complete(&mut header, &mut missing, Bytes::from_static(&[0, 3, 1])));
         assert!(first_message_complete(&mut header, &mut missing, Bytes::from_static(&[2, 3, 9, 9])));
-        let (mut header, mut missing) = (Vec::new(), None);
+        let (mut header, mut missing) = (Header::default(), None);
         assert!(first_message_complete(&mut header, &mut missing, Bytes::from_static(&[0, 0, 0, 0, 0])));
     }
 
@@ -122,7 +131,8 @@ mod tests {
     async fn a_body_that_never_comes_is_cancelled_after_the_timeout() {
         use http_body_util::BodyExt;
         let never = Body::new(http_body_util::StreamBody::new(tokio_stream::pending::<Result<Frame<Bytes>, Status>>()));
-        let mut body = std::pin::pin!(RequestBody::new(never, Duration::from_secs(10)));
+        let mut body =
+            std::pin::pin!(RequestBody::new(never, tokio::time::Instant::now().into_std(), Duration::from_secs(10)));
         let started = tokio::time::Instant::now();
         let error = body.frame().await.expect("a frame").expect_err("timed out");
         assert_eq!(error.code(), tonic::Code::DeadlineExceeded);
