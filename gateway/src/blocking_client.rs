@@ -64,7 +64,7 @@ impl BlockingComputeClient {
             return Err(Error::Transport { endpoint: "sync client".into(), message: "client closed".into() });
         };
         let (tx, rx) = mpsc::sync_channel(1);
-        let forwarded = forward::stack::<M>(Arc::clone(&self.balancer)).oneshot(attempt).instrument(Span::current());
+        let forwarded = forward::stack(Arc::clone(&self.balancer)).oneshot(attempt).instrument(Span::current());
         runtime.spawn(async move {
             let _ = tx.send(forwarded.await);
         });

@@ -28,6 +28,7 @@ use std::{
 use bytes::Bytes;
 use http_body::Frame;
 use http_body_util::BodyExt;
+use offload_serve::batched_writes::BatchedWrites;
 use tokio::{
     io::{AsyncRead, AsyncWrite},
     net::TcpStream,
@@ -278,7 +279,8 @@ impl Connection {
             .initial_connection_window_size(CONNECTION_WINDOW)
             .max_header_list_size(MAX_HEADER_LIST)
             .enable_push(false)
-            .handshake(io)
+            // Requests written a scheduler turn late, together ([`BatchedWrites`]).
+            .handshake(BatchedWrites::new(io))
             .await?;
         Ok((send, connection))
     }
@@ -289,7 +291,7 @@ trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Io for T {}
 
 /// An open connection's I/O, driven by its own task ([`drive`]).
-type H2Connection = h2::client::Connection<Box<dyn Io>, Bytes>;
+type H2Connection = h2::client::Connection<BatchedWrites<Box<dyn Io>>, Bytes>;
 
 /// Runs the connection until it ends or a keepalive PING goes unanswered, then drops it (which fails every stream
 /// still open on it) and forgets it.

@@ -16,10 +16,13 @@ use std::{
 use offload_proto::service_names;
 use offload_telemetry::grpc_trace::{self, CallerTrace};
 use tonic::{Code, Request};
-use tower::{ServiceBuilder, ServiceExt, util::BoxCloneSyncService};
+use tower::{ServiceBuilder, ServiceExt};
 use tracing::Instrument;
 
 use crate::{balancer::Balancer, error::Error, method::ComputeMethod, upstream_status};
+
+/// The header `Request::set_timeout` writes the deadline's remainder into.
+const GRPC_TIMEOUT: &str = "grpc-timeout";
 
 /// Attempts per request: the first, plus one retry on another replica.
 const MAX_ATTEMPTS: u32 = 2;
@@ -60,22 +63,22 @@ pub struct Forwarded<R> {
     pub attempts: u32,
 }
 
-/// The async path to compute for method `M`, boxed so the request path can name it.
-pub type Stack<M> = BoxCloneSyncService<Attempt<M>, Forwarded<<M as ComputeMethod>::Reply>, Error>;
+/// The async path to compute (see [`stack`]). Named, not boxed: a boxed service is cloned into a new allocation
+/// per call.
+pub type Stack = Retry<CallReplica>;
 
-/// The async path to compute for method `M`.
-pub fn stack<M: ComputeMethod>(balancer: Arc<Balancer>) -> Stack<M> {
-    let stack = ServiceBuilder::new()
+/// The async path to compute, for either method.
+pub fn stack(balancer: Arc<Balancer>) -> Stack {
+    ServiceBuilder::new()
         // Retry: a transport failure once more, on another replica; the first failure's answer if there is none.
         .layer(tower::layer::layer_fn(|inner| Retry { inner }))
         // One attempt: the less busy of two healthy replicas, a client span, the deadline's remainder forwarded.
-        .service(CallReplica { balancer });
-    BoxCloneSyncService::new(stack)
+        .service(CallReplica { balancer })
 }
 
 /// Retries attempts that failed in the transport (see the module docs).
 #[derive(Debug, Clone)]
-struct Retry<S> {
+pub struct Retry<S> {
     inner: S,
 }
 
@@ -122,7 +125,7 @@ where
 
 /// Makes one attempt on one replica.
 #[derive(Debug, Clone)]
-struct CallReplica {
+pub struct CallReplica {
     balancer: Arc<Balancer>,
 }
 
@@ -145,6 +148,10 @@ impl<M: ComputeMethod> tower::Service<Attempt<M>> for CallReplica {
             let span = grpc_trace::client_span(service_names::COMPUTE, M::NAME, Some(&replica.url));
             let mut request = Request::new(attempt.message);
             request.set_timeout(remaining);
+            // New on every call: not for the HPACK tables (see `grpc_trace::never_indexed`).
+            if let Some(timeout) = request.metadata_mut().get_mut(GRPC_TIMEOUT) {
+                timeout.set_sensitive(true);
+            }
             grpc_trace::inject(&span, &attempt.caller_trace, request.metadata_mut());
             let reply = M::call(replica.client.clone(), request).instrument(span.clone());
             let outcome = tokio::time::timeout_at(attempt.deadline.into(), reply).await;

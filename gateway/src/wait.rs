@@ -9,6 +9,7 @@
 
 use std::{
     future::Future,
+    marker::PhantomData,
     pin::Pin,
     sync::Arc,
     task::{Context, Poll},
@@ -58,12 +59,13 @@ impl<M: ComputeMethod> Call<M> {
 pub struct WaitForCompute<M: ComputeMethod> {
     parts: Arc<Parts>,
     /// The async styles' path: [`forward::stack`].
-    forward: forward::Stack<M>,
+    forward: forward::Stack,
+    method: PhantomData<fn() -> M>,
 }
 
 impl<M: ComputeMethod> Clone for WaitForCompute<M> {
     fn clone(&self) -> Self {
-        Self { parts: Arc::clone(&self.parts), forward: self.forward.clone() }
+        Self { parts: Arc::clone(&self.parts), forward: self.forward.clone(), method: PhantomData }
     }
 }
 
@@ -71,7 +73,7 @@ impl<M: ComputeMethod> WaitForCompute<M> {
     /// Waiting with `parts`' clients.
     pub fn new(parts: Arc<Parts>) -> Self {
         let forward = forward::stack(Arc::clone(&parts.balancer));
-        Self { parts, forward }
+        Self { parts, forward, method: PhantomData }
     }
 }
 

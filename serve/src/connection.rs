@@ -25,6 +25,8 @@ use tokio::{
 use tokio_stream::{Stream, StreamExt};
 use tonic::transport::server::{Connected, TcpConnectInfo, TcpIncoming};
 
+use crate::batched_writes::BatchedWrites;
+
 /// The HTTP/2 client preface (`PRI * HTTP/2.0…`) is 24 bytes; a TLS ClientHello is longer. Once this many bytes
 /// have arrived the peer speaks, and keepalive takes over.
 const PREFACE_BYTES: usize = 24;
@@ -62,7 +64,8 @@ pub fn incoming(
 /// passes before its first [`PREFACE_BYTES`] bytes.
 #[derive(Debug)]
 pub struct Guarded {
-    stream: TcpStream,
+    /// Its replies written a scheduler turn late, together ([`crate::batched_writes`]).
+    stream: BatchedWrites<TcpStream>,
     /// Running until the peer has sent its preface; `None` afterwards. Boxed so the connection stays `Unpin`, as
     /// the server needs.
     preface_due: Option<Pin<Box<Sleep>>>,
@@ -72,7 +75,12 @@ pub struct Guarded {
 
 impl Guarded {
     fn new(stream: TcpStream, slot: OwnedSemaphorePermit, preface_timeout: Duration) -> Self {
-        Self { stream, preface_due: Some(Box::pin(tokio::time::sleep(preface_timeout))), received: 0, _slot: slot }
+        Self {
+            stream: BatchedWrites::new(stream),
+            preface_due: Some(Box::pin(tokio::time::sleep(preface_timeout))),
+            received: 0,
+            _slot: slot,
+        }
     }
 }
 
@@ -80,7 +88,7 @@ impl Connected for Guarded {
     type ConnectInfo = TcpConnectInfo;
 
     fn connect_info(&self) -> TcpConnectInfo {
-        self.stream.connect_info()
+        self.stream.get_ref().connect_info()
     }
 }
 

@@ -23,6 +23,7 @@
 
 pub mod admin;
 pub mod admission;
+pub mod batched_writes;
 pub mod connection;
 pub mod deadline;
 pub mod drain;
