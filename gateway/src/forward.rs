@@ -21,9 +21,6 @@ use tracing::Instrument;
 
 use crate::{balancer::Balancer, error::Error, method::ComputeMethod, upstream_status};
 
-/// The header `Request::set_timeout` writes the deadline's remainder into.
-const GRPC_TIMEOUT: &str = "grpc-timeout";
-
 /// Attempts per request: the first, plus one retry on another replica.
 const MAX_ATTEMPTS: u32 = 2;
 
@@ -148,9 +145,9 @@ impl<M: ComputeMethod> tower::Service<Attempt<M>> for CallReplica {
             let span = grpc_trace::client_span(service_names::COMPUTE, M::NAME, Some(&replica.url));
             let mut request = Request::new(attempt.message);
             request.set_timeout(remaining);
-            // New on every call: not for the HPACK tables (see `grpc_trace::never_indexed`).
-            if let Some(timeout) = request.metadata_mut().get_mut(GRPC_TIMEOUT) {
-                timeout.set_sensitive(true);
+            // New on every call: not for the HPACK tables.
+            if let Some(timeout) = request.metadata_mut().get_mut(offload_serve::deadline::HEADER) {
+                grpc_trace::never_index(timeout);
             }
             grpc_trace::inject(&span, &attempt.caller_trace, request.metadata_mut());
             let reply = M::call(replica.client.clone(), request).instrument(span.clone());

@@ -40,10 +40,6 @@ impl<T> BatchedWrites<T> {
         &self.inner
     }
 
-    pub fn get_mut(&mut self) -> &mut T {
-        &mut self.inner
-    }
-
     /// `Ready` once the turn has been taken: `Pending` the first time, with the task already woken.
     fn take_turn(waited: &mut bool, cx: &mut Context<'_>) -> Poll<()> {
         if *waited {

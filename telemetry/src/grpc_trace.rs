@@ -63,8 +63,11 @@ struct MetadataInjector<'a>(&'a mut MetadataMap);
 
 impl Injector for MetadataInjector<'_> {
     fn set(&mut self, key: &str, value: String) {
-        if let (Ok(key), Ok(value)) = (MetadataKey::from_bytes(key.as_bytes()), MetadataValue::try_from(&value)) {
-            self.0.insert(key, never_indexed(value));
+        if let (Ok(key), Ok(mut value)) = (MetadataKey::from_bytes(key.as_bytes()), MetadataValue::try_from(&value)) {
+            if key == TRACEPARENT {
+                never_index(&mut value);
+            }
+            self.0.insert(key, value);
         }
     }
 }
@@ -97,12 +100,11 @@ impl CallerTrace {
     }
 }
 
-/// `value` marked "sensitive", which HTTP/2 sends as a literal that no HPACK table keeps: for a header new on every
+/// Marks `value` "sensitive", which HTTP/2 sends as a literal that no HPACK table keeps: for a header new on every
 /// call (`traceparent`, `grpc-timeout`), whose indexing only filled both ends' tables with values never seen again,
 /// each insertion after a comparison with every earlier value of the name.
-pub fn never_indexed(mut value: MetadataValue<Ascii>) -> MetadataValue<Ascii> {
+pub fn never_index(value: &mut MetadataValue<Ascii>) {
     value.set_sensitive(true);
-    value
 }
 
 /// The W3C trace context headers.
@@ -121,7 +123,9 @@ pub fn inject(span: &Span, caller: &CallerTrace, metadata: &mut MetadataMap) {
         return;
     }
     if let Some(traceparent) = &caller.traceparent {
-        metadata.insert(TRACEPARENT, never_indexed(traceparent.clone()));
+        let mut traceparent = traceparent.clone();
+        never_index(&mut traceparent);
+        metadata.insert(TRACEPARENT, traceparent);
         if let Some(tracestate) = &caller.tracestate {
             metadata.insert(TRACESTATE, tracestate.clone());
         }
