@@ -38,8 +38,11 @@ use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus,
 pub struct Replica {
     /// As configured, for logs and error messages.
     pub url: String,
-    /// The multiplexed connection calls go through.
-    pub client: ComputeClient<Connection>,
+    /// A client per connection to the replica (`--compute-connections`); calls take them in turn.
+    clients: Vec<ComputeClient<Connection>>,
+    /// The next call's client, modulo their number.
+    next_client: AtomicUsize,
+    /// The connection the health stream runs on (the first).
     connection: Connection,
     /// Calls in flight to this replica: the load signal for picking.
     in_flight: AtomicUsize,
@@ -47,6 +50,14 @@ pub struct Replica {
     healthy: AtomicBool,
     /// The health-watching task, stopped when the endpoint leaves the set.
     watcher: std::sync::OnceLock<AbortHandle>,
+}
+
+impl Replica {
+    /// The client for the next call: each of the replica's connections in turn.
+    pub fn client(&self) -> ComputeClient<Connection> {
+        let turn = self.next_client.fetch_add(1, Ordering::Relaxed);
+        self.clients[turn % self.clients.len()].clone()
+    }
 }
 
 /// Marks one call in flight on a replica until dropped.
@@ -88,6 +99,8 @@ pub struct ClientSettings {
     pub max_message_bytes: usize,
     /// The compression compute may use for its replies (`--compute-compression`); none when `None`.
     pub accept_compressed: Option<CompressionEncoding>,
+    /// Connections to each replica (`--compute-connections`, at least 1).
+    pub connections: usize,
 }
 
 impl ClientSettings {
@@ -163,10 +176,14 @@ impl Balancer {
     /// A new replica for `url` (connected lazily) with its health watcher running.
     fn connect(&self, url: &str) -> Result<Arc<Replica>, String> {
         let connection = Connection::lazy(url, self.settings.connect.clone())?;
-        let client = self.settings.client(connection.clone());
+        let mut clients = vec![self.settings.client(connection.clone())];
+        for _ in 1..self.settings.connections {
+            clients.push(self.settings.client(Connection::lazy(url, self.settings.connect.clone())?));
+        }
         let replica = Arc::new(Replica {
             url: url.to_owned(),
-            client,
+            clients,
+            next_client: AtomicUsize::new(0),
             connection,
             in_flight: AtomicUsize::new(0),
             healthy: AtomicBool::new(false),

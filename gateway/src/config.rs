@@ -137,6 +137,13 @@ pub struct Config {
     #[arg(long, env = "OFFLOAD_GATEWAY_COMPUTE_KEEPALIVE_INTERVAL", default_value = "1s", value_parser = parse_duration)]
     pub compute_keepalive_interval: Duration,
 
+    /// HTTP/2 connections to each compute replica; calls take them in turn. One, as gRPC's own clients keep per
+    /// address: on each side a connection is one task, which every call on it passes through, so a compute with
+    /// many cores serving one busy gateway may want several (Envoy keeps one per worker thread). On the 2-core
+    /// development machine 2 measured the same as 1 (docs/overhead.md).
+    #[arg(long, env = "OFFLOAD_GATEWAY_COMPUTE_CONNECTIONS", default_value_t = 1)]
+    pub compute_connections: usize,
+
     /// How long a PING to compute may go unanswered before its connection counts as dead: its calls in flight are
     /// retried on another replica (deadline permitting) and the replica leaves rotation. Far above a loaded
     /// network's round trip and a busy compute's time to answer a ping, below the 5 s deadlines clients commonly
@@ -183,6 +190,9 @@ pub struct Config {
     #[arg(long, env = "OFFLOAD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 }
+
+/// The most `--compute-connections`: past a connection per core, more only split the batches each one writes.
+const MAX_COMPUTE_CONNECTIONS: usize = 64;
 
 impl Config {
     /// The parsed `--compute` entries.
@@ -246,6 +256,12 @@ impl Config {
         if self.max_inflight == 0 || self.workers == 0 {
             return Err("--max-inflight and --workers must be at least 1".into());
         }
+        if !(1..=MAX_COMPUTE_CONNECTIONS).contains(&self.compute_connections) {
+            return Err(format!(
+                "--compute-connections must be between 1 and {MAX_COMPUTE_CONNECTIONS}, not {}",
+                self.compute_connections
+            ));
+        }
         if !(self.adaptive_tolerance.is_finite() && self.adaptive_tolerance >= 0.0) {
             return Err("--adaptive-tolerance must be a number of at least 0".into());
         }
@@ -291,6 +307,18 @@ mod tests {
         let cert_without_key =
             Config::try_parse_from(["offload-gateway", "--compute-tls-ca", "/ca.pem", "--compute-tls-cert", "/c.pem"]);
         assert!(cert_without_key.is_err(), "clap requires --compute-tls-key with --compute-tls-cert");
+    }
+
+    #[test]
+    fn one_connection_to_each_replica_unless_told() {
+        assert_eq!(Config::parse_from(["offload-gateway"]).compute_connections, 1);
+        let told = Config::parse_from(["offload-gateway", "--compute-connections", "5"]);
+        told.validate().expect("valid");
+        assert_eq!(told.compute_connections, 5);
+        for bad in ["0", "65"] {
+            let config = Config::parse_from(["offload-gateway", "--compute-connections", bad]);
+            assert!(config.validate().expect_err("refused").contains("--compute-connections"), "{bad}");
+        }
     }
 
     #[test]

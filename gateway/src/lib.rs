@@ -78,10 +78,14 @@ pub async fn run_with_resolver(
         },
         max_message_bytes: config.max_message_bytes,
         accept_compressed: config.compute_compression.accepted(),
+        connections: config.compute_connections,
     };
     let balancer = Balancer::new(settings.clone(), config.health_retry);
+    // The synchronous client runs on one I/O thread: one connection per replica serves it.
+    let sync_settings = ClientSettings { connections: 1, ..settings };
     let sync_client = Arc::new(
-        BlockingComputeClient::new(settings, config.health_retry).context("cannot start the synchronous client")?,
+        BlockingComputeClient::new(sync_settings, config.health_retry)
+            .context("cannot start the synchronous client")?,
     );
     let targets = config.targets().map_err(anyhow::Error::msg)?;
     let consumers: Vec<Arc<dyn Endpoints>> = vec![balancer.clone(), sync_client.clone()];

@@ -1,5 +1,6 @@
 //! The gateway over several compute replicas: load spreads over all of them, and when one is killed (SIGKILL, no
-//! drain) the calls it had in flight are retried on another, so no client call fails.
+//! drain) the calls it had in flight are retried on another, so no client call fails. Calls to one replica take
+//! its `--compute-connections` in turn.
 
 use std::{collections::HashMap, time::Duration};
 
@@ -7,7 +8,7 @@ use offload_proto::{
     service_names,
     v1::{ExecMode, SumOfSquaresRequest},
 };
-use offload_testkit::binaries::start;
+use offload_testkit::{binaries::start, fault_proxy::FaultProxy};
 use offload_tests::{gateway_client, gateway_with_config, wait_serving};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -56,4 +57,30 @@ async fn load_spreads_and_a_killed_replica_costs_no_failed_call() {
     assert_eq!(during.values().sum::<usize>(), 40);
     let after = run(20).await;
     assert_eq!(after.len(), 1, "only the survivor serves after the kill: {after:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_take_each_of_a_replicas_connections_in_turn() {
+    let compute = start("offload-compute", &[]);
+    // A pass-through proxy in front of compute counts the connections the gateway opens.
+    let proxy = FaultProxy::start(compute.addr).await.expect("proxy");
+    let url = proxy.url();
+    let argv = ["offload-gateway", "--compute", url.as_str(), "--compute-connections", "3"];
+    let gateway = gateway_with_config(<offload_gateway::Config as clap::Parser>::parse_from(argv));
+    wait_serving(&gateway.url(), service_names::GATEWAY).await;
+    // Before any call, the two health streams: the async clients' (on their first connection) and the
+    // synchronous client's (one connection per replica).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while proxy.accepted() < 2 {
+        assert!(std::time::Instant::now() < deadline, "the health streams did not connect");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(proxy.accepted(), 2, "connections other than the health streams' open only when a call needs them");
+    let mut client = gateway_client(&gateway).await;
+    for _ in 0..6 {
+        let request = SumOfSquaresRequest { n: 10, mode: ExecMode::Inline as i32, ..Default::default() };
+        assert_eq!(client.sum_of_squares(request).await.expect("served").get_ref().value, "285");
+    }
+    assert_eq!(proxy.accepted(), 4, "the calls took the other two of the replica's three connections");
 }
