@@ -26,7 +26,7 @@ use std::{
     task::{Context, Poll},
 };
 
-use futures::future::Either;
+use futures_util::future::Either;
 use opentelemetry::{
     propagation::{Extractor, Injector, TextMapPropagator},
     trace::{TraceContextExt, TraceId},
