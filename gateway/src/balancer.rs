@@ -1,11 +1,12 @@
 //! The compute replicas the gateway spreads requests over, and which of them may receive traffic.
 //!
 //! The set of endpoints comes from [`crate::discovery`] and may change at any time (pods joining and leaving). Each
-//! endpoint has one HTTP/2 connection ([`crate::connection`]; multiplexed, it carries every concurrent call) and a task
-//! that watches its `grpc.health.v1` status for `offload.v1.Compute` as a stream. A replica is picked only while that
-//! stream says `SERVING`: a killed process breaks the stream at once, a draining one says `NOT_SERVING` before it stops
-//! accepting, a silent one (a partition: nothing reset) breaks it when the connection's keepalive PING goes unanswered
-//! (within `--compute-keepalive-interval` + `--compute-keepalive-timeout`), and a restarted one is watched again after
+//! endpoint has its HTTP/2 connections ([`crate::connection`]: one unless `--compute-connections` asks for more; each
+//! multiplexed, calls taking them in turn) and a task that watches its `grpc.health.v1` status for
+//! `offload.v1.Compute` as a stream on the first. A replica is picked only while that stream says `SERVING`: a killed
+//! process breaks the stream at once, a draining one says `NOT_SERVING` before it stops accepting, a silent one (a
+//! partition: nothing reset) breaks it when the connection's keepalive PING goes unanswered (within
+//! `--compute-keepalive-interval` + `--compute-keepalive-timeout`), and a restarted one is watched again after
 //! `--health-retry`.
 //!
 //! Picking is "power of two choices" over in-flight counts (the least busy of two candidates, taken round-robin),

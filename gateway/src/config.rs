@@ -191,7 +191,7 @@ pub struct Config {
     pub log_format: LogFormat,
 }
 
-/// The most `--compute-connections`: past a connection per core, more only split the batches each one writes.
+/// The most `--compute-connections`: a bound on what one mistyped flag makes the gateway open per replica.
 const MAX_COMPUTE_CONNECTIONS: usize = 64;
 
 impl Config {

@@ -1,8 +1,8 @@
 //! `offload-gateway`: the front door. Accepts the same `offload.v1` requests as compute and forwards them to a
 //! balanced set of compute replicas, with deadlines, retries of these idempotent calls, and admission control.
 //!
-//! Layout: [`discovery`] finds the replicas and [`balancer`] knows their health, each replica reached over one HTTP/2
-//! [`connection`] of the gateway's own; [`service`] is the gRPC surface and its request path, whose last step,
+//! Layout: [`discovery`] finds the replicas and [`balancer`] knows their health, each replica reached over HTTP/2
+//! [`connection`]s of the gateway's own; [`service`] is the gRPC surface and its request path, whose last step,
 //! [`wait`], gets compute's reply in the requested style: through [`forward`] (one replica per attempt, transport
 //! failures retried) or the [`blocking_client`]. [`method`] makes one generic path serve both methods;
 //! [`upstream_status`] decides what a status from compute means, and [`error`] how each failure is answered. [`run`]

@@ -29,14 +29,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("balancer", &["offload_gateway::balancer", "offload_gateway::discovery"]),
     (
         "client call (tonic client, the gateway's h2 connection)",
-        &[
-            "tonic::client",
-            "offload_gateway::connection",
-            "tower::buffer",
-            "hyper_util::client",
-            "hyper::client",
-            "h2::client",
-        ],
+        &["tonic::client", "offload_gateway::connection", "h2::client"],
     ),
     ("gateway handler (forward, retry, wait)", &["offload_gateway::"]),
     ("tonic server (routing, grpc framing)", &["tonic::server", "tonic::transport", "tonic::service"]),
