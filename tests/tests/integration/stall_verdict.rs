@@ -41,6 +41,19 @@ fn stall(target: &str, call: &str, data: &str) -> (Value, String) {
 }
 
 /// Checks the report's shape and its verdict.
+/// [`stall`], asserting its verdict is `expected`. Measured a second time when the first differs: both phases share
+/// the two cores with the rest of the integration tests, whose load can land in the idle phase (a cold CI run
+/// measured an idle p99 of 33 ms, p50 0.7, and so an `ok` for INLINE). A server whose verdict is wrong twice fails.
+fn assert_stall_verdict(target: &str, call: &str, data: &str, expected: &str) {
+    let (report, printed) = stall(target, call, data);
+    if report["verdict"] == expected {
+        return assert_verdict(&report, &printed, expected);
+    }
+    eprintln!("first measurement disagreed, measuring again:\n{printed}");
+    let (report, printed) = stall(target, call, data);
+    assert_verdict(&report, &printed, expected);
+}
+
 fn assert_verdict(report: &Value, printed: &str, expected: &str) {
     for phase in ["idle", "loaded"] {
         for key in ["p50_ms", "p99_ms"] {
@@ -57,10 +70,8 @@ fn a_python_method_that_blocks_its_event_loop_stalls_and_the_same_work_in_an_exe
     let Some(service) = ForeignService::start("stall_verdict_python", true) else { return };
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let data = format!(r#"{{"ms": {}}}"#, WORK_MS as u32);
-    let (report, printed) = stall(&service.host(), "work.v1.Work/Blocking", &data);
-    assert_verdict(&report, &printed, "stalls");
-    let (report, printed) = stall(&service.host(), "work.v1.Work/Offloaded", &data);
-    assert_verdict(&report, &printed, "ok");
+    assert_stall_verdict(&service.host(), "work.v1.Work/Blocking", &data, "stalls");
+    assert_stall_verdict(&service.host(), "work.v1.Work/Offloaded", &data, "ok");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
@@ -70,8 +81,6 @@ async fn compute_inline_stalls_and_rayon_does_not() {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let host = server.addr.to_string();
     let call = "offload.v1.Compute/SumOfSquares";
-    let (report, printed) = stall(&host, call, &format!(r#"{{"n": {n}, "mode": "EXEC_MODE_INLINE"}}"#));
-    assert_verdict(&report, &printed, "stalls");
-    let (report, printed) = stall(&host, call, &format!(r#"{{"n": {n}, "mode": "EXEC_MODE_RAYON"}}"#));
-    assert_verdict(&report, &printed, "ok");
+    assert_stall_verdict(&host, call, &format!(r#"{{"n": {n}, "mode": "EXEC_MODE_INLINE"}}"#), "stalls");
+    assert_stall_verdict(&host, call, &format!(r#"{{"n": {n}, "mode": "EXEC_MODE_RAYON"}}"#), "ok");
 }
