@@ -24,13 +24,14 @@ use std::{
     time::Duration,
 };
 
-use offload_proto::{service_names, v1::compute_client::ComputeClient};
+use offload_proto::service_names;
 use tokio::{sync::Notify, task::AbortHandle};
 use tonic::codec::CompressionEncoding;
 
 use crate::{
     connection::{ConnectSettings, Connection},
     discovery::Endpoints,
+    unary::UnaryClient,
 };
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
 
@@ -40,7 +41,7 @@ pub struct Replica {
     /// As configured, for logs and error messages.
     pub url: String,
     /// A client per connection to the replica (`--compute-connections`); calls take them in turn.
-    clients: Vec<ComputeClient<Connection>>,
+    clients: Vec<UnaryClient>,
     /// The next call's client, modulo their number.
     next_client: AtomicUsize,
     /// The connection the health stream runs on (the first).
@@ -55,9 +56,9 @@ pub struct Replica {
 
 impl Replica {
     /// The client for the next call: each of the replica's connections in turn.
-    pub fn client(&self) -> ComputeClient<Connection> {
+    pub fn client(&self) -> &UnaryClient {
         let turn = self.next_client.fetch_add(1, Ordering::Relaxed);
-        self.clients[turn % self.clients.len()].clone()
+        &self.clients[turn % self.clients.len()]
     }
 }
 
@@ -106,14 +107,8 @@ pub struct ClientSettings {
 
 impl ClientSettings {
     /// A compute client on `connection` with these settings (both of the gateway's clients are built here).
-    pub fn client(&self, connection: Connection) -> ComputeClient<Connection> {
-        let client = ComputeClient::new(connection)
-            .max_decoding_message_size(self.max_message_bytes)
-            .max_encoding_message_size(self.max_message_bytes);
-        match self.accept_compressed {
-            Some(encoding) => client.accept_compressed(encoding),
-            None => client,
-        }
+    pub fn client(&self, connection: Connection) -> UnaryClient {
+        UnaryClient::new(connection, self.max_message_bytes, self.accept_compressed)
     }
 }
 

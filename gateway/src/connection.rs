@@ -123,7 +123,8 @@ impl TlsClient {
     }
 }
 
-/// The connection to one replica, as a tonic client transport (`ComputeClient<Connection>`); clones share it.
+/// The connection to one replica: calls go through [`Connection::send`] ([`crate::unary`]'s client), the health
+/// stream through tonic's generated client on it (a tower service of HTTP requests); clones share it.
 #[derive(Clone)]
 pub struct Connection {
     shared: Arc<Shared>,
@@ -371,23 +372,36 @@ impl tower::Service<http::Request<tonic::body::Body>> for Connection {
     fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
         let this = self.clone();
         Box::pin(async move {
-            let (mut parts, body) = request.into_parts();
-            let mut uri = parts.uri.into_parts();
-            uri.scheme = Some(this.shared.scheme.clone());
-            uri.authority = Some(this.shared.authority.clone());
-            parts.uri = Uri::from_parts(uri)?;
-            parts.headers.entry(http::header::USER_AGENT).or_insert(HeaderValue::from_static(USER_AGENT));
-            // The gateway's calls are unary: one encoded message, already bounded by the client's
-            // max_encoding_message_size.
+            let (parts, body) = request.into_parts();
+            // The health stream's request is one encoded message, already bounded by its client.
             let message = body.collect().await?.to_bytes();
-            let mut send = this.ready().await?;
-            let (response, mut stream) = send.send_request(http::Request::from_parts(parts, ()), message.is_empty())?;
-            if !message.is_empty() {
-                stream.send_data(message, true)?;
-            }
-            let (parts, recv) = response.await?.into_parts();
-            Ok(http::Response::from_parts(parts, ReplyBody { recv, data_done: false }))
+            let (reply, recv) = this.send(http::Request::from_parts(parts, ()), message).await?;
+            Ok(reply.map(|()| ReplyBody { recv, data_done: false }))
         })
+    }
+}
+
+impl Connection {
+    /// Sends a request whose body is `message` (one DATA frame, ending the stream; none if empty) and waits for
+    /// the reply's headers. `request`'s URI needs only its path: the scheme and `:authority` are the replica's.
+    pub async fn send(
+        &self,
+        request: http::Request<()>,
+        message: Bytes,
+    ) -> Result<(http::Response<()>, h2::RecvStream), BoxError> {
+        let (mut parts, ()) = request.into_parts();
+        let mut uri = parts.uri.into_parts();
+        uri.scheme = Some(self.shared.scheme.clone());
+        uri.authority = Some(self.shared.authority.clone());
+        parts.uri = Uri::from_parts(uri)?;
+        parts.headers.entry(http::header::USER_AGENT).or_insert(HeaderValue::from_static(USER_AGENT));
+        let mut send = self.ready().await?;
+        let (response, mut stream) = send.send_request(http::Request::from_parts(parts, ()), message.is_empty())?;
+        if !message.is_empty() {
+            stream.send_data(message, true)?;
+        }
+        let (parts, recv) = response.await?.into_parts();
+        Ok((http::Response::from_parts(parts, ()), recv))
     }
 }
 

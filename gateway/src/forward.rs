@@ -150,7 +150,7 @@ impl<M: ComputeMethod> tower::Service<Attempt<M>> for CallReplica {
                 grpc_trace::never_index(timeout);
             }
             grpc_trace::inject(&span, &attempt.caller_trace, request.metadata_mut());
-            let reply = M::call(replica.client(), request).instrument(span.clone());
+            let reply = M::call(replica.client().clone(), request).instrument(span.clone());
             let outcome = tokio::time::timeout_at(attempt.deadline.into(), reply).await;
             let code = match &outcome {
                 Ok(Ok(_)) => Code::Ok,

@@ -2,12 +2,13 @@
 //! balanced set of compute replicas, with deadlines, retries of these idempotent calls, and admission control.
 //!
 //! Layout: [`discovery`] finds the replicas and [`balancer`] knows their health, each replica reached over HTTP/2
-//! [`connection`]s of the gateway's own; [`service`] is the gRPC surface and its request path, whose last step,
-//! [`wait`], gets compute's reply in the requested style: through [`forward`] (one replica per attempt, transport
-//! failures retried) or the [`blocking_client`]. [`method`] makes one generic path serve both methods;
-//! [`upstream_status`] decides what a status from compute means, and [`error`] how each failure is answered. [`run`]
-//! builds them on the skeleton every offload server shares ([`offload_serve::server`]), with the gateway's own
-//! readiness: NOT_SERVING for `offload.v1.Gateway` while no replica is healthy.
+//! [`connection`]s of the gateway's own and called by a [`unary`] gRPC client of its own; [`service`] is the gRPC
+//! surface and its request path, whose last step, [`wait`], gets compute's reply in the requested style: through
+//! [`forward`] (one replica per attempt, transport failures retried) or the [`blocking_client`]. [`method`] makes one
+//! generic path serve both methods; [`upstream_status`] decides what a status from compute means, and [`error`] how
+//! each failure is answered. [`run`] builds them on the skeleton every offload server shares
+//! ([`offload_serve::server`]), with the gateway's own readiness: NOT_SERVING for `offload.v1.Gateway` while no
+//! replica is healthy.
 
 pub mod balancer;
 pub mod blocking_client;
@@ -18,6 +19,7 @@ pub mod error;
 pub mod forward;
 pub mod method;
 pub mod service;
+pub mod unary;
 pub mod upstream_status;
 pub mod wait;
 

@@ -3,27 +3,29 @@
 
 use std::{future::Future, pin::Pin};
 
-use offload_proto::v1::{
-    Execution, FactorialRequest, FactorialResponse, SumOfSquaresRequest, SumOfSquaresResponse,
-    compute_client::ComputeClient,
-};
-use tonic::{Request, Response, Status};
+use offload_proto::v1::{Execution, FactorialRequest, FactorialResponse, SumOfSquaresRequest, SumOfSquaresResponse};
+use tonic::{Request, Response, Status, codegen::http::uri::PathAndQuery};
 
-use crate::connection::Connection;
+use crate::unary::UnaryClient;
 
 /// A reply on its way from compute.
 pub type ReplyFuture<R> = Pin<Box<dyn Future<Output = Result<Response<R>, Status>> + Send>>;
 
 /// A request message the gateway forwards to compute's method of the same name.
-pub trait ComputeMethod: Clone + Send + Sync + 'static {
+pub trait ComputeMethod: prost::Message + Clone + Send + Sync + 'static {
     /// The method's reply message.
-    type Reply: Send + Sync + 'static;
+    type Reply: prost::Message + Default + Send + Sync + 'static;
 
     /// The method's name (`Factorial`), for spans and metrics.
     const NAME: &'static str;
 
+    /// The method's path on compute (`/offload.v1.Compute/Factorial`).
+    const PATH: &'static str;
+
     /// Calls the method on `client`.
-    fn call(client: ComputeClient<Connection>, request: Request<Self>) -> ReplyFuture<Self::Reply>;
+    fn call(client: UnaryClient, request: Request<Self>) -> ReplyFuture<Self::Reply> {
+        Box::pin(async move { client.call(PathAndQuery::from_static(Self::PATH), request).await })
+    }
 
     /// The gateway-only field saying how to wait for compute (cleared before forwarding).
     fn upstream_wait(&mut self) -> &mut i32;
@@ -41,10 +43,7 @@ pub trait ComputeMethod: Clone + Send + Sync + 'static {
 impl ComputeMethod for FactorialRequest {
     type Reply = FactorialResponse;
     const NAME: &'static str = "Factorial";
-
-    fn call(mut client: ComputeClient<Connection>, request: Request<Self>) -> ReplyFuture<FactorialResponse> {
-        Box::pin(async move { client.factorial(request).await })
-    }
+    const PATH: &'static str = "/offload.v1.Compute/Factorial";
 
     fn upstream_wait(&mut self) -> &mut i32 {
         &mut self.upstream_wait
@@ -66,10 +65,7 @@ impl ComputeMethod for FactorialRequest {
 impl ComputeMethod for SumOfSquaresRequest {
     type Reply = SumOfSquaresResponse;
     const NAME: &'static str = "SumOfSquares";
-
-    fn call(mut client: ComputeClient<Connection>, request: Request<Self>) -> ReplyFuture<SumOfSquaresResponse> {
-        Box::pin(async move { client.sum_of_squares(request).await })
-    }
+    const PATH: &'static str = "/offload.v1.Compute/SumOfSquares";
 
     fn upstream_wait(&mut self) -> &mut i32 {
         &mut self.upstream_wait
@@ -85,5 +81,18 @@ impl ComputeMethod for SumOfSquaresRequest {
 
     fn execution_mut(reply: &mut SumOfSquaresResponse) -> &mut Option<Execution> {
         &mut reply.execution
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use offload_proto::service_names;
+
+    use super::*;
+
+    #[test]
+    fn each_method_calls_computes_method_of_the_same_name() {
+        assert_eq!(FactorialRequest::PATH, format!("/{}/{}", service_names::COMPUTE, FactorialRequest::NAME));
+        assert_eq!(SumOfSquaresRequest::PATH, format!("/{}/{}", service_names::COMPUTE, SumOfSquaresRequest::NAME));
     }
 }
