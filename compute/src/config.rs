@@ -32,11 +32,13 @@ pub struct Config {
     pub default_mode: ExecMode,
 
     /// tokio scheduler: `current-thread` reproduces a single event loop (asyncio's model), `multi-thread` is
-    /// tokio's default work-stealing pool.
+    /// tokio's default work-stealing pool, `thread-per-core` serves each connection on one of `--workers` threads
+    /// with a current-thread runtime of its own (no `block-in-place` there).
     #[arg(long, env = "OFFLOAD_COMPUTE_RUNTIME", value_enum, default_value_t = Flavor::MultiThread)]
     pub runtime: Flavor,
 
-    /// tokio worker threads (multi-thread runtime only). Default: the CPUs this process may use.
+    /// tokio worker threads, or shards with `thread-per-core` (not `current-thread`). Default: the CPUs this
+    /// process may use.
     #[arg(long, env = "OFFLOAD_COMPUTE_WORKERS", default_value_t = available_cores())]
     pub workers: usize,
 
@@ -131,7 +133,7 @@ impl Config {
         if self.default_mode == ExecMode::Unspecified {
             return Err("--default-mode must name a mode".into());
         }
-        if self.runtime == Flavor::CurrentThread && self.default_mode == ExecMode::BlockInPlace {
+        if self.runtime != Flavor::MultiThread && self.default_mode == ExecMode::BlockInPlace {
             return Err("--default-mode=block-in-place needs --runtime=multi-thread".into());
         }
         Ok(())

@@ -72,6 +72,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         drain_timeout: config.drain_timeout,
         tls,
         stall_threshold: config.stall_threshold,
+        shards: config.runtime.shards(config.workers),
         limits: config.limits.clone(),
     };
     let skeleton = {

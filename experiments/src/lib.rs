@@ -23,6 +23,9 @@ pub enum ServerRuntime {
     CurrentThread,
     /// A worker per core (tokio's default).
     MultiThread,
+    /// A thread per core, each with a runtime of its own serving the connections handed to it (the gateway's
+    /// default).
+    ThreadPerCore,
 }
 
 impl ServerRuntime {
@@ -31,6 +34,7 @@ impl ServerRuntime {
         match self {
             Self::CurrentThread => "current-thread",
             Self::MultiThread => "multi-thread",
+            Self::ThreadPerCore => "thread-per-core",
         }
     }
 }

@@ -40,11 +40,15 @@ use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus,
 pub struct Replica {
     /// As configured, for logs and error messages.
     pub url: String,
-    /// A client per connection to the replica (`--compute-connections`); calls take them in turn.
+    /// A client per connection to the replica: `--compute-connections` of them for each shard of a
+    /// `--runtime thread-per-core` gateway (shard `s` has the `s`-th run of them), calls taking their shard's in turn.
     clients: Vec<UnaryClient>,
-    /// The next call's client, modulo their number.
+    /// How many of `clients` each shard has (all of them when the gateway is not sharded).
+    per_shard: usize,
+    /// The next call's client, modulo `per_shard`.
     next_client: AtomicUsize,
-    /// The connection the health stream runs on (the first).
+    /// The connection the health stream runs on: the first, or one of its own when the gateway is sharded (a
+    /// connection is driven on the runtime that opened it, and the health stream's runs on the main one).
     connection: Connection,
     /// Calls in flight to this replica: the load signal for picking.
     in_flight: AtomicUsize,
@@ -55,10 +59,11 @@ pub struct Replica {
 }
 
 impl Replica {
-    /// The client for the next call: each of the replica's connections in turn.
+    /// The client for the next call: each of the calling shard's connections to the replica in turn.
     pub fn client(&self) -> &UnaryClient {
-        let turn = self.next_client.fetch_add(1, Ordering::Relaxed);
-        &self.clients[turn % self.clients.len()]
+        let turn = self.next_client.fetch_add(1, Ordering::Relaxed) % self.per_shard;
+        let first = offload_serve::shards::current().map_or(0, |shard| shard * self.per_shard);
+        &self.clients[(first + turn) % self.clients.len()]
     }
 }
 
@@ -101,8 +106,10 @@ pub struct ClientSettings {
     pub max_message_bytes: usize,
     /// The compression compute may use for its replies (`--compute-compression`); none when `None`.
     pub accept_compressed: Option<CompressionEncoding>,
-    /// Connections to each replica (`--compute-connections`, at least 1).
+    /// Connections to each replica (`--compute-connections`, at least 1), for each shard.
     pub connections: usize,
+    /// The gateway's shards (`--runtime thread-per-core`): each calls compute on connections of its own.
+    pub shards: Option<usize>,
 }
 
 impl ClientSettings {
@@ -171,14 +178,18 @@ impl Balancer {
 
     /// A new replica for `url` (connected lazily) with its health watcher running.
     fn connect(&self, url: &str) -> Result<Arc<Replica>, String> {
-        let connection = Connection::lazy(url, self.settings.connect.clone())?;
-        let mut clients = vec![self.settings.client(connection.clone())];
-        for _ in 1..self.settings.connections {
-            clients.push(self.settings.client(Connection::lazy(url, self.settings.connect.clone())?));
-        }
+        let open = || Connection::lazy(url, self.settings.connect.clone());
+        let (per_shard, shards) = (self.settings.connections.max(1), self.settings.shards.unwrap_or(1).max(1));
+        let clients =
+            (0..per_shard * shards).map(|_| Ok(self.settings.client(open()?))).collect::<Result<Vec<_>, String>>()?;
+        let connection = match self.settings.shards {
+            Some(_) => open()?,
+            None => clients[0].connection().clone(),
+        };
         let replica = Arc::new(Replica {
             url: url.to_owned(),
             clients,
+            per_shard,
             next_client: AtomicUsize::new(0),
             connection,
             in_flight: AtomicUsize::new(0),

@@ -80,11 +80,14 @@ pub struct Config {
     )]
     pub default_upstream_wait: UpstreamWait,
 
-    /// tokio scheduler for the gateway itself.
-    #[arg(long, env = "OFFLOAD_GATEWAY_RUNTIME", value_enum, default_value_t = Flavor::MultiThread)]
+    /// tokio scheduler for the gateway itself: `thread-per-core` (the default) serves each connection on one of
+    /// `--workers` threads with a runtime of its own and connections of its own to compute, so nothing on a call's
+    /// path crosses threads; `multi-thread` is tokio's work-stealing pool; `current-thread` one event loop.
+    #[arg(long, env = "OFFLOAD_GATEWAY_RUNTIME", value_enum, default_value_t = Flavor::ThreadPerCore)]
     pub runtime: Flavor,
 
-    /// tokio worker threads (multi-thread runtime only). Default: the CPUs this process may use.
+    /// tokio worker threads, or shards with `thread-per-core` (not `current-thread`). Default: the CPUs this
+    /// process may use.
     #[arg(long, env = "OFFLOAD_GATEWAY_WORKERS", default_value_t = available_cores())]
     pub workers: usize,
 

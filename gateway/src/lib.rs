@@ -81,10 +81,11 @@ pub async fn run_with_resolver(
         max_message_bytes: config.max_message_bytes,
         accept_compressed: config.compute_compression.accepted(),
         connections: config.compute_connections,
+        shards: config.runtime.shards(config.workers),
     };
     let balancer = Balancer::new(settings.clone(), config.health_retry);
     // The synchronous client runs on one I/O thread: one connection per replica serves it.
-    let sync_settings = ClientSettings { connections: 1, ..settings };
+    let sync_settings = ClientSettings { connections: 1, shards: None, ..settings };
     let sync_client = Arc::new(
         BlockingComputeClient::new(sync_settings, config.health_retry)
             .context("cannot start the synchronous client")?,
@@ -103,6 +104,7 @@ pub async fn run_with_resolver(
         drain_timeout: config.drain_timeout,
         tls: None,
         stall_threshold: config.stall_threshold,
+        shards: config.runtime.shards(config.workers),
         limits: config.limits.clone(),
     };
     let scraped = Arc::clone(&balancer);

@@ -53,6 +53,11 @@ impl UnaryClient {
         Self { connection, max_message_bytes, accept_compressed }
     }
 
+    /// The connection this client calls on.
+    pub fn connection(&self) -> &Connection {
+        &self.connection
+    }
+
     /// Calls `path` (`/offload.v1.Compute/Factorial`) with `request`'s message and metadata.
     pub async fn call<Q: Message, R: Message + Default>(
         &self,

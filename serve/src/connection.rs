@@ -39,6 +39,12 @@ pub fn incoming(
     max_connections: usize,
     preface_timeout: Duration,
 ) -> impl Stream<Item = io::Result<Guarded>> {
+    accepted(listener, max_connections).map(move |accepted| accepted.map(|a| a.guard(preface_timeout)))
+}
+
+/// The accepted connections of `listener` as [`incoming`] takes them, before the preface timeout starts: what
+/// [`crate::shards`] hands to the thread that will serve each.
+pub fn accepted(listener: TcpListener, max_connections: usize) -> impl Stream<Item = io::Result<Accepted>> {
     let slots = Arc::new(Semaphore::new(max_connections));
     TcpIncoming::from(listener).with_nodelay(Some(true)).filter_map(move |accepted| {
         let stream = match accepted {
@@ -46,7 +52,7 @@ pub fn incoming(
             Err(e) => return Some(Err(e)),
         };
         match Arc::clone(&slots).try_acquire_owned() {
-            Ok(slot) => Some(Ok(Guarded::new(stream, slot, preface_timeout))),
+            Ok(slot) => Some(Ok(Accepted { stream, slot })),
             Err(_) => {
                 // Dropping the stream closes it: the client gets a reset now rather than a hang.
                 tracing::warn!(
@@ -58,6 +64,25 @@ pub fn incoming(
             }
         }
     })
+}
+
+/// An accepted connection and its `--max-connections` slot, not yet guarded.
+#[derive(Debug)]
+pub struct Accepted {
+    stream: TcpStream,
+    slot: OwnedSemaphorePermit,
+}
+
+impl Accepted {
+    /// The connection, failing its reads once `preface_timeout` passes before its first bytes.
+    pub fn guard(self, preface_timeout: Duration) -> Guarded {
+        Guarded::new(self.stream, self.slot, preface_timeout)
+    }
+
+    /// The socket and its slot.
+    pub fn into_parts(self) -> (TcpStream, OwnedSemaphorePermit) {
+        (self.stream, self.slot)
+    }
 }
 
 /// An accepted connection holding its `--max-connections` slot, failing its reads once `--preface-timeout`
@@ -74,7 +99,8 @@ pub struct Guarded {
 }
 
 impl Guarded {
-    fn new(stream: TcpStream, slot: OwnedSemaphorePermit, preface_timeout: Duration) -> Self {
+    /// `stream`, holding `slot`, its preface due within `preface_timeout` (the timer starts on this runtime).
+    pub fn new(stream: TcpStream, slot: OwnedSemaphorePermit, preface_timeout: Duration) -> Self {
         Self {
             stream: BatchedWrites::new(stream),
             preface_due: Some(Box::pin(tokio::time::sleep(preface_timeout))),

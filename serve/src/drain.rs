@@ -38,6 +38,9 @@ pub enum ServeError {
     /// The server task panicked or was cancelled.
     #[error("server task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+    /// A shard of a `--runtime thread-per-core` server could not start or failed.
+    #[error("{0}")]
+    Shard(String),
 }
 
 /// Resolves on the first SIGINT or SIGTERM (Ctrl-C only, where there are no Unix signals).
@@ -77,7 +80,7 @@ pub async fn serve_until<S, Fut>(
 ) -> Result<Drained, ServeError>
 where
     S: FnOnce(StopAccepting) -> Fut,
-    Fut: Future<Output = Result<(), tonic::transport::Error>> + Send + 'static,
+    Fut: Future<Output = Result<(), ServeError>> + Send + 'static,
 {
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let mut server = tokio::spawn(serve(Box::pin(async move {

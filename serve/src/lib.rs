@@ -13,6 +13,7 @@
 //! - [`runtime`]: the tokio runtime flavour and size, chosen on the command line.
 //! - [`stall`]: the stall detector, naming the call whose poll held a worker thread past `--stall-threshold`.
 //! - [`server`]: the skeleton both servers are built on (health, reflection, metrics, admin port, drain).
+//! - [`shards`]: `--runtime thread-per-core`, connections spread over threads each with a runtime of its own.
 //! - [`stream`]: one HTTP/2 stream's bounds: its arrival, its request's read timeout, its reply's slot and send
 //!   timeout.
 //! - [`transport`]: HTTP/2 and TLS settings, reflection.
@@ -33,6 +34,7 @@ pub mod limits;
 pub mod listener;
 pub mod runtime;
 pub mod server;
+pub mod shards;
 pub mod stall;
 pub mod stream;
 pub mod transport;

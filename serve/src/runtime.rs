@@ -16,6 +16,16 @@ pub enum Flavor {
     CurrentThread,
     /// A work-stealing pool of `--workers` threads.
     MultiThread,
+    /// `--workers` threads, each with a current-thread runtime serving the connections handed to it
+    /// ([`crate::shards`]); the process's main thread accepts them and runs health, the admin port and the drain.
+    ThreadPerCore,
+}
+
+impl Flavor {
+    /// The shards a server with this flavour serves its connections on, if it shards them.
+    pub fn shards(self, workers: usize) -> Option<usize> {
+        (self == Self::ThreadPerCore).then_some(workers.max(1))
+    }
 }
 
 /// The number of CPUs this process may use: the default size of every pool, so a 2-core container gets 2 workers.
@@ -23,10 +33,11 @@ pub fn available_cores() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }
 
-/// Builds a runtime of the given flavour. `workers` is ignored for `CurrentThread`.
+/// Builds the process's runtime for the given flavour. `workers` is ignored for `CurrentThread`, and for
+/// `ThreadPerCore`, whose main runtime is a current-thread one (the shards have their own).
 pub fn build(flavor: Flavor, workers: usize, thread_name: &str) -> io::Result<tokio::runtime::Runtime> {
     let mut builder = match flavor {
-        Flavor::CurrentThread => tokio::runtime::Builder::new_current_thread(),
+        Flavor::CurrentThread | Flavor::ThreadPerCore => tokio::runtime::Builder::new_current_thread(),
         Flavor::MultiThread => {
             let mut b = tokio::runtime::Builder::new_multi_thread();
             b.worker_threads(workers.max(1));

@@ -24,6 +24,7 @@ use crate::{
     connection, drain,
     health::{self, DrainingHealth, EndWatches},
     limits::ConnectionLimits,
+    shards,
     stall::StallLayer,
     stream::StreamBoundsLayer,
     transport,
@@ -49,6 +50,9 @@ pub struct Settings {
     pub stall_threshold: Duration,
     /// Connections, streams, windows and timeouts: what one client can make the server hold.
     pub limits: ConnectionLimits,
+    /// `--runtime thread-per-core`: the connections are served on this many [`crate::shards`]; on the calling
+    /// runtime when `None`.
+    pub shards: Option<usize>,
 }
 
 /// A server without its own service yet (see the module docs).
@@ -66,6 +70,8 @@ pub struct Skeleton {
     admin: Option<AdminServer>,
     /// Background tasks of the server that must stop before health says `NOT_SERVING` for good.
     stop_at_drain: Vec<AbortHandle>,
+    /// The shards' runtimes once they run (`--runtime thread-per-core`), for the scrapes.
+    shards: shards::Observed,
 }
 
 impl Skeleton {
@@ -85,11 +91,20 @@ impl Skeleton {
         let metrics = Metrics::new(settings.metrics_label);
         let probe = metrics::spawn_schedule_probe(&metrics);
         let admission = admission.clone();
-        // The admin port runs on its own runtime: scrapes read this one's metrics through its handle.
+        // The admin port runs on its own runtime: scrapes read this one's metrics through its handle, or the
+        // shards' (which also probe their own scheduling delay).
         let runtime = tokio::runtime::Handle::current();
+        let shards = shards::Observed::default();
+        let observed = shards.clone();
+        let sharded = settings.shards.is_some();
         let routes = metrics::admin_routes(metrics.clone(), move |m| {
             probe.observe_overdue();
-            m.sample_runtime(&runtime);
+            observed.observe_overdue();
+            if sharded {
+                m.sample_runtimes(&observed.runtimes());
+            } else {
+                m.sample_runtimes(std::slice::from_ref(&runtime));
+            }
             m.in_flight.set(admission.in_flight() as i64);
             metrics::set_counter(&m.shed, admission.shed());
             m.concurrency_limit.set(admission.limit() as i64);
@@ -107,6 +122,7 @@ impl Skeleton {
             metrics,
             admin,
             stop_at_drain: Vec::new(),
+            shards,
         })
     }
 
@@ -152,7 +168,9 @@ impl Skeleton {
             + 'static,
         S::Future: Send + 'static,
     {
-        let Self { settings, listener, health, health_service, end_watches, metrics, admin, stop_at_drain, .. } = self;
+        let Self {
+            settings, listener, health, health_service, end_watches, metrics, admin, stop_at_drain, shards, ..
+        } = self;
         let (reflection, reflection_alpha) =
             transport::reflection(S::NAME).context("cannot build server reflection")?;
         // The layers every route shares, outermost first.
@@ -163,8 +181,9 @@ impl Skeleton {
             // A server span per call, continuing the caller's W3C trace context; shed calls are traced too.
             .layer(ServerTraceLayer)
             // Stalls: each poll of a handler timed, inside the span so a stall's event lands on its call's trace.
-            .layer(StallLayer::with_on_stall(settings.stall_threshold, move |stall| {
-                metrics.observe_stall(stall.method, stall.mode, stall.length);
+            .layer(StallLayer::with_on_stall(settings.stall_threshold, {
+                let metrics = metrics.clone();
+                move |stall| metrics.observe_stall(stall.method, stall.mode, stall.length)
             }));
         let mut server = transport::server(&settings.limits);
         if let Some(tls) = settings.tls {
@@ -176,10 +195,31 @@ impl Skeleton {
             .add_service(reflection)
             .add_service(reflection_alpha)
             .add_service(service);
-        let incoming = connection::incoming(listener, settings.limits.max_connections, settings.limits.preface_timeout);
+        let (max_connections, preface_timeout) = (settings.limits.max_connections, settings.limits.preface_timeout);
+        let sharding = settings.shards.map(|count| shards::ShardSettings {
+            shards: count,
+            name: settings.metrics_label,
+            preface_timeout,
+            metrics,
+            observed: shards,
+        });
+        let serve = move |stop: drain::StopAccepting| async move {
+            match sharding {
+                None => {
+                    let incoming = connection::incoming(listener, max_connections, preface_timeout);
+                    router.serve_with_incoming_shutdown(incoming, stop).await?;
+                }
+                Some(sharding) => {
+                    let accepted = connection::accepted(listener, max_connections);
+                    let serve_shard = move |incoming, stop| router.clone().serve_with_incoming_shutdown(incoming, stop);
+                    shards::serve(serve_shard, accepted, sharding, stop).await?;
+                }
+            }
+            Ok(())
+        };
         let readiness = settings.readiness;
         let drained = drain::serve_until(
-            move |stop| router.serve_with_incoming_shutdown(incoming, stop),
+            serve,
             shutdown,
             settings.drain_timeout,
             // Health first, so balancers stop routing here before connections are refused.

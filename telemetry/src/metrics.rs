@@ -260,20 +260,25 @@ impl Metrics {
         self.runtime_stall_seconds.get_or_create(&labels).observe(length.as_secs_f64());
     }
 
-    /// Reads tokio's runtime metrics from `runtime` (the server's, not the admin port's) into the gauges.
-    pub fn sample_runtime(&self, runtime: &tokio::runtime::Handle) {
-        let m = runtime.metrics();
-        self.runtime_workers.set(m.num_workers() as i64);
-        self.runtime_alive_tasks.set(m.num_alive_tasks() as i64);
-        self.runtime_global_queue_depth.set(m.global_queue_depth() as i64);
-        #[cfg(target_has_atomic = "64")]
-        for worker in 0..m.num_workers() {
-            let busy = m.worker_total_busy_duration(worker).as_secs_f64();
-            set_counter_f64(
-                &self.runtime_worker_busy_seconds.get_or_create(&WorkerLabel { worker: worker.to_string() }),
-                busy,
-            );
+    /// Reads tokio's runtime metrics from the runtimes serving calls (the server's, or its shards', not the admin
+    /// port's) into the gauges: their workers numbered in turn, the tasks and queues summed.
+    pub fn sample_runtimes(&self, runtimes: &[tokio::runtime::Handle]) {
+        let (mut workers, mut alive, mut queued) = (0, 0, 0);
+        for runtime in runtimes {
+            let m = runtime.metrics();
+            #[cfg(target_has_atomic = "64")]
+            for worker in 0..m.num_workers() {
+                let busy = m.worker_total_busy_duration(worker).as_secs_f64();
+                let label = WorkerLabel { worker: (workers + worker).to_string() };
+                set_counter_f64(&self.runtime_worker_busy_seconds.get_or_create(&label), busy);
+            }
+            workers += m.num_workers();
+            alive += m.num_alive_tasks();
+            queued += m.global_queue_depth();
         }
+        self.runtime_workers.set(workers as i64);
+        self.runtime_alive_tasks.set(alive as i64);
+        self.runtime_global_queue_depth.set(queued as i64);
     }
 
     /// The exposition text in OpenMetrics (which Prometheus asks for; the admin port rewrites it for other scrapers).

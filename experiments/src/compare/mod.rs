@@ -65,8 +65,9 @@ pub struct CompareArgs {
     /// comma-separated; `none` to skip.
     #[arg(long, value_delimiter = ',', default_value = "async,blocking,spawn-blocking,spawn-task")]
     pub waits: Vec<String>,
-    /// The gateway's tokio runtime: `current-thread` reproduces the seed's single event loop in front.
-    #[arg(long, value_enum, default_value_t = ServerRuntime::MultiThread)]
+    /// The gateway's tokio runtime (its own default): `current-thread` reproduces the seed's single event loop in
+    /// front.
+    #[arg(long, value_enum, default_value_t = ServerRuntime::ThreadPerCore)]
     pub gateway_runtime: ServerRuntime,
     /// Measured time per round: eleven rounds by default, so the whole comparison takes about a minute, the modes
     /// table printed after 35 s (800 probes a round at the default rate: a p99 from its 8 slowest). Longer rounds

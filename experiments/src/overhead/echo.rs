@@ -67,8 +67,8 @@ impl compute_server::Compute for Echo {
     }
 }
 
-/// Serves the echo on a multi-thread runtime (a worker per core, as compute and the gateway run by default) until
-/// SIGTERM or SIGINT. Logs `addr=` on stdout, as the launchers expect.
+/// Serves the echo on a multi-thread runtime (a worker per core, as compute runs by default) until SIGTERM or
+/// SIGINT. Logs `addr=` on stdout, as the launchers expect.
 pub fn serve_blocking(args: EchoArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start tokio")?;
     runtime.block_on(async move {

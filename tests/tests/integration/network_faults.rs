@@ -88,22 +88,20 @@ async fn every_wait_style_reports_a_killed_replica_as_unavailable() {
 async fn every_wait_style_retries_a_killed_replicas_calls_on_another() {
     let mut victim = start("offload-compute", &["--instance-id", "victim"]);
     let survivor = start("offload-compute", &["--instance-id", "survivor"]);
-    let (_gateway, client) = gateway_over(&[victim.url(), survivor.url()], &[]).await;
+    let (gateway, client) = gateway_over(&[victim.url(), survivor.url()], &[]).await;
     wait_served_by_each(&client, &["victim", "survivor"]).await;
     // Two calls per style, about half a second of CPU each, spread over both replicas; one replica dies under them.
-    let in_flight: Vec<_> = UpstreamWait::REQUESTABLE
-        .into_iter()
-        .flat_map(|style| [style, style])
-        .map(|style| {
-            let mut client = client.clone();
-            (
-                style,
-                tokio::spawn(async move {
-                    client.sum_of_squares(sum(10_000_000_000, style, Duration::from_secs(120))).await
-                }),
-            )
-        })
-        .collect();
+    // Each style on a connection of its own, so on a shard of its own: a `BLOCKING` call holds its shard's thread
+    // (the mistake it stands for), and the other styles' calls must not wait behind it.
+    let mut in_flight = Vec::new();
+    for style in UpstreamWait::REQUESTABLE {
+        let connection = gateway_client(&gateway).await;
+        for _ in 0..2 {
+            let mut client = connection.clone();
+            let call = async move { client.sum_of_squares(sum(10_000_000_000, style, Duration::from_secs(120))).await };
+            in_flight.push((style, tokio::spawn(call)));
+        }
+    }
     tokio::time::sleep(Duration::from_millis(300)).await;
     victim.kill();
     let mut retried = BTreeMap::<String, u32>::new();

@@ -8,7 +8,7 @@ use offload_proto::{
     service_names,
     v1::{ExecMode, SumOfSquaresRequest},
 };
-use offload_testkit::{binaries::start, fault_proxy::FaultProxy};
+use offload_testkit::{binaries::start, child::ChildServer, fault_proxy::FaultProxy};
 use offload_tests::{gateway_client, gateway_with_config, wait_serving};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -61,15 +61,29 @@ async fn load_spreads_and_a_killed_replica_costs_no_failed_call() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_take_each_of_a_replicas_connections_in_turn() {
+    // Multi-thread: the calls take the replica's three connections, the health stream riding on the first.
+    let (_compute, proxy, gateway) = counted_gateway(&["--runtime", "multi-thread"]).await;
+    sum_six_times(&gateway).await;
+    assert_eq!(proxy.accepted(), 4, "the calls took the other two of the replica's three connections");
+
+    // Thread per core: each shard has three connections of its own, opened by its own calls, and the health stream
+    // one of its own. Each client connection is served by one shard, the next by the next.
+    let (_compute, proxy, gateway) = counted_gateway(&["--runtime", "thread-per-core", "--workers", "2"]).await;
+    sum_six_times(&gateway).await;
+    assert_eq!(proxy.accepted(), 5, "the first shard's calls took its three connections");
+    sum_six_times(&gateway).await;
+    assert_eq!(proxy.accepted(), 8, "the second shard's calls took three more");
+}
+
+/// A gateway with `args` and `--compute-connections 3` to one compute through a proxy counting its connections,
+/// once its health streams (the async path's and the synchronous client's) are connected and nothing else is.
+async fn counted_gateway(args: &[&str]) -> (ChildServer, FaultProxy, offload_tests::Server) {
     let compute = start("offload-compute", &[]);
-    // A pass-through proxy in front of compute counts the connections the gateway opens.
     let proxy = FaultProxy::start(compute.addr).await.expect("proxy");
     let url = proxy.url();
     let argv = ["offload-gateway", "--compute", url.as_str(), "--compute-connections", "3"];
-    let gateway = gateway_with_config(<offload_gateway::Config as clap::Parser>::parse_from(argv));
+    let gateway = gateway_with_config(<offload_gateway::Config as clap::Parser>::parse_from(argv.iter().chain(args)));
     wait_serving(&gateway.url(), service_names::GATEWAY).await;
-    // Before any call, the two health streams: the async clients' (on their first connection) and the
-    // synchronous client's (one connection per replica).
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while proxy.accepted() < 2 {
         assert!(std::time::Instant::now() < deadline, "the health streams did not connect");
@@ -77,10 +91,14 @@ async fn calls_take_each_of_a_replicas_connections_in_turn() {
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(proxy.accepted(), 2, "connections other than the health streams' open only when a call needs them");
-    let mut client = gateway_client(&gateway).await;
+    (compute, proxy, gateway)
+}
+
+/// Six calls on a new connection to `gateway`.
+async fn sum_six_times(gateway: &offload_tests::Server) {
+    let mut client = gateway_client(gateway).await;
     for _ in 0..6 {
         let request = SumOfSquaresRequest { n: 10, mode: ExecMode::Inline as i32, ..Default::default() };
         assert_eq!(client.sum_of_squares(request).await.expect("served").get_ref().value, "285");
     }
-    assert_eq!(proxy.accepted(), 4, "the calls took the other two of the replica's three connections");
 }

@@ -1,0 +1,211 @@
+//! `--runtime thread-per-core`: the gRPC port's connections spread over `--workers` threads, each running a
+//! current-thread tokio runtime of its own, so that nothing on a call's path crosses threads.
+//!
+//! On tokio's multi-thread runtime a call hands off between tasks that may sit on different workers: the stream's
+//! task, its server connection's task, and (in the gateway) the task of the connection to compute. Each hand-off to
+//! a parked worker is a futex wake-up, and the state they share moves between cores' caches. A current-thread
+//! runtime has none of that (measured: the gateway's CPU per call fell by a quarter), but it is one thread. This is
+//! the model Envoy's workers and Linkerd's proxy use instead: the accept loop hands each new connection to one
+//! shard in turn, and that shard serves it to the end; a server that keeps connections of its own (the gateway's
+//! to compute) keeps one per shard, found with [`current`].
+//!
+//! The accept loop, health, the admin port and the drain stay on the process's main runtime (a current-thread one
+//! in this mode). Stopping: [`serve`] stops handing out connections when told, tells every shard to stop accepting
+//! and drain (tonic's graceful shutdown on each), and returns once all have; dropped before that (the drain's grace
+//! expired), it makes every shard stop at once.
+
+use std::{
+    cell::Cell,
+    future::Future,
+    io,
+    net::TcpStream as StdTcpStream,
+    pin::Pin,
+    sync::{Arc, Mutex},
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use offload_telemetry::metrics::{self, Metrics, ScheduleProbe};
+use tokio::{
+    net::TcpStream,
+    runtime::Handle,
+    sync::{OwnedSemaphorePermit, mpsc, oneshot, watch},
+};
+use tokio_stream::{Stream, StreamExt};
+
+use crate::{
+    connection::{Accepted, Guarded},
+    drain::{RUNTIME_SHUTDOWN, ServeError, StopAccepting},
+};
+
+/// The shards' runtimes and their scheduling-delay probes, for the metrics read at each scrape: a server's runtime
+/// gauges and `offload_runtime_schedule_delay_seconds` describe the runtimes that serve its calls.
+#[derive(Debug, Clone, Default)]
+pub struct Observed(Arc<Mutex<Vec<(Handle, ScheduleProbe)>>>);
+
+impl Observed {
+    /// The runtimes of the shards started so far.
+    pub fn runtimes(&self) -> Vec<Handle> {
+        self.lock().iter().map(|(runtime, _)| runtime.clone()).collect()
+    }
+
+    /// [`ScheduleProbe::observe_overdue`] for each shard.
+    pub fn observe_overdue(&self) {
+        for (_, probe) in self.lock().iter() {
+            probe.observe_overdue();
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(Handle, ScheduleProbe)>> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// How a sharded server's shards are set up.
+#[derive(Debug, Clone)]
+pub struct ShardSettings {
+    /// How many (`--workers`).
+    pub shards: usize,
+    /// Their threads are `{name}-shard-{i}`.
+    pub name: &'static str,
+    /// `--preface-timeout`, started on the shard.
+    pub preface_timeout: Duration,
+    /// Each shard runs a scheduling-delay probe into these metrics, and registers it and its runtime here.
+    pub metrics: Metrics,
+    pub observed: Observed,
+}
+
+thread_local! {
+    static SHARD: Cell<Option<usize>> = const { Cell::new(None) };
+}
+
+/// The shard the calling thread serves (`0..workers`), or `None` outside a shard (any other runtime, any other
+/// thread). Stable for a thread's life: what keeps a per-shard resource on its shard.
+pub fn current() -> Option<usize> {
+    SHARD.with(Cell::get)
+}
+
+/// An accepted connection on its way to a shard: its socket outside any runtime, and its `--max-connections` slot.
+type Handoff = (StdTcpStream, OwnedSemaphorePermit);
+
+/// What a shard serves with: given the shard's connections and the future that says to stop accepting, tonic's
+/// `serve_with_incoming_shutdown` on a clone of the server's router. Called on the shard's own thread.
+pub trait ServeShard: Fn(Incoming, StopAccepting) -> Self::Served + Clone + Send + 'static {
+    type Served: Future<Output = Result<(), tonic::transport::Error>>;
+}
+
+impl<F, Fut> ServeShard for F
+where
+    F: Fn(Incoming, StopAccepting) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = Result<(), tonic::transport::Error>>,
+{
+    type Served = Fut;
+}
+
+/// Serves the connections of `accepted` over `settings.shards` threads with `serve_shard`, until `stop` resolves;
+/// then drains every shard (see the module docs).
+pub async fn serve(
+    serve_shard: impl ServeShard,
+    accepted: impl Stream<Item = io::Result<Accepted>>,
+    settings: ShardSettings,
+    stop: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
+    let shards = settings.shards.max(1);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    // Dropped with this future: a shard whose sender is gone stops at once (the grace expired).
+    let (abandon_tx, abandon_rx) = watch::channel(());
+    let mut hand_to = Vec::with_capacity(shards);
+    let mut ended = Vec::with_capacity(shards);
+    for shard in 0..shards {
+        let (tx, rx) = mpsc::unbounded_channel::<Handoff>();
+        let (done_tx, done_rx) = oneshot::channel();
+        let (serve_shard, stop, abandon) = (serve_shard.clone(), stop_rx.clone(), abandon_rx.clone());
+        let incoming = Incoming { handed: rx, preface_timeout: settings.preface_timeout };
+        let observed = (settings.metrics.clone(), settings.observed.clone());
+        std::thread::Builder::new()
+            .name(format!("{}-shard-{shard}", settings.name))
+            .spawn(move || {
+                let _ = done_tx.send(run_shard(shard, serve_shard, incoming, observed, stop, abandon));
+            })
+            .map_err(|e| ServeError::Shard(format!("cannot start shard {shard}: {e}")))?;
+        hand_to.push(tx);
+        ended.push(done_rx);
+    }
+    tokio::pin!(accepted, stop);
+    let mut next = 0;
+    loop {
+        tokio::select! {
+            () = &mut stop => break,
+            connection = accepted.next() => match connection {
+                Some(Ok(connection)) => {
+                    let (stream, slot) = connection.into_parts();
+                    // Out of this runtime's reactor, into the shard's when it arrives there.
+                    let Ok(stream) = stream.into_std() else { continue };
+                    // A shard that is gone already failed: its result below says why.
+                    let _ = hand_to[next].send((stream, slot));
+                    next = (next + 1) % shards;
+                }
+                Some(Err(error)) => tracing::debug!(%error, "accept failed"),
+                None => break,
+            },
+        }
+    }
+    drop(hand_to);
+    let _ = stop_tx.send(true);
+    for (shard, done) in ended.into_iter().enumerate() {
+        match done.await {
+            Ok(result) => result?,
+            Err(_) => return Err(ServeError::Shard(format!("shard {shard} panicked"))),
+        }
+    }
+    drop(abandon_tx);
+    Ok(())
+}
+
+/// One shard's thread: its runtime, serving the connections handed to it until told to stop.
+fn run_shard(
+    shard: usize,
+    serve_shard: impl ServeShard,
+    incoming: Incoming,
+    (metrics, observed): (Metrics, Observed),
+    mut stop: watch::Receiver<bool>,
+    mut abandon: watch::Receiver<()>,
+) -> Result<(), ServeError> {
+    SHARD.with(|s| s.set(Some(shard)));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| ServeError::Shard(format!("cannot start shard {shard}'s runtime: {e}")))?;
+    let served = runtime.block_on(async move {
+        observed.lock().push((Handle::current(), metrics::spawn_schedule_probe(&metrics)));
+        let stopped = Box::pin(async move {
+            let _ = stop.wait_for(|stop| *stop).await;
+        });
+        tokio::select! {
+            served = serve_shard(incoming, stopped) => served.map_err(ServeError::from),
+            // The grace expired: what is still in flight is dropped with the runtime.
+            _ = abandon.changed() => Ok(()),
+        }
+    });
+    runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
+    served
+}
+
+/// A shard's connections, each registered with the shard's reactor and guarded there.
+#[derive(Debug)]
+pub struct Incoming {
+    handed: mpsc::UnboundedReceiver<Handoff>,
+    preface_timeout: Duration,
+}
+
+impl Stream for Incoming {
+    type Item = io::Result<Guarded>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<io::Result<Guarded>>> {
+        let Some((stream, slot)) = std::task::ready!(self.handed.poll_recv(cx)) else {
+            return Poll::Ready(None);
+        };
+        let guarded = TcpStream::from_std(stream).map(|stream| Guarded::new(stream, slot, self.preface_timeout));
+        Poll::Ready(Some(guarded))
+    }
+}
