@@ -140,10 +140,11 @@ pub struct Config {
     #[arg(long, env = "OFFLOAD_GATEWAY_COMPUTE_KEEPALIVE_INTERVAL", default_value = "1s", value_parser = parse_duration)]
     pub compute_keepalive_interval: Duration,
 
-    /// HTTP/2 connections to each compute replica; calls take them in turn. One, as gRPC's own clients keep per
-    /// address: on each side a connection is one task, which every call on it passes through, so a compute with
-    /// many cores serving one busy gateway may want several (Envoy keeps one per worker thread). On the 2-core
-    /// development machine 2 measured the same as 1 (docs/overhead.md).
+    /// HTTP/2 connections to each compute replica, for each shard of a `thread-per-core` gateway (Envoy keeps its
+    /// pools per worker too); calls take their shard's in turn. One, as gRPC's own clients keep per address: on
+    /// each side a connection is one task, which every call on it passes through, so a compute with many cores
+    /// serving one busy gateway may want several. On the 2-core development machine 2 measured the same as 1
+    /// (docs/overhead.md).
     #[arg(long, env = "OFFLOAD_GATEWAY_COMPUTE_CONNECTIONS", default_value_t = 1)]
     pub compute_connections: usize,
 
