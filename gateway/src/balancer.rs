@@ -61,7 +61,11 @@ pub struct Replica {
 impl Replica {
     /// The client for the next call: each of the calling shard's connections to the replica in turn.
     pub fn client(&self) -> &UnaryClient {
-        let turn = self.next_client.fetch_add(1, Ordering::Relaxed) % self.per_shard;
+        // One connection per shard (the default) takes no turn: the counter is shared by every shard's thread.
+        let turn = match self.per_shard {
+            1 => 0,
+            per_shard => self.next_client.fetch_add(1, Ordering::Relaxed) % per_shard,
+        };
         let first = offload_serve::shards::current().map_or(0, |shard| shard * self.per_shard);
         &self.clients[(first + turn) % self.clients.len()]
     }

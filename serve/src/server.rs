@@ -71,7 +71,7 @@ pub struct Skeleton {
     /// Background tasks of the server that must stop before health says `NOT_SERVING` for good.
     stop_at_drain: Vec<AbortHandle>,
     /// The shards' runtimes once they run (`--runtime thread-per-core`), for the scrapes.
-    shards: shards::Observed,
+    observed_shards: shards::Observed,
 }
 
 impl Skeleton {
@@ -94,8 +94,8 @@ impl Skeleton {
         // The admin port runs on its own runtime: scrapes read this one's metrics through its handle, or the
         // shards' (which also probe their own scheduling delay).
         let runtime = tokio::runtime::Handle::current();
-        let shards = shards::Observed::default();
-        let observed = shards.clone();
+        let observed_shards = shards::Observed::default();
+        let observed = observed_shards.clone();
         let sharded = settings.shards.is_some();
         let routes = metrics::admin_routes(metrics.clone(), move |m| {
             probe.observe_overdue();
@@ -122,7 +122,7 @@ impl Skeleton {
             metrics,
             admin,
             stop_at_drain: Vec::new(),
-            shards,
+            observed_shards,
         })
     }
 
@@ -169,7 +169,16 @@ impl Skeleton {
         S::Future: Send + 'static,
     {
         let Self {
-            settings, listener, health, health_service, end_watches, metrics, admin, stop_at_drain, shards, ..
+            settings,
+            listener,
+            health,
+            health_service,
+            end_watches,
+            metrics,
+            admin,
+            stop_at_drain,
+            observed_shards,
+            ..
         } = self;
         let (reflection, reflection_alpha) =
             transport::reflection(S::NAME).context("cannot build server reflection")?;
@@ -201,7 +210,7 @@ impl Skeleton {
             name: settings.metrics_label,
             preface_timeout,
             metrics,
-            observed: shards,
+            observed: observed_shards,
         });
         let serve = move |stop: drain::StopAccepting| async move {
             match sharding {

@@ -29,7 +29,7 @@ use offload_telemetry::metrics::{self, Metrics, ScheduleProbe};
 use tokio::{
     net::TcpStream,
     runtime::Handle,
-    sync::{OwnedSemaphorePermit, mpsc, oneshot, watch},
+    sync::{OwnedSemaphorePermit, mpsc, watch},
 };
 use tokio_stream::{Stream, StreamExt};
 
@@ -114,34 +114,41 @@ pub async fn serve(
     let (stop_tx, stop_rx) = watch::channel(false);
     // Dropped with this future: a shard whose sender is gone stops at once (the grace expired).
     let (abandon_tx, abandon_rx) = watch::channel(());
+    // Each shard's end, reported by its thread however it ends (a panic included).
+    let (ended_tx, mut ended) = mpsc::unbounded_channel::<(usize, Result<(), ServeError>)>();
     let mut hand_to = Vec::with_capacity(shards);
-    let mut ended = Vec::with_capacity(shards);
     for shard in 0..shards {
         let (tx, rx) = mpsc::unbounded_channel::<Handoff>();
-        let (done_tx, done_rx) = oneshot::channel();
         let (serve_shard, stop, abandon) = (serve_shard.clone(), stop_rx.clone(), abandon_rx.clone());
         let incoming = Incoming { handed: rx, preface_timeout: settings.preface_timeout };
         let observed = (settings.metrics.clone(), settings.observed.clone());
+        let report = Report { shard, to: ended_tx.clone(), result: None };
         std::thread::Builder::new()
             .name(format!("{}-shard-{shard}", settings.name))
             .spawn(move || {
-                let _ = done_tx.send(run_shard(shard, serve_shard, incoming, observed, stop, abandon));
+                let mut report = report;
+                report.result = Some(run_shard(shard, serve_shard, incoming, observed, stop, abandon));
             })
             .map_err(|e| ServeError::Shard(format!("cannot start shard {shard}: {e}")))?;
         hand_to.push(tx);
-        ended.push(done_rx);
     }
+    drop(ended_tx);
     tokio::pin!(accepted, stop);
     let mut next = 0;
     loop {
         tokio::select! {
             () = &mut stop => break,
+            // A shard that ends before the drain has failed (it could not start its runtime, or panicked): the
+            // server fails, as a server on one runtime does when its serving ends.
+            Some((shard, result)) = ended.recv() => {
+                result?;
+                return Err(ServeError::Shard(format!("shard {shard} stopped serving before the drain")));
+            }
             connection = accepted.next() => match connection {
                 Some(Ok(connection)) => {
                     let (stream, slot) = connection.into_parts();
                     // Out of this runtime's reactor, into the shard's when it arrives there.
                     let Ok(stream) = stream.into_std() else { continue };
-                    // A shard that is gone already failed: its result below says why.
                     let _ = hand_to[next].send((stream, slot));
                     next = (next + 1) % shards;
                 }
@@ -152,14 +159,29 @@ pub async fn serve(
     }
     drop(hand_to);
     let _ = stop_tx.send(true);
-    for (shard, done) in ended.into_iter().enumerate() {
-        match done.await {
-            Ok(result) => result?,
-            Err(_) => return Err(ServeError::Shard(format!("shard {shard} panicked"))),
+    for _ in 0..shards {
+        match ended.recv().await {
+            Some((_, result)) => result?,
+            None => break,
         }
     }
     drop(abandon_tx);
     Ok(())
+}
+
+/// Sends a shard's result when its thread ends, or that it panicked.
+struct Report {
+    shard: usize,
+    to: mpsc::UnboundedSender<(usize, Result<(), ServeError>)>,
+    result: Option<Result<(), ServeError>>,
+}
+
+impl Drop for Report {
+    fn drop(&mut self) {
+        let shard = self.shard;
+        let result = self.result.take().unwrap_or_else(|| Err(ServeError::Shard(format!("shard {shard} panicked"))));
+        let _ = self.to.send((shard, result));
+    }
 }
 
 /// One shard's thread: its runtime, serving the connections handed to it until told to stop.
