@@ -81,16 +81,18 @@ impl UnaryClient {
         }
         let framed = self.gather(&mut recv).await?;
         let trailers = recv.trailers().await.map_err(|e| Status::from_error(Box::new(e)))?;
+        let no_status = || Status::internal("compute's reply ended without a grpc-status");
         match &trailers {
             // The answer almost every call gets, checked without building a status.
             Some(trailers) if trailers.get(GRPC_STATUS).is_some_and(|code| code == "0") => {}
-            Some(trailers) => {
-                return Err(Status::from_header_map(trailers)
-                    .unwrap_or_else(|| Status::internal("compute's reply ended without a grpc-status")));
-            }
+            Some(trailers) => match Status::from_header_map(trailers) {
+                Some(status) if status.code() == Code::Ok => {}
+                Some(status) => return Err(status),
+                None => return Err(no_status()),
+            },
             // A trailers-only reply whose headers said OK: its missing message is the error below.
             None if reply.headers.contains_key(GRPC_STATUS) => {}
-            None => return Err(Status::internal("compute's reply ended without a grpc-status")),
+            None => return Err(no_status()),
         }
         let message = self.decode(framed, &reply.headers)?;
         Ok(Response::from_parts(MetadataMap::from_headers(reply.headers), message, Default::default()))
