@@ -79,9 +79,24 @@ impl Accepted {
         Guarded::new(self.stream, self.slot, preface_timeout)
     }
 
-    /// The socket and its slot.
-    pub fn into_parts(self) -> (TcpStream, OwnedSemaphorePermit) {
-        (self.stream, self.slot)
+    /// The connection out of this runtime's reactor, to be guarded on another runtime's thread ([`crate::shards`]).
+    pub fn detach(self) -> io::Result<Detached> {
+        Ok(Detached { stream: self.stream.into_std()?, slot: self.slot })
+    }
+}
+
+/// An accepted connection registered with no runtime, on its way to the thread that will serve it.
+#[derive(Debug)]
+pub struct Detached {
+    stream: std::net::TcpStream,
+    slot: OwnedSemaphorePermit,
+}
+
+impl Detached {
+    /// The connection registered with the calling thread's runtime and guarded there.
+    pub fn guard(self, preface_timeout: Duration) -> io::Result<Guarded> {
+        let stream = TcpStream::from_std(self.stream)?;
+        Ok(Accepted { stream, slot: self.slot }.guard(preface_timeout))
     }
 }
 
@@ -99,8 +114,7 @@ pub struct Guarded {
 }
 
 impl Guarded {
-    /// `stream`, holding `slot`, its preface due within `preface_timeout` (the timer starts on this runtime).
-    pub fn new(stream: TcpStream, slot: OwnedSemaphorePermit, preface_timeout: Duration) -> Self {
+    fn new(stream: TcpStream, slot: OwnedSemaphorePermit, preface_timeout: Duration) -> Self {
         Self {
             stream: BatchedWrites::new(stream),
             preface_due: Some(Box::pin(tokio::time::sleep(preface_timeout))),

@@ -18,7 +18,6 @@ use std::{
     cell::Cell,
     future::Future,
     io,
-    net::TcpStream as StdTcpStream,
     pin::Pin,
     sync::{Arc, Mutex},
     task::{Context, Poll},
@@ -27,14 +26,13 @@ use std::{
 
 use offload_telemetry::metrics::{self, Metrics, ScheduleProbe};
 use tokio::{
-    net::TcpStream,
     runtime::Handle,
-    sync::{OwnedSemaphorePermit, mpsc, watch},
+    sync::{mpsc, watch},
 };
 use tokio_stream::{Stream, StreamExt};
 
 use crate::{
-    connection::{Accepted, Guarded},
+    connection::{Accepted, Detached, Guarded},
     drain::{RUNTIME_SHUTDOWN, ServeError, StopAccepting},
 };
 
@@ -85,9 +83,6 @@ pub fn current() -> Option<usize> {
     SHARD.with(Cell::get)
 }
 
-/// An accepted connection on its way to a shard: its socket outside any runtime, and its `--max-connections` slot.
-type Handoff = (StdTcpStream, OwnedSemaphorePermit);
-
 /// What a shard serves with: given the shard's connections and the future that says to stop accepting, tonic's
 /// `serve_with_incoming_shutdown` on a clone of the server's router. Called on the shard's own thread.
 pub trait ServeShard: Fn(Incoming, StopAccepting) -> Self::Served + Clone + Send + 'static {
@@ -118,7 +113,7 @@ pub async fn serve(
     let (ended_tx, mut ended) = mpsc::unbounded_channel::<(usize, Result<(), ServeError>)>();
     let mut hand_to = Vec::with_capacity(shards);
     for shard in 0..shards {
-        let (tx, rx) = mpsc::unbounded_channel::<Handoff>();
+        let (tx, rx) = mpsc::unbounded_channel::<Detached>();
         let (serve_shard, stop, abandon) = (serve_shard.clone(), stop_rx.clone(), abandon_rx.clone());
         let incoming = Incoming { handed: rx, preface_timeout: settings.preface_timeout };
         let observed = (settings.metrics.clone(), settings.observed.clone());
@@ -146,10 +141,9 @@ pub async fn serve(
             }
             connection = accepted.next() => match connection {
                 Some(Ok(connection)) => {
-                    let (stream, slot) = connection.into_parts();
                     // Out of this runtime's reactor, into the shard's when it arrives there.
-                    let Ok(stream) = stream.into_std() else { continue };
-                    let _ = hand_to[next].send((stream, slot));
+                    let Ok(connection) = connection.detach() else { continue };
+                    let _ = hand_to[next].send(connection);
                     next = (next + 1) % shards;
                 }
                 Some(Err(error)) => tracing::debug!(%error, "accept failed"),
@@ -216,7 +210,7 @@ fn run_shard(
 /// A shard's connections, each registered with the shard's reactor and guarded there.
 #[derive(Debug)]
 pub struct Incoming {
-    handed: mpsc::UnboundedReceiver<Handoff>,
+    handed: mpsc::UnboundedReceiver<Detached>,
     preface_timeout: Duration,
 }
 
@@ -224,10 +218,7 @@ impl Stream for Incoming {
     type Item = io::Result<Guarded>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<io::Result<Guarded>>> {
-        let Some((stream, slot)) = std::task::ready!(self.handed.poll_recv(cx)) else {
-            return Poll::Ready(None);
-        };
-        let guarded = TcpStream::from_std(stream).map(|stream| Guarded::new(stream, slot, self.preface_timeout));
-        Poll::Ready(Some(guarded))
+        let connection = std::task::ready!(self.handed.poll_recv(cx));
+        Poll::Ready(connection.map(|connection| connection.guard(self.preface_timeout)))
     }
 }
