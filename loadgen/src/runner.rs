@@ -17,6 +17,7 @@
 
 use std::{
     future::Future,
+    pin::Pin,
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
@@ -107,6 +108,14 @@ pub fn scheduled_at(start: Instant, rps: f64, i: u64) -> Instant {
     start + Duration::from_secs_f64(i as f64 / rps)
 }
 
+/// One call of a run, as `invoke(worker)` returns it, boxed: the loops below are then compiled once, here, rather than
+/// once per closure that calls [`run`] (`offload-experiments` has ten: 8 s of a cold release build's CPU), for one
+/// allocation per call against the dozens of a gRPC call.
+type CallFuture = Pin<Box<dyn Future<Output = Result<(), tonic::Status>> + Send>>;
+
+/// What the loops call for each call.
+type Invoke = Box<dyn Fn(usize) -> CallFuture + Send + Sync>;
+
 /// Runs `plan`, calling `invoke(worker)` for each call (`worker` < `concurrency`, to pick a connection).
 pub async fn run<F, Fut>(plan: Plan, invoke: F, progress: Option<ProgressBar>) -> Recording
 where
@@ -117,8 +126,8 @@ where
 }
 
 /// What every worker or sender of one run shares.
-struct Run<F> {
-    invoke: F,
+struct Run {
+    invoke: Invoke,
     start: Instant,
     /// When sending stops (`-z`, `-x`), if it does.
     end: Option<Instant>,
@@ -130,7 +139,7 @@ struct Run<F> {
     progress: Option<ProgressBar>,
 }
 
-impl<F> Run<F> {
+impl Run {
     fn cancelled(&self) -> bool {
         self.controls.cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed))
     }
@@ -148,10 +157,7 @@ impl<F> Run<F> {
 
     /// Sends one call, honouring `--duration-stop` if time runs out while it is in flight: its outcome, or `None`
     /// when it is left out.
-    async fn call<Fut>(&self, call: Fut) -> Option<Result<(), tonic::Status>>
-    where
-        Fut: Future<Output = Result<(), tonic::Status>>,
-    {
+    async fn call(&self, call: CallFuture) -> Option<Result<(), tonic::Status>> {
         let Some(end) = self.end.filter(|_| self.controls.duration_stop != DurationStop::Wait) else {
             return Some(call.await);
         };
@@ -176,11 +182,20 @@ impl<F> Run<F> {
 }
 
 /// Runs `plan` shaped by `controls`, calling `invoke(worker)` for each call.
-pub async fn run_with<F, Fut>(plan: Plan, controls: Controls, invoke: F, progress: Option<ProgressBar>) -> Recording
+pub fn run_with<F, Fut>(
+    plan: Plan,
+    controls: Controls,
+    invoke: F,
+    progress: Option<ProgressBar>,
+) -> impl Future<Output = Recording> + Send + 'static
 where
     F: Fn(usize) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<(), tonic::Status>> + Send + 'static,
 {
+    run_boxed(plan, controls, Box::new(move |worker| Box::pin(invoke(worker)) as CallFuture), progress)
+}
+
+async fn run_boxed(plan: Plan, controls: Controls, invoke: Invoke, progress: Option<ProgressBar>) -> Recording {
     let (start, wall_start) = (Instant::now(), SystemTime::now());
     let limit = match (plan.duration, controls.max_duration) {
         (Some(z), Some(x)) => Some(z.min(x)),
@@ -218,11 +233,7 @@ where
     recording
 }
 
-async fn closed_loop<F, Fut>(run: Arc<Run<F>>, concurrency: usize) -> Recording
-where
-    F: Fn(usize) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<(), tonic::Status>> + Send + 'static,
-{
+async fn closed_loop(run: Arc<Run>, concurrency: usize) -> Recording {
     let schedule = run.controls.concurrency.unwrap_or(Schedule::Const(concurrency as f64));
     // Workers at or above `limit` wait (a falling schedule); a rising one starts new workers.
     let limit = Arc::new(AtomicUsize::new(0));
@@ -276,11 +287,7 @@ where
     recording
 }
 
-async fn open_loop<F, Fut>(run: Arc<Run<F>>, rate: Schedule, concurrency: usize) -> Recording
-where
-    F: Fn(usize) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<(), tonic::Status>> + Send + 'static,
-{
+async fn open_loop(run: Arc<Run>, rate: Schedule, concurrency: usize) -> Recording {
     let slots = Arc::new(Semaphore::new(concurrency));
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(Duration, Duration, Result<(), tonic::Status>)>();
     let collector = {
