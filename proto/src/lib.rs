@@ -1,17 +1,18 @@
 //! The `offload.v1` contract, shared by compute, gateway, bench and tests so that no side can drift from it.
 //!
-//! The `.proto` source lives in `proto/offload/v1/`; generated code is included from `OUT_DIR` and the encoded
+//! The `.proto` source lives in `proto/offload/v1/`; the code generated from it is checked in under `src/generated/`
+//! (kept equal to the source by `tests/generated.rs`, which also says how to regenerate it) and the encoded
 //! `FileDescriptorSet` is exported for `tonic-reflection`. The enums people name (`ExecMode`, `UpstreamWait`) carry
 //! their names here, once ([`Named`]): command-line values, metric labels and report columns all come from them.
 
 /// Generated code for package `offload.v1`.
 pub mod v1 {
     #![allow(missing_docs, unreachable_pub, missing_debug_implementations, clippy::all)]
-    tonic::include_proto!("offload.v1");
+    include!("generated/offload.v1.rs");
 }
 
 /// Encoded `FileDescriptorSet` of every offload proto file, for server reflection.
-pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("offload_descriptor");
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!("generated/offload_descriptor.bin");
 
 /// Fully qualified service names, as health checks and reflection name them.
 pub mod service_names {
