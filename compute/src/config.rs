@@ -76,6 +76,12 @@ pub struct Config {
     #[arg(long, env = "OFFLOAD_COMPUTE_DRAIN_TIMEOUT", default_value = "15s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
 
+    /// On SIGTERM/SIGINT, how long to keep taking new calls after health turns NOT_SERVING, so that balancers
+    /// watching health stop sending here before connections are refused (at most --drain-timeout). Set it to how
+    /// long your balancer takes to drop an endpoint; `0s` stops at once.
+    #[arg(long, env = "OFFLOAD_COMPUTE_LAME_DUCK", default_value = "100ms", value_parser = parse_duration)]
+    pub lame_duck: Duration,
+
     /// Name this instance reports in every reply's `execution.served_by`. Default: `$HOSTNAME:port`, which in
     /// Kubernetes is the pod name.
     #[arg(long, env = "OFFLOAD_COMPUTE_INSTANCE_ID")]

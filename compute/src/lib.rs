@@ -70,6 +70,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         readiness: service_names::COMPUTE,
         metrics_listen: config.metrics_listen,
         drain_timeout: config.drain_timeout,
+        lame_duck: config.lame_duck,
         tls,
         stall_threshold: config.stall_threshold,
         shards: config.runtime.shards(config.workers),

@@ -176,6 +176,12 @@ pub struct Config {
     #[arg(long, env = "OFFLOAD_GATEWAY_DRAIN_TIMEOUT", default_value = "15s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
 
+    /// On SIGTERM/SIGINT, how long to keep taking new calls after health turns NOT_SERVING, so that balancers
+    /// watching health stop sending here before connections are refused (at most --drain-timeout). Set it to how
+    /// long your balancer takes to drop an endpoint; `0s` stops at once.
+    #[arg(long, env = "OFFLOAD_GATEWAY_LAME_DUCK", default_value = "100ms", value_parser = parse_duration)]
+    pub lame_duck: Duration,
+
     /// A poll of a request's handler that holds its tokio worker longer than this is a stall: logged as a WARN
     /// while it lasts (method, upstream-wait style, n, thread, trace id) and counted in
     /// `offload_runtime_stalls_total`. `0` turns the detector off.

@@ -102,6 +102,7 @@ pub async fn run_with_resolver(
         readiness: service_names::GATEWAY,
         metrics_listen: config.metrics_listen,
         drain_timeout: config.drain_timeout,
+        lame_duck: config.lame_duck,
         tls: None,
         stall_threshold: config.stall_threshold,
         shards: config.runtime.shards(config.workers),

@@ -13,10 +13,6 @@ use tokio::sync::oneshot;
 /// before the process exits anyway.
 pub const RUNTIME_SHUTDOWN: Duration = Duration::from_secs(1);
 
-/// Between `NOT_SERVING` and refusing new streams: long enough for a health update to reach watchers on the same
-/// network (sub-millisecond on loopback, a few ms across a cluster), short enough not to matter to a shutdown.
-pub const LAME_DUCK: Duration = Duration::from_millis(100);
-
 /// The future a server's `serve_with_shutdown` waits on: resolves when the drain begins.
 pub type StopAccepting = Pin<Box<dyn Future<Output = ()> + Send>>;
 
@@ -67,8 +63,9 @@ pub async fn signal() {
     }
 }
 
-/// Runs `serve` until `shutdown` resolves, then calls `before_drain` (set health to `NOT_SERVING`), tells the
-/// server to stop accepting, and waits at most `grace` for in-flight requests.
+/// Runs `serve` until `shutdown` resolves, then calls `before_drain` (set health to `NOT_SERVING`), keeps serving
+/// for `lame_duck` (at most `grace`), tells the server to stop accepting, and waits at most `grace` for in-flight
+/// requests.
 ///
 /// `serve` receives the future that tells it to stop accepting; pass it to tonic's
 /// `serve_with_incoming_shutdown`.
@@ -76,6 +73,7 @@ pub async fn serve_until<S, Fut>(
     serve: S,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
+    lame_duck: Duration,
     before_drain: impl Future<Output = ()>,
 ) -> Result<Drained, ServeError>
 where
@@ -98,7 +96,7 @@ where
     // Lame duck: keep accepting for a moment after saying NOT_SERVING, so that balancers watching health stop
     // sending here before new streams are refused. Without it a call picked just before the update arrives
     // after the GOAWAY and fails in the transport (found by the rolling-restart scenario).
-    tokio::time::sleep(LAME_DUCK.min(grace)).await;
+    tokio::time::sleep(lame_duck.min(grace)).await;
     let _ = stop_tx.send(());
     tracing::info!(grace_ms = grace.as_millis() as u64, "draining in-flight requests");
     match tokio::time::timeout(grace, &mut server).await {

@@ -44,6 +44,10 @@ pub struct Settings {
     pub metrics_listen: Option<SocketAddr>,
     /// `--drain-timeout`: how long in-flight requests may take to finish once shutdown begins.
     pub drain_timeout: Duration,
+    /// `--lame-duck`: how long the server keeps taking new calls after its health says `NOT_SERVING`. The
+    /// servers' default, 100 ms, is long enough for a health update to reach watchers on the same network
+    /// (sub-millisecond on loopback, a few ms across a cluster) and short enough not to matter to a shutdown.
+    pub lame_duck: Duration,
     /// The server's TLS, if it serves over TLS.
     pub tls: Option<ServerTlsConfig>,
     /// `--stall-threshold`: a poll of a request's handler longer than this is reported as a stall (0: off).
@@ -231,6 +235,7 @@ impl Skeleton {
             serve,
             shutdown,
             settings.drain_timeout,
+            settings.lame_duck,
             // Health first, so balancers stop routing here before connections are refused.
             async {
                 for task in &stop_at_drain {

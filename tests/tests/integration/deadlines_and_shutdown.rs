@@ -114,3 +114,27 @@ async fn the_drain_is_bounded_by_its_grace_period() {
     assert!(started.elapsed() < Duration::from_secs(10), "a minute-long job did not hold the shutdown hostage");
     assert!(call.await.expect("join").is_err(), "the abandoned call failed rather than hanging");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lame_duck_keeps_taking_calls_after_health_says_not_serving() {
+    use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+    let mut compute = start("offload-compute", &["--lame-duck", "5s", "--drain-timeout", "30s"]);
+    let channel = channel(&compute.url()).await;
+    let (mut health, mut client) = (HealthClient::new(channel.clone()), ComputeClient::new(channel));
+    compute.terminate();
+    let check = || HealthCheckRequest { service: "offload.v1.Compute".to_owned() };
+    let deadline = Instant::now() + Duration::from_secs(4);
+    while health.check(check()).await.expect("health answers in the lame duck").into_inner().status
+        != ServingStatus::NotServing as i32
+    {
+        assert!(Instant::now() < deadline, "health never said NOT_SERVING after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Well past the default 100 ms, well inside the 5 s asked for: new calls are still taken.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let reply = client.sum_of_squares(SumOfSquaresRequest { n: 10, mode: 0, ..Default::default() }).await;
+    assert_eq!(reply.expect("a call in the lame duck is served").into_inner().value, "285");
+    let (code, _compute) =
+        tokio::task::spawn_blocking(move || (compute.wait_exit(Duration::from_secs(30)), compute)).await.expect("join");
+    assert_eq!(code, Some(0), "exits cleanly once the lame duck and the drain are over");
+}
