@@ -39,26 +39,32 @@ pub enum ServeError {
     Shard(String),
 }
 
-/// Resolves on the first SIGINT or SIGTERM (Ctrl-C only, where there are no Unix signals).
-pub async fn signal() {
+/// Listens for SIGINT and SIGTERM from now on, and resolves on the first of them (Ctrl-C only, where there are no
+/// Unix signals). The handlers are installed before this returns, not when the future is first polled: a server
+/// calls it before it binds and says where it listens, so a SIGTERM sent as soon as it is up (a launcher that stops
+/// what it just started, an orchestrator scaling down) starts the drain instead of killing the process undrained.
+pub fn signal() -> impl Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
-            (Ok(mut term), Ok(mut int)) => {
-                tokio::select! {
-                    _ = term.recv() => tracing::info!("SIGTERM received"),
-                    _ = int.recv() => tracing::info!("SIGINT received"),
+        let streams = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()));
+        async move {
+            match streams {
+                (Ok(mut term), Ok(mut int)) => {
+                    tokio::select! {
+                        _ = term.recv() => tracing::info!("SIGTERM received"),
+                        _ = int.recv() => tracing::info!("SIGINT received"),
+                    }
                 }
-            }
-            (Err(e), _) | (_, Err(e)) => {
-                tracing::warn!("cannot listen for signals ({e}); only Ctrl-C will stop the server");
-                let _ = tokio::signal::ctrl_c().await;
+                (Err(e), _) | (_, Err(e)) => {
+                    tracing::warn!("cannot listen for signals ({e}); only Ctrl-C will stop the server");
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
         }
     }
     #[cfg(not(unix))]
-    {
+    async {
         let _ = tokio::signal::ctrl_c().await;
     }
 }

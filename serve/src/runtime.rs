@@ -63,8 +63,10 @@ where
 {
     let runtime = build(flavor, workers, name).context("cannot start the tokio runtime")?;
     let result = runtime.block_on(async {
+        // Signals first: from the moment the address is printed, a SIGTERM drains.
+        let shutdown = Box::pin(drain::signal());
         let listener = crate::listener::bind(listen).with_context(|| format!("cannot listen on {listen}"))?;
-        run(listener, Box::pin(drain::signal())).await
+        run(listener, shutdown).await
     });
     // Requests abandoned by an expired drain are dropped here (which cancels their jobs); threads stuck in a job
     // that cannot notice cancellation (INLINE) must not keep the process alive.

@@ -134,6 +134,8 @@ async fn the_lame_duck_keeps_taking_calls_after_health_says_not_serving() {
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let reply = client.sum_of_squares(SumOfSquaresRequest { n: 10, mode: 0, ..Default::default() }).await;
     assert_eq!(reply.expect("a call in the lame duck is served").into_inner().value, "285");
+    // The drain waits for connections to close (up to --drain-timeout): close ours.
+    drop((health, client));
     let (code, _compute) =
         tokio::task::spawn_blocking(move || (compute.wait_exit(Duration::from_secs(30)), compute)).await.expect("join");
     assert_eq!(code, Some(0), "exits cleanly once the lame duck and the drain are over");
