@@ -117,12 +117,16 @@ type CallFuture = Pin<Box<dyn Future<Output = Result<(), tonic::Status>> + Send>
 type Invoke = Box<dyn Fn(usize) -> CallFuture + Send + Sync>;
 
 /// Runs `plan`, calling `invoke(worker)` for each call (`worker` < `concurrency`, to pick a connection).
-pub async fn run<F, Fut>(plan: Plan, invoke: F, progress: Option<ProgressBar>) -> Recording
+pub fn run<F, Fut>(
+    plan: Plan,
+    invoke: F,
+    progress: Option<ProgressBar>,
+) -> impl Future<Output = Recording> + Send + 'static
 where
     F: Fn(usize) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<(), tonic::Status>> + Send + 'static,
 {
-    run_with(plan, Controls::default(), invoke, progress).await
+    run_with(plan, Controls::default(), invoke, progress)
 }
 
 /// What every worker or sender of one run shares.
