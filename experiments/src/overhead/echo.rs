@@ -72,6 +72,8 @@ impl compute_server::Compute for Echo {
 pub fn serve_blocking(args: EchoArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start tokio")?;
     runtime.block_on(async move {
+        // Signals first, as the offload servers do: from the moment the address is printed, a SIGTERM stops it.
+        let shutdown = offload_serve::drain::signal();
         let upstream = match &args.forward {
             None => None,
             Some(url) => {
@@ -89,20 +91,8 @@ pub fn serve_blocking(args: EchoArgs) -> anyhow::Result<()> {
         println!("offload-echo serving addr={addr}");
         tonic::transport::Server::builder()
             .add_service(compute_server::ComputeServer::new(Echo { upstream }))
-            .serve_with_incoming_shutdown(incoming, terminated())
+            .serve_with_incoming_shutdown(incoming, shutdown)
             .await
             .context("echo server failed")
     })
-}
-
-/// Resolves at SIGTERM or SIGINT.
-async fn terminated() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(term) => term,
-        Err(_) => return std::future::pending().await,
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
 }
