@@ -126,6 +126,7 @@ pub struct Config {
 impl Config {
     /// Checks what clap cannot: combinations and ranges. Fails with a message naming the flag.
     pub fn validate(&self) -> Result<(), String> {
+        offload_serve::stall::validate_threshold("--stall-threshold", self.stall_threshold)?;
         if self.max_sum_of_squares_n > sum_of_squares::MAX_N {
             return Err(format!(
                 "--max-sum-of-squares-n={} is above {}, the largest n whose sum fits in 128 bits",

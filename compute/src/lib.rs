@@ -39,8 +39,8 @@ const MAX_REQUEST_BYTES: usize = 4 * 1024;
 /// Everything `main` does after parsing: the runtime the configuration asks for, `--listen`, serve until
 /// SIGTERM/SIGINT and drain. Also used by `offload-bench` to run this server as a child process.
 pub fn serve_blocking(config: Config) -> anyhow::Result<()> {
-    let (flavor, workers, listen) = (config.runtime, config.workers, config.listen);
-    offload_serve::runtime::serve_process(flavor, workers, "offload-compute", listen, |listener, shutdown| {
+    let (flavor, workers, listen, stall) = (config.runtime, config.workers, config.listen, config.stall_threshold);
+    offload_serve::runtime::serve_process(flavor, workers, "offload-compute", listen, stall, |listener, shutdown| {
         run(listener, config, shutdown)
     })
 }

@@ -240,6 +240,7 @@ impl Config {
 
     /// Checks what clap cannot. Fails with a message naming the flag.
     pub fn validate(&self) -> Result<(), String> {
+        offload_serve::stall::validate_threshold("--stall-threshold", self.stall_threshold)?;
         if self.compute.iter().all(|c| c.trim().is_empty()) {
             return Err("--compute needs at least one endpoint URL".into());
         }

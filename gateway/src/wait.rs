@@ -91,7 +91,7 @@ impl<M: ComputeMethod> tower::Service<Request<Call<M>>> for WaitForCompute<M> {
         let deadline = Deadline::of(&request).unwrap_or_else(|| Instant::now() + self.parts.default_timeout);
         if let Ok(style) = request.get_ref().wait {
             // The stall detector names a stall with the wait style: `blocking` is the one that stalls.
-            StallTag::set_on(&request, style.short_name(), Some(request.get_ref().message.n()));
+            StallTag::set_in(request.extensions(), style.short_name(), Some(request.get_ref().message.n()));
         }
         let caller_trace = CallerTrace::of(request.metadata());
         let Call { message, wait, received } = request.into_inner();

@@ -35,7 +35,13 @@ pub fn available_cores() -> usize {
 
 /// Builds the process's runtime for the given flavour. `workers` is ignored for `CurrentThread`, and for
 /// `ThreadPerCore`, whose main runtime is a current-thread one (the shards have their own).
-pub fn build(flavor: Flavor, workers: usize, thread_name: &str) -> io::Result<tokio::runtime::Runtime> {
+/// `stalls`, if given, watches it (and every runtime it builds).
+pub fn build(
+    flavor: Flavor,
+    workers: usize,
+    thread_name: &str,
+    stalls: Option<&crate::stall::Detector>,
+) -> io::Result<tokio::runtime::Runtime> {
     let mut builder = match flavor {
         Flavor::CurrentThread | Flavor::ThreadPerCore => tokio::runtime::Builder::new_current_thread(),
         Flavor::MultiThread => {
@@ -44,24 +50,31 @@ pub fn build(flavor: Flavor, workers: usize, thread_name: &str) -> io::Result<to
             b
         }
     };
-    builder.enable_all().thread_name(thread_name).build()
+    builder.enable_all().thread_name(thread_name);
+    if let Some(detector) = stalls {
+        detector.instrument(&mut builder, thread_name);
+    }
+    builder.build()
 }
 
-/// What a server binary does after parsing its configuration: build the runtime, bind `listen`, run the server
-/// until SIGTERM/SIGINT and its drain, then shut the runtime down with a bound. `run` is the server's
-/// `run(listener, shutdown)`.
+/// What a server binary does after parsing its configuration: build the runtime (watched for stalls past
+/// `stall_threshold`, unless 0), bind `listen`, run the server until SIGTERM/SIGINT and its drain, then shut the
+/// runtime down with a bound. `run` is the server's `run(listener, shutdown)`.
 pub fn serve_process<F, Fut>(
     flavor: Flavor,
     workers: usize,
     name: &str,
     listen: SocketAddr,
+    stall_threshold: std::time::Duration,
     run: F,
 ) -> anyhow::Result<()>
 where
     F: FnOnce(TcpListener, Pin<Box<dyn Future<Output = ()> + Send>>) -> Fut,
     Fut: Future<Output = anyhow::Result<()>>,
 {
-    let runtime = build(flavor, workers, name).context("cannot start the tokio runtime")?;
+    crate::stall::validate_threshold("--stall-threshold", stall_threshold).map_err(anyhow::Error::msg)?;
+    let stalls = crate::stall::for_process(stall_threshold).map(|p| &p.detector);
+    let runtime = build(flavor, workers, name, stalls).context("cannot start the tokio runtime")?;
     let result = runtime.block_on(async {
         // Signals first: from the moment the address is printed, a SIGTERM drains.
         let shutdown = Box::pin(drain::signal());

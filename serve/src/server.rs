@@ -24,8 +24,7 @@ use crate::{
     connection, drain,
     health::{self, DrainingHealth, EndWatches},
     limits::ConnectionLimits,
-    shards,
-    stall::StallLayer,
+    shards, stall,
     stream::StreamBoundsLayer,
     transport,
 };
@@ -50,7 +49,8 @@ pub struct Settings {
     pub lame_duck: Duration,
     /// The server's TLS, if it serves over TLS.
     pub tls: Option<ServerTlsConfig>,
-    /// `--stall-threshold`: a poll of a request's handler longer than this is reported as a stall (0: off).
+    /// `--stall-threshold`: a worker of the server's runtimes that makes no progress for this long is reported as
+    /// a stall (0: off).
     pub stall_threshold: Duration,
     /// Connections, streams, windows and timeouts: what one client can make the server hold.
     pub limits: ConnectionLimits,
@@ -76,6 +76,8 @@ pub struct Skeleton {
     stop_at_drain: Vec<AbortHandle>,
     /// The shards' runtimes once they run (`--runtime thread-per-core`), for the scrapes.
     observed_shards: shards::Observed,
+    /// The stall detector watching the server's runtimes; `None` when `--stall-threshold 0`.
+    stalls: Option<stall::Detector>,
 }
 
 impl Skeleton {
@@ -93,6 +95,7 @@ impl Skeleton {
         health.set_service_status("", ServingStatus::Serving).await;
         health.set_service_status(settings.readiness, ServingStatus::NotServing).await;
         let metrics = Metrics::new(settings.metrics_label);
+        let stalls = stall::for_server(settings.stall_threshold, settings.name, &metrics);
         let probe = metrics::spawn_schedule_probe(&metrics);
         let admission = admission.clone();
         // The admin port runs on its own runtime: scrapes read this one's metrics through its handle, or the
@@ -115,6 +118,16 @@ impl Skeleton {
             m.concurrency_ideal_latency_seconds.set(admission.ideal_latency().map_or(0.0, |d| d.as_secs_f64()));
             on_scrape(m);
         });
+        let routes = {
+            let stalls = stalls.clone();
+            routes.route(
+                "/debug/stalls",
+                axum::routing::get(move || {
+                    let json = stall::debug_json(stalls.as_ref()).to_string();
+                    async move { ([(http::header::CONTENT_TYPE, "application/json")], json) }
+                }),
+            )
+        };
         let admin = settings.metrics_listen.map(|addr| admin::start(addr, routes)).transpose()?;
         Ok(Self {
             settings,
@@ -127,6 +140,7 @@ impl Skeleton {
             admin,
             stop_at_drain: Vec::new(),
             observed_shards,
+            stalls,
         })
     }
 
@@ -182,6 +196,7 @@ impl Skeleton {
             admin,
             stop_at_drain,
             observed_shards,
+            stalls,
             ..
         } = self;
         let (reflection, reflection_alpha) =
@@ -193,11 +208,9 @@ impl Skeleton {
             .layer(StreamBoundsLayer::new(settings.limits.request_read_timeout, settings.limits.send_timeout))
             // A server span per call, continuing the caller's W3C trace context; shed calls are traced too.
             .layer(ServerTraceLayer)
-            // Stalls: each poll of a handler timed, inside the span so a stall's event lands on its call's trace.
-            .layer(StallLayer::with_on_stall(settings.stall_threshold, {
-                let metrics = metrics.clone();
-                move |stall| metrics.observe_stall(stall.method, stall.mode, stall.length)
-            }));
+            // Stalls: each poll of a handler marked with its call, inside the span so a stall's stack lands on its
+            // call's trace.
+            .layer(stall::layer(stalls.as_ref()));
         let mut server = transport::server(&settings.limits);
         if let Some(tls) = settings.tls {
             server = server.tls_config(tls).context("invalid TLS configuration")?;
@@ -215,6 +228,7 @@ impl Skeleton {
             preface_timeout,
             metrics,
             observed: observed_shards,
+            stalls: stall::process().map(|p| p.detector.clone()),
         });
         let serve = move |stop: drain::StopAccepting| async move {
             match sharding {

@@ -71,6 +71,8 @@ pub struct ShardSettings {
     /// Each shard runs a scheduling-delay probe into these metrics, and registers it and its runtime here.
     pub metrics: Metrics,
     pub observed: Observed,
+    /// The process's stall detector, which watches each shard's runtime too.
+    pub stalls: Option<crate::stall::Detector>,
 }
 
 thread_local! {
@@ -117,12 +119,13 @@ pub async fn serve(
         let (serve_shard, stop, abandon) = (serve_shard.clone(), stop_rx.clone(), abandon_rx.clone());
         let incoming = Incoming { handed: rx, preface_timeout: settings.preface_timeout };
         let observed = (settings.metrics.clone(), settings.observed.clone());
+        let stalls = settings.stalls.clone().map(|d| (d, format!("{}-shard-{shard}", settings.name)));
         let report = Report { shard, to: ended_tx.clone(), result: None };
         std::thread::Builder::new()
             .name(format!("{}-shard-{shard}", settings.name))
             .spawn(move || {
                 let mut report = report;
-                report.result = Some(run_shard(shard, serve_shard, incoming, observed, stop, abandon));
+                report.result = Some(run_shard(shard, serve_shard, incoming, observed, stalls, stop, abandon));
             })
             .map_err(|e| ServeError::Shard(format!("cannot start shard {shard}: {e}")))?;
         hand_to.push(tx);
@@ -184,14 +187,18 @@ fn run_shard(
     serve_shard: impl ServeShard,
     incoming: Incoming,
     (metrics, observed): (Metrics, Observed),
+    stalls: Option<(crate::stall::Detector, String)>,
     mut stop: watch::Receiver<bool>,
     mut abandon: watch::Receiver<()>,
 ) -> Result<(), ServeError> {
     SHARD.with(|s| s.set(Some(shard)));
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| ServeError::Shard(format!("cannot start shard {shard}'s runtime: {e}")))?;
+    let mut builder = tokio::runtime::Builder::new_current_thread();
+    builder.enable_all();
+    if let Some((detector, name)) = &stalls {
+        detector.instrument(&mut builder, name);
+    }
+    let runtime =
+        builder.build().map_err(|e| ServeError::Shard(format!("cannot start shard {shard}'s runtime: {e}")))?;
     let served = runtime.block_on(async move {
         observed.lock().push((Handle::current(), metrics::spawn_schedule_probe(&metrics)));
         let stopped = Box::pin(async move {

@@ -86,7 +86,8 @@ pub struct Metrics {
     pub runtime_worker_busy_seconds: Family<WorkerLabel, Counter<f64, AtomicU64>>,
     /// Blocking-pool jobs in flight (compute's `SPAWN_BLOCKING` jobs).
     pub blocking_in_flight: Gauge,
-    /// Polls of a request's handler that held their worker thread past `--stall-threshold`, by method and mode.
+    /// Stalls: a runtime worker that made no progress for `--stall-threshold`, by the call whose poll held it
+    /// (method and mode), and the cause.
     pub runtime_stalls: Family<StallLabels, Counter>,
     /// How long each of those polls held its worker thread, in seconds.
     pub runtime_stall_seconds: Family<StallLabels, Histogram>,
@@ -98,8 +99,10 @@ pub struct StallLabels {
     /// `Factorial` or `SumOfSquares`, as in [`RequestLabels`].
     pub method: String,
     /// The execution mode (compute) or upstream-wait style (gateway) the call used, lower-case; `unknown` if the
-    /// stall came before the server knew it.
+    /// stall came before the server knew it (or, with method `none`, for a task of no call).
     pub mode: String,
+    /// Why the stuck thread was stuck: `cpu`, `syscall`, `lock`, `descheduled` or `unknown`.
+    pub cause: String,
 }
 
 /// The labels of `offload_build_info`: what was built, for joining with other metrics (`* on(instance)
@@ -233,12 +236,12 @@ impl Metrics {
         );
         registry.register(
             "runtime_stalls",
-            "Polls of a request's handler that held their tokio worker past --stall-threshold, by method and mode",
+            "Stalls: a tokio worker that made no progress past --stall-threshold, by the call behind it (method, mode) and cause",
             metrics.runtime_stalls.clone(),
         );
         registry.register(
             "runtime_stall_seconds",
-            "How long each stalled poll held its tokio worker, in seconds, by method and mode",
+            "How long each stall held its tokio worker, in seconds, by method, mode and cause",
             metrics.runtime_stall_seconds.clone(),
         );
         metrics.registry = Arc::new(root);
@@ -253,9 +256,10 @@ impl Metrics {
         });
     }
 
-    /// Counts one stalled poll of a `method` call in `mode` that held its worker for `length`.
-    pub fn observe_stall(&self, method: &str, mode: &str, length: Duration) {
-        let labels = StallLabels { method: method.to_owned(), mode: mode.to_owned() };
+    /// Counts one stall of a `method` call in `mode` (`none`/`unknown` for a task of no call) that held its worker
+    /// for `length`, stuck for `cause`.
+    pub fn observe_stall(&self, method: &str, mode: &str, cause: &str, length: Duration) {
+        let labels = StallLabels { method: method.to_owned(), mode: mode.to_owned(), cause: cause.to_owned() };
         self.runtime_stalls.get_or_create(&labels).inc();
         self.runtime_stall_seconds.get_or_create(&labels).observe(length.as_secs_f64());
     }

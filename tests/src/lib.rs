@@ -65,7 +65,7 @@ where
     std_listener.set_nonblocking(true).expect("nonblocking");
     let addr = std_listener.local_addr().expect("local addr");
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let runtime = offload_serve::runtime::build(flavor, workers, name).expect("runtime");
+    let runtime = offload_serve::runtime::build(flavor, workers, name, None).expect("runtime");
     let thread = std::thread::Builder::new()
         .name(name.to_owned())
         .spawn(move || {

@@ -23,7 +23,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("metrics (labels, histograms)", &["prometheus_client::", "offload_telemetry::metrics"]),
     ("admission", &["offload_serve::admission"]),
     ("deadline", &["offload_serve::deadline"]),
-    ("stall detector", &["offload_serve::stall"]),
+    ("stall detector", &["stallwatch::layer"]),
     ("stream bounds (read/send timeouts)", &["offload_serve::stream"]),
     ("compute job (validate, place, run)", &["offload_compute::"]),
     ("balancer", &["offload_gateway::balancer", "offload_gateway::discovery"]),

@@ -1,6 +1,8 @@
 //! The stall detector, on the real binaries: an `INLINE` job is named (method, mode, trace id) in a `WARN` line
-//! while it still blocks its worker, and counted in `offload_runtime_stalls_total`; `RAYON` jobs stall nothing; a
-//! gateway waiting in the `BLOCKING` style is named the same way; `--stall-threshold 0` turns the detector off.
+//! while it still blocks its worker, with the cause (`cpu`) and the kernel's frame, served at `/debug/stalls` with
+//! its whole stack, and counted in `offload_runtime_stalls_total{cause}`; `RAYON` jobs stall nothing; a gateway
+//! waiting in the `BLOCKING` style is named the same way, with what its synchronous wait is stuck on;
+//! `--stall-threshold 0` turns the detector off.
 
 use std::{future::Future, net::SocketAddr, time::Duration};
 
@@ -68,7 +70,7 @@ async fn warned_while_running<F: Future>(
             output = &mut call => return (output, seen),
             () = tokio::time::sleep(LOG_POLL) => {
                 if seen.is_none() {
-                    seen = server.log_lines().into_iter().find(|l| l.contains(trace_id) && l.contains("still running"));
+                    seen = server.log_lines().into_iter().find(|l| l.contains(trace_id) && l.contains("still stuck"));
                 }
             }
         }
@@ -88,8 +90,40 @@ async fn logged(server: &mut ChildServer, matches: impl Fn(&str) -> bool) -> Opt
     }
 }
 
+/// The stall of trace `trace_id` that `/debug/stalls` lists, once its stack is taken.
+fn debug_stall(admin: SocketAddr, trace_id: &str) -> serde_json::Value {
+    let until = std::time::Instant::now() + LOG_LAG;
+    loop {
+        let body = offload_testkit::scrape::get(admin, "/debug/stalls").expect("GET /debug/stalls");
+        let json: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+        let all = json["stalls"].as_array().into_iter().chain(json["ongoing"].as_array()).flatten();
+        if let Some(found) = all.into_iter().find(|s| s["call"]["trace_id"] == trace_id && s["stack_note"].is_null()) {
+            return found.clone();
+        }
+        assert!(std::time::Instant::now() < until, "no stall of trace {trace_id} at /debug/stalls: {json}");
+        std::thread::sleep(LOG_POLL);
+    }
+}
+
 async fn sized_n(compute: &ChildServer) -> u64 {
-    JobSizer::connect(&compute.url()).await.expect("sizer").sum_of_squares_n(JOB_MS).await.expect("n")
+    sized_n_ms(compute, JOB_MS).await
+}
+
+async fn sized_n_ms(compute: &ChildServer, ms: f64) -> u64 {
+    JobSizer::connect(&compute.url()).await.expect("sizer").sum_of_squares_n(ms).await.expect("n")
+}
+
+/// A scrape of `admin` once `name{labels}` has moved by `expected` since `before` (or, past [`LOG_LAG`], the last
+/// scrape): the watchdog counts a stall when it sees the worker move again, a tick after the reply may be sent.
+fn settled(admin: SocketAddr, before: &Scrape, name: &str, labels: &[(&str, &str)], expected: f64) -> Scrape {
+    let until = std::time::Instant::now() + LOG_LAG;
+    loop {
+        let now = scrape(admin);
+        if total(&now, name, labels) - total(before, name, labels) >= expected || std::time::Instant::now() > until {
+            return now;
+        }
+        std::thread::sleep(LOG_POLL);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -107,13 +141,22 @@ async fn inline_and_spawned_jobs_are_named_while_they_stall_and_counted_rayon_jo
         warned_while_running(&mut compute, trace_id, client.sum_of_squares(traced(request, trace_id))).await;
     reply.expect("inline job");
     let warned = warned.expect("a WARN naming the trace before the call returned");
-    for expected in ["WARN", "SumOfSquares", "inline", &format!("{n}"), "thread"] {
+    for expected in ["WARN", "SumOfSquares", "inline", &format!("{n}"), "thread", "sum_of_squares"] {
         assert!(warned.contains(expected), "{expected:?} not in {warned}");
     }
+    // The job computes: on the CPU, or waiting for it on a machine whose other core the client keeps busy.
+    assert!(warned.contains("cause=cpu") || warned.contains("cause=descheduled"), "no CPU cause in {warned}");
+    let stall = debug_stall(metrics, trace_id);
+    assert!(["cpu", "descheduled"].contains(&stall["cause"]["kind"].as_str().unwrap_or("")), "{stall}");
+    assert_eq!(stall["call"]["mode"], "inline", "{stall}");
+    let frames: Vec<&str> =
+        stall["stack"].as_array().expect("stack").iter().filter_map(|f| f["function"].as_str()).collect();
+    assert!(frames.iter().any(|f| f.contains("kernel::sum_of_squares")), "the kernel's frame in {frames:?}");
+    assert!(frames.iter().any(|f| f.contains("tokio::runtime")), "the whole stack, down to the runtime: {frames:?}");
     let ended = logged(&mut compute, |l| l.contains(trace_id) && l.contains("stall ended")).await;
     assert!(ended.is_some_and(|l| l.contains("SumOfSquares")), "no end-of-stall line for the trace");
     client.sum_of_squares(request).await.expect("a second inline job");
-    let after_inline = scrape(metrics);
+    let after_inline = settled(metrics, &before, "offload_runtime_stalls_total", &inline, 2.0);
     let moved =
         |name: &str, b: &Scrape, a: &Scrape, labels: &[(&str, &str)]| total(a, name, labels) - total(b, name, labels);
     assert_eq!(moved("offload_runtime_stalls_total", &before, &after_inline, &inline), 2.0, "one stall per inline job");
@@ -126,8 +169,8 @@ async fn inline_and_spawned_jobs_are_named_while_they_stall_and_counted_rayon_jo
             .await
             .expect("spawn-task job");
     }
-    let after_spawn_task = scrape(metrics);
     let spawn_task = [("method", "SumOfSquares"), ("mode", "spawn-task")];
+    let after_spawn_task = settled(metrics, &after_inline, "offload_runtime_stalls_total", &spawn_task, 2.0);
     assert_eq!(
         moved("offload_runtime_stalls_total", &after_inline, &after_spawn_task, &spawn_task),
         2.0,
@@ -152,7 +195,9 @@ async fn inline_and_spawned_jobs_are_named_while_they_stall_and_counted_rayon_jo
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_blocking_gateway_is_named_by_its_wait_style() {
     let compute = start("offload-compute", &[]);
-    let n = sized_n(&compute).await;
+    // Longer than the compute tests' jobs: the first stall of a debug-built gateway waits for its stack to be
+    // symbolized from the binary's line tables before its WARN is written.
+    let n = sized_n_ms(&compute, JOB_MS * 4.0).await;
     let mut gateway = start(
         "offload-gateway",
         &["--compute", &compute.url(), "--metrics-listen", "127.0.0.1:0", "--stall-threshold", THRESHOLD],
@@ -171,8 +216,14 @@ async fn a_blocking_gateway_is_named_by_its_wait_style() {
     for expected in ["WARN", "SumOfSquares", "blocking"] {
         assert!(warned.contains(expected), "{expected:?} not in {warned}");
     }
-    let after = scrape(metrics);
+    // The synchronous client parks its thread until the reply comes: a futex wait.
+    let stall = debug_stall(metrics, trace_id);
+    assert_eq!(stall["cause"]["kind"], "lock", "{stall}");
+    let frames: Vec<&str> =
+        stall["stack"].as_array().expect("stack").iter().filter_map(|f| f["function"].as_str()).collect();
+    assert!(frames.iter().any(|f| f.contains("offload_gateway::")), "the gateway's own frames in {frames:?}");
     let blocking = [("method", "SumOfSquares"), ("mode", "blocking")];
+    let after = settled(metrics, &before, "offload_runtime_stalls_total", &blocking, 1.0);
     assert_eq!(
         total(&after, "offload_runtime_stalls_total", &blocking)
             - total(&before, "offload_runtime_stalls_total", &blocking),
