@@ -257,6 +257,8 @@ pub(crate) struct RuntimeSlot {
     pub(crate) handle: OnceLock<tokio::runtime::Handle>,
     /// For a runtime watched without hooks: the one thread that drives it, when known.
     pub(crate) driver: Option<Arc<threads::ThreadEntry>>,
+    /// When watching began: a worker seen for the first time has made no progress since then, at the latest.
+    pub(crate) since: Instant,
 }
 
 fn next_runtime_id() -> u64 {
@@ -296,6 +298,7 @@ impl Detector {
             name: name.to_owned(),
             handle: OnceLock::new(),
             driver: None,
+            since: Instant::now(),
         });
         self.inner.send(watchdog::Registration::Runtime(Arc::clone(&slot)));
         let id = slot.id;
@@ -333,6 +336,7 @@ impl Detector {
             name: name.to_owned(),
             handle: OnceLock::from(handle),
             driver: current_thread.then(threads::current).flatten(),
+            since: Instant::now(),
         };
         self.inner.send(watchdog::Registration::Runtime(Arc::new(slot)));
     }

@@ -175,10 +175,12 @@ impl Watchdog {
         let count = metrics.num_workers();
         let runtime = &mut self.runtimes[r];
         if runtime.workers.len() != count {
+            let since = runtime.slot.since;
+            // Seen now, moved last when watching began: a worker already stuck then is found a threshold later.
             runtime.workers = (0..count)
-                .map(|_| Worker {
-                    seen: (0, Duration::ZERO),
-                    moved_at: now,
+                .map(|index| Worker {
+                    seen: (metrics.worker_park_unpark_count(index), metrics.worker_total_busy_duration(index)),
+                    moved_at: since,
                     thread: None,
                     disagreements: 0,
                     candidate: None,
