@@ -48,6 +48,7 @@ const DISAGREEMENTS: u8 = 3;
 #[derive(Debug)]
 pub(crate) enum Registration {
     Runtime(Arc<RuntimeSlot>),
+    #[cfg_attr(not(feature = "tower"), allow(dead_code))]
     Call(Arc<InFlight>),
 }
 
