@@ -244,3 +244,82 @@ async fn threshold_zero_turns_the_detector_off() {
     assert_eq!(total(&scraped, "offload_runtime_stalls_total", &[]), 0.0);
     assert!(!compute.log_lines().iter().any(|l| l.contains("runtime stall")), "no stall lines when off");
 }
+
+/// Seconds of `INLINE` load in the soak below: a few in every test run; `OFFLOAD_STALL_SOAK_SECS=30` for the long
+/// run docs/stall.md reports.
+fn soak_seconds() -> u64 {
+    std::env::var("OFFLOAD_STALL_SOAK_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(4)
+}
+
+/// Resident memory the detector may add over the soak: its history (64 reports of up to 128 frames) and one stack
+/// copy buffer are a few MiB; the rest is the allocator's slack under load.
+const SOAK_RSS_GROWTH: u64 = 32 * 1024 * 1024;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalls_with_stacks_for_seconds_leave_the_server_healthy_bounded_and_rate_limited() {
+    let mut compute = start("offload-compute", &["--metrics-listen", "127.0.0.1:0", "--stall-threshold", "10ms"]);
+    let admin = compute.metrics_addr.expect("metrics");
+    let n = sized_n_ms(&compute, 20.0).await;
+    let client = ComputeClient::new(channel(&compute.url()).await);
+    let inline = SumOfSquaresRequest { n, mode: ExecMode::Inline as i32, ..Default::default() };
+    client.clone().sum_of_squares(inline).await.expect("warm-up");
+    let before = compute.memory();
+    let seconds = soak_seconds();
+    let until = tokio::time::Instant::now() + Duration::from_secs(seconds);
+    let loops: Vec<_> = (0..4)
+        .map(|_| {
+            let mut client = client.clone();
+            tokio::spawn(async move {
+                let mut calls = 0u64;
+                while tokio::time::Instant::now() < until {
+                    client.sum_of_squares(inline).await.expect("inline job under the soak");
+                    calls += 1;
+                }
+                calls
+            })
+        })
+        .collect();
+    let mut calls = 0;
+    for task in loops {
+        calls += task.await.expect("loop");
+    }
+    offload_tests::wait_serving(&compute.url(), service_names::COMPUTE).await;
+    assert!(compute.is_running(), "the server survived {seconds} s of stalls with stacks");
+    let after = compute.memory();
+    assert!(
+        after.rss.saturating_sub(before.rss) < SOAK_RSS_GROWTH,
+        "RSS grew by {} MiB over the soak",
+        (after.rss - before.rss) >> 20
+    );
+
+    let body = offload_testkit::scrape::get(admin, "/debug/stalls").expect("GET /debug/stalls");
+    let json: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    let skipped = json["stacks_skipped"].as_u64().expect("stacks_skipped");
+    assert!(skipped > 0, "{calls} blocking calls and no stack skipped: the rate limit never engaged");
+    // At most four stacks a second, and a burst of four: eight in any second of the history.
+    let with_stacks: Vec<f64> = json["stalls"]
+        .as_array()
+        .expect("stalls")
+        .iter()
+        .filter(|s| s["stack"].as_array().is_some_and(|f| !f.is_empty()))
+        .map(|s| seconds_of_day(s["time"].as_str().expect("time")))
+        .collect();
+    for (i, start) in with_stacks.iter().enumerate() {
+        let within = with_stacks[i..].iter().take_while(|t| **t < start + 1.0).count();
+        assert!(within <= 8, "{within} stacks within a second of {start}: {with_stacks:?}");
+    }
+    let lines = compute.log_lines().iter().filter(|l| l.contains("runtime stall") && !l.contains("stack=")).count();
+    let allowed = 20 * (seconds as usize + 2) + 20;
+    assert!(lines <= allowed, "{lines} stall lines in {seconds} s (at most 20 a second)");
+    println!(
+        "soak: {seconds} s, {calls} INLINE calls, {skipped} stacks skipped, {lines} stall lines, RSS {} → {} MiB",
+        before.rss >> 20,
+        after.rss >> 20
+    );
+}
+
+/// Seconds since midnight of an RFC 3339 UTC time (`…T00:36:35.551Z`): enough to order and space a test's stalls.
+fn seconds_of_day(time: &str) -> f64 {
+    let clock = time.split('T').nth(1).unwrap_or("").trim_end_matches('Z');
+    clock.split(':').map(|p| p.parse::<f64>().unwrap_or(0.0)).fold(0.0, |acc, p| acc * 60.0 + p)
+}
