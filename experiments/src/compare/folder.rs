@@ -156,7 +156,17 @@ impl Comparison {
                 })),
                 "stalls": r.stalls.as_ref().map(|s| serde_json::json!({
                     "total": s.total,
-                    "culprit": s.culprit.as_ref().map(|(name, n)| serde_json::json!({"call": name, "stalls": n})),
+                    "culprit": s.culprit.as_ref().map(|c| serde_json::json!({
+                        "call": c.call, "stalls": c.stalls, "cause": c.cause,
+                        "frame": c.frame.as_ref().map(|f| serde_json::json!({
+                            "function": f.function, "file": f.file, "line": f.line,
+                        })),
+                    })),
+                    "kept": s.kept.iter().map(|e| serde_json::json!({
+                        "at_s": e.at.as_secs_f64(), "length_ms": e.length.as_secs_f64() * 1e3, "ongoing": e.ongoing,
+                        "call": e.call, "cause": e.cause, "runtime": e.runtime,
+                        "frame": e.frame.as_ref().map(|f| f.full()),
+                    })).collect::<Vec<_>>(),
                 })),
             })).collect::<Vec<_>>(),
             "hop": self.hop.as_ref().map(|h| serde_json::json!({
@@ -205,6 +215,7 @@ impl Comparison {
             let _ = writeln!(md, "\n![gateway probe latency per upstream-wait style](upstream_wait_latency.svg)\n");
         }
         let _ = writeln!(md, "## Where the time went\n\n{}", self.attribution_markdown());
+        md.push_str(&self.stalls_markdown());
         if let Some(hop) = &self.hop {
             let _ = writeln!(
                 md,

@@ -16,7 +16,9 @@
 //! `--pinned` repeats chosen mode rounds with the load generator confined to one CPU ([`pin`]).
 //! Then the price of the extra hop: trivial calls at high concurrency straight to compute and through the gateway. Results go to stdout as a table and to a report
 //! folder (raw ghz-shaped JSON per round, SVG charts, `report.md`, and `report.html` with latency over time), with,
-//! for every round, where the probes' and the heavy jobs' time went at p50 and p99 ([`attribution`]).
+//! for every round, where the probes' and the heavy jobs' time went at p50 and p99 ([`attribution`]), and which
+//! calls stalled the servers' runtimes, why and in which function ([`stalls`]), each stall drawn on the round's
+//! probe latency chart where it began ([`stall_report`]).
 
 mod attribution;
 mod attribution_tables;
@@ -26,6 +28,8 @@ mod output;
 mod page;
 mod pin;
 mod scenario;
+mod stall_events;
+mod stall_report;
 mod stalls;
 
 use std::{path::PathBuf, time::Duration};

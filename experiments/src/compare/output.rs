@@ -104,7 +104,8 @@ impl Comparison {
             out,
             "(latencies in ms; probes measured from their scheduled send time; sched p99: the stressed server's \
              scheduling delay, an upper bucket bound; \
-             stalls: handler polls that held a worker past --stall-threshold, both servers, and the top method/mode)"
+             stalls: times a worker made no progress for --stall-threshold, both servers, with the top method/mode, \
+             its commonest cause and the innermost function of its own code; report.md has the whole frames)"
         );
         out
     }

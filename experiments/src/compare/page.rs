@@ -1,5 +1,6 @@
 //! `report.html`: the comparison as one page to look at (drawn by `offload_loadgen::html`): the summary tables and
-//! verdicts of `report.md`, then one section per round with its probe's and heavy load's latency over time.
+//! verdicts of `report.md`, then one section per round with its probe's and heavy load's latency over time, the
+//! probe's chart banded where the round's stalls were ([`super::stall_report`]).
 //!
 //! Every round's probe is drawn on the same axes, so `INLINE`'s stalls (probes waiting out a heavy job, again and
 //! again) and `RAYON`'s flat line are seen at their true relative size.
@@ -9,6 +10,7 @@ use offload_loadgen::html::{self, Page, Round, Run, Table};
 use super::{
     output::{Comparison, ms},
     scenario::RoundResult,
+    stall_report,
 };
 
 /// Loads drawn for each round, in this order: the probe is the story (how soon a new request is served while heavy
@@ -42,6 +44,7 @@ impl Comparison {
             tables.push(table);
         }
         tables.extend(self.attribution_html());
+        tables.extend(self.stalls_table());
         if let Some(hop) = &self.hop {
             let concurrency = self.setup.args.hop_concurrency;
             tables.push(Table {
@@ -74,13 +77,15 @@ impl Comparison {
                 .collect(),
             });
         }
-        html::render_rounds(&Page {
+        let page = html::render_rounds(&Page {
             title: "offload: what blocking the runtime costs".into(),
             facts: self.facts(),
             tables,
             notes: self.verdicts(),
             rounds,
-        })
+        });
+        let stalls: Vec<_> = self.rounds.iter().map(|r| r.stalls.as_ref()).collect();
+        stall_report::mark_charts(page, &stalls)
     }
 
     fn summary_table(&self, first: &str, rounds: &[&RoundResult]) -> Table {

@@ -1,6 +1,6 @@
 //! One round of the comparison: start the servers, run the mixed load, read their CPU time, stop them.
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::bail;
 use offload_proto::{
@@ -12,6 +12,7 @@ use super::{
     CompareArgs,
     attribution::{Breakdown, Sink},
     pin,
+    stall_events::{self, StallEvent},
     stalls::Stalls,
 };
 use offload_loadgen::{
@@ -135,8 +136,8 @@ pub struct RoundResult {
     /// The stressed server's scheduling-delay probe over the window (compute's in mode rounds, the gateway's in
     /// upstream-wait rounds), from its `/metrics`.
     pub schedule_delay: Option<HistogramDelta>,
-    /// Stalled polls over the window, summed over both servers, with the top culprit; `None` when no server's
-    /// `/metrics` was read (`--gateway`).
+    /// Stalls over the window, summed over both servers, with the top culprit and the stalls the servers kept;
+    /// `None` when no server's `/metrics` was read (`--gateway`).
     pub stalls: Option<Stalls>,
 }
 
@@ -204,6 +205,20 @@ impl Servers {
             .into_iter()
             .map(|s| s.as_ref().and_then(|s| s.metrics_addr).and_then(|a| scrape::scrape(a).ok()))
             .collect()
+    }
+
+    /// The stalls every started server's detector kept that began within `window` after `start`, by start time
+    /// (none for `--gateway`). A server whose `/debug/stalls` cannot be read only costs the report its bands.
+    fn stalls_kept(&self, start: SystemTime, window: Duration) -> Vec<StallEvent> {
+        let mut kept = Vec::new();
+        for addr in [&self.compute, &self.gateway].into_iter().flatten().filter_map(|s| s.metrics_addr) {
+            match scrape::get(addr, "/debug/stalls").and_then(|body| stall_events::in_window(&body, start, window)) {
+                Ok(stalls) => kept.extend(stalls),
+                Err(e) => eprintln!("warning: stalls kept by the server at {addr}: {e:#}"),
+            }
+        }
+        kept.sort_by_key(|e| e.at);
+        kept
     }
 
     fn cpu(&self) -> (Option<Duration>, Option<Duration>) {
@@ -296,6 +311,8 @@ pub async fn run_round(setup: &Setup, round: Round) -> anyhow::Result<RoundResul
     let (compute_before, gateway_before) = servers.cpu();
     let client_before = cpu_time_of(std::process::id());
     let started = Instant::now();
+    // The stalls the servers keep are stamped with the wall clock; this places them on the round's time axis.
+    let started_at = SystemTime::now();
     let probe_plan = probe_plan(args);
     let probe_call =
         Call::GatewayFactorial(FactorialRequest { n: 20, mode: setup.probe_mode as i32, ..Default::default() });
@@ -346,7 +363,7 @@ pub async fn run_round(setup: &Setup, round: Round) -> anyhow::Result<RoundResul
         .zip(&stalls_after)
         .filter_map(|(before, after)| Some((before.as_ref()?, after.as_ref()?)))
         .collect();
-    let stalls = super::stalls::delta(&pairs);
+    let stalls = super::stalls::of_round(&pairs, servers.stalls_kept(started_at, window));
     let schedule_delay = match (&delay_before, &delay_after) {
         (Some(before), Some(after)) => {
             scrape::histogram_delta(before, after, "offload_runtime_schedule_delay_seconds", 99.0)
