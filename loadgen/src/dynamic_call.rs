@@ -136,7 +136,7 @@ impl DynamicCall {
         let codec = DynamicCodec::new(self.method.output());
         let path = self.path.clone();
         grpc.ready().await.map_err(|e| Status::unavailable(format!("connection not ready: {e}")))?;
-        let ends_at = self.stream.call_duration.map(|d| Instant::now() + d);
+        let ends_at = self.stream.call_duration.and_then(|d| Instant::now().checked_add(d));
         match (self.method.is_client_streaming(), self.method.is_server_streaming()) {
             (false, false) => {
                 let message = self.payload.message(&self.method, data, data.request_number)?;
