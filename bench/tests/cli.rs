@@ -2,10 +2,13 @@
 //! in a real headless Chromium, skipped with a message where none can be had), the ghz config files shipped in
 //! `bench/ghz/` (JSON, TOML, YAML) drive the `load` command against real servers, and `load` is tried as a ghz user
 //! would ([`load`]: every output format, stdin, metadata, binary data, TLS, refusals), nonsense refused and ghz's
-//! inputs taken as ghz takes them ([`bad_input`]), and a tiny `overhead` run's table is parsed back ([`overhead`]).
+//! inputs taken as ghz takes them ([`bad_input`]), runs against misbehaving servers ended by their flags and by
+//! Ctrl-C ([`hostile`]), and a tiny `overhead` run's table is parsed back ([`overhead`]).
 
 #[path = "cli/bad_input.rs"]
 mod bad_input;
+#[path = "cli/hostile.rs"]
+mod hostile;
 #[path = "cli/load.rs"]
 mod load;
 #[path = "cli/overhead.rs"]

@@ -123,7 +123,7 @@ async fn interrupts(cancel: Cancel) {
         if interrupts.recv().await.is_none() {
             return;
         }
-        cancel.cancel();
+        interrupted(&cancel);
         if interrupts.recv().await.is_some() {
             exit_at_once();
         }
@@ -133,11 +133,17 @@ async fn interrupts(cancel: Cancel) {
         if tokio::signal::ctrl_c().await.is_err() {
             return;
         }
-        cancel.cancel();
+        interrupted(&cancel);
         if tokio::signal::ctrl_c().await.is_ok() {
             exit_at_once();
         }
     }
+}
+
+/// The first Ctrl-C: the run is cancelled, and the user told what comes next.
+fn interrupted(cancel: &Cancel) {
+    eprintln!("interrupted: cancelling the calls in flight, then the report (Ctrl-C again to exit at once)");
+    cancel.cancel();
 }
 
 /// A second Ctrl-C: the user wants out now, report or not (128 + SIGINT, as a shell reports it).
