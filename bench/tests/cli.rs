@@ -3,10 +3,13 @@
 //! `bench/ghz/` (JSON, TOML, YAML) drive the `load` command against real servers, and `load` is tried as a ghz user
 //! would ([`load`]: every output format, stdin, metadata, binary data, TLS, refusals), nonsense refused and ghz's
 //! inputs taken as ghz takes them ([`bad_input`]), runs against misbehaving servers ended by their flags and by
-//! Ctrl-C ([`hostile`]), and a tiny `overhead` run's table is parsed back ([`overhead`]).
+//! Ctrl-C ([`hostile`]), text outputs a hostile server cannot forge, each parsed by its real consumer
+//! ([`honest_output`]), and a tiny `overhead` run's table is parsed back ([`overhead`]).
 
 #[path = "cli/bad_input.rs"]
 mod bad_input;
+#[path = "cli/honest_output.rs"]
+mod honest_output;
 #[path = "cli/hostile.rs"]
 mod hostile;
 #[path = "cli/load.rs"]
