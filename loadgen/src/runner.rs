@@ -186,6 +186,8 @@ struct Run {
     total: Option<u64>,
     issued: AtomicU64,
     completed: AtomicU64,
+    /// An empty recording whose error texts every recording of the run shares (one bound for the run).
+    texts: Recording,
     controls: Controls,
     progress: Option<ProgressBar>,
 }
@@ -275,6 +277,7 @@ async fn run_boxed(plan: Plan, controls: Controls, invoke: Invoke, progress: Opt
         total,
         issued: AtomicU64::new(0),
         completed: AtomicU64::new(0),
+        texts: Recording::new(),
         controls,
         progress: progress.clone(),
     });
@@ -304,7 +307,7 @@ async fn closed_loop(run: Arc<Run>, concurrency: usize) -> Recording {
     let worker = |index: usize| {
         let (run, limit) = (Arc::clone(&run), Arc::clone(&limit));
         tokio::spawn(async move {
-            let mut recording = Recording::new();
+            let mut recording = Recording::sharing(&run.texts);
             loop {
                 if index >= limit.load(Ordering::Relaxed) {
                     if run.cancelled()
@@ -345,7 +348,7 @@ async fn closed_loop(run: Arc<Run>, concurrency: usize) -> Recording {
             () = run.until_cancelled() => {}
         }
     }
-    let mut recording = Recording::new();
+    let mut recording = Recording::sharing(&run.texts);
     for worker in workers {
         if let Ok(r) = worker.await {
             recording.merge(&r);
@@ -360,7 +363,7 @@ async fn open_loop(run: Arc<Run>, rate: Schedule, concurrency: usize) -> Recordi
     let collector = {
         let run = Arc::clone(&run);
         tokio::spawn(async move {
-            let mut recording = Recording::new();
+            let mut recording = Recording::sharing(&run.texts);
             while let Some((sent, latency, outcome)) = done_rx.recv().await {
                 run.record(&mut recording, sent, latency, outcome);
             }

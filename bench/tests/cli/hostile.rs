@@ -220,3 +220,56 @@ fn a_second_ctrl_c_exits_at_once() {
     assert!(interrupted.elapsed() < Duration::from_secs(3), "{:?} after the second Ctrl-C", interrupted.elapsed());
     let _ = std::fs::remove_file(&fifo);
 }
+
+/// The highest resident memory of process `pid` so far (`VmHWM`), in bytes.
+fn peak_rss(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse::<u64>().ok().map(|kb| kb * 1024)
+}
+
+#[test]
+fn error_text_memory_is_bounded_under_unique_messages() {
+    const CALLS: u64 = 20_000;
+    let padding = "x".repeat(15_000);
+    let server = HostileServer::start(move |_, n| Answer::status(13, &format!("{n} {padding}")));
+    let proto = echo_proto().display().to_string();
+    let calls = CALLS.to_string();
+    let run = Running::start(&[
+        "load",
+        "--quiet",
+        "--insecure",
+        "--proto",
+        &proto,
+        "--call",
+        "echo.v1.Echo/Unary",
+        "-c",
+        "20",
+        "-n",
+        &calls,
+        &server.host(),
+    ]);
+    // Read while it runs: the peak is the high-water mark just before it exits.
+    let pid = run.child.id();
+    let mut peak = 0;
+    let ended = {
+        let mut run = run;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while run.child.try_wait().expect("wait").is_none() && Instant::now() < deadline {
+            peak = peak.max(peak_rss(pid).unwrap_or(0));
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        run.end_within(PROMPTLY)
+    };
+    let (code, stdout, err) = ended;
+    assert_eq!(code, Some(0), "{err}");
+    let summary = String::from_utf8_lossy(&stdout);
+    // 20 000 messages of 15 KB are 300 MB; what is kept is a hundred of them, cut to 1 KiB.
+    assert!(peak < 200 << 20, "peak RSS {} MiB", peak >> 20);
+    assert!(summary.len() < 300_000, "a {} byte summary", summary.len());
+    let kept = summary.lines().filter(|l| l.contains("rpc error: code = Internal desc = ")).count();
+    assert_eq!(kept, 100, "{summary}");
+    let beyond = format!("(not kept: {} more distinct error messages, past the first 100)", CALLS - 100);
+    assert!(summary.contains(&beyond), "{summary}");
+    assert!(summary.contains("… (cut: 15"), "long messages cut, saying so");
+}
