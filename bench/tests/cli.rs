@@ -1,15 +1,27 @@
 //! The `offload-bench` binary end to end: a short real `compare` writes a complete report (its `report.html` opened
 //! in a real headless Chromium, skipped with a message where none can be had), the ghz config files shipped in
 //! `bench/ghz/` (JSON, TOML, YAML) drive the `load` command against real servers, and `load` is tried as a ghz user
-//! would ([`load`]: every output format, stdin, metadata, binary data, TLS, refusals), and a tiny `overhead` run's
-//! table is parsed back ([`overhead`]).
+//! would ([`load`]: every output format, stdin, metadata, binary data, TLS, refusals), nonsense refused and ghz's
+//! inputs taken as ghz takes them ([`bad_input`]), runs against misbehaving servers ended by their flags and by
+//! Ctrl-C ([`hostile`]), text outputs a hostile server cannot forge, each parsed by its real consumer
+//! ([`honest_output`]), and a tiny `overhead` run's table is parsed back ([`overhead`]).
 
+#[path = "cli/bad_input.rs"]
+mod bad_input;
+#[path = "cli/honest_output.rs"]
+mod honest_output;
+#[path = "cli/hostile.rs"]
+mod hostile;
 #[path = "cli/load.rs"]
 mod load;
 #[path = "cli/overhead.rs"]
 mod overhead;
 
-use std::{path::Path, process::Command, time::Duration};
+use std::{
+    path::Path,
+    process::{Command, Output, Stdio},
+    time::{Duration, Instant},
+};
 
 use offload_testkit::{browser::Chromium, child::ChildServer};
 
@@ -18,6 +30,37 @@ pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_offload-bench");
 pub(crate) fn json(path: &Path) -> serde_json::Value {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()))
+}
+
+/// Runs `command` to its end, which must come within `limit`: past it the process is killed and the test fails
+/// (a run that does not end on its own flags is the bug these tests look for). Its output is read as it comes, so
+/// a full pipe never holds it.
+pub(crate) fn run_within(command: &mut Command, limit: Duration) -> Output {
+    let child = command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn();
+    let mut child = child.expect("start offload-bench");
+    let pipe = |mut from: Box<dyn std::io::Read + Send>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = from.read_to_end(&mut bytes);
+            bytes
+        })
+    };
+    let stdout = pipe(Box::new(child.stdout.take().expect("stdout")));
+    let stderr = pipe(Box::new(child.stderr.take().expect("stderr")));
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            let stderr = stderr.join().unwrap_or_default();
+            panic!("still running after {limit:?}, killed: {command:?}\n{}", String::from_utf8_lossy(&stderr));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Output { status, stdout: stdout.join().unwrap_or_default(), stderr: stderr.join().unwrap_or_default() }
 }
 
 /// A compute server and a gateway in front of it, as child processes of this binary.

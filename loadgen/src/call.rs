@@ -13,7 +13,7 @@ use offload_proto::v1::{
     gateway_client::GatewayClient,
 };
 use tonic::{Request, Status, transport::Channel};
-use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
 
 /// Replies up to this size are accepted: above the servers' 4 MiB so a load test never fails on a large factorial.
 pub const MAX_REPLY_BYTES: usize = 16 * 1024 * 1024;
@@ -164,6 +164,16 @@ impl Caller {
             }
         };
         result.map_err(ghz_status)
+    }
+
+    /// The standard health check of `service` (`""`: the whole server): what the server says of itself.
+    pub async fn serving_status(&mut self, service: &str, timeout: Option<Duration>) -> Result<ServingStatus, Status> {
+        let mut request = Request::new(HealthCheckRequest { service: service.to_owned() });
+        if let Some(timeout) = timeout {
+            request.set_timeout(timeout);
+        }
+        let reply = self.health.check(request).await.map_err(ghz_status)?.into_inner();
+        Ok(ServingStatus::try_from(reply.status).unwrap_or(ServingStatus::Unknown))
     }
 
     /// Sends one offload call; the replica that served it (its `served_by`).

@@ -3,7 +3,10 @@
 //! `FileDescriptorSet`, as `protoc --descriptor_set_out --include_imports` writes). Then `--call` is looked up,
 //! and a method that is not there is refused with the list of what is.
 
-use std::path::{Path, PathBuf};
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use anyhow::{Context, bail};
 use prost_reflect::{DescriptorPool, MethodDescriptor};
@@ -56,23 +59,37 @@ impl Source {
         }
     }
 
-    /// The descriptors, from the server (over `channel`) or from files.
-    pub async fn pool(&self, channel: &Channel) -> anyhow::Result<DescriptorPool> {
+    /// The descriptors, from files, or from the server over `channel` within `deadline`.
+    pub async fn pool(&self, channel: &Channel, deadline: Duration) -> anyhow::Result<DescriptorPool> {
         match self {
-            Self::Reflection => crate::reflection::pool(channel.clone()).await,
+            Self::Reflection => crate::reflection::pool(channel.clone(), deadline).await,
             Self::Protos { files, imports } => compile(files, imports),
-            Self::Protoset(path) => {
-                let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-                DescriptorPool::decode(bytes.as_slice())
-                    .with_context(|| format!("{} is not an encoded FileDescriptorSet", path.display()))
-            }
+            Self::Protoset(path) => read_protoset(path),
         }
     }
 
-    /// The method `--call` names, with everything its messages need.
-    pub async fn method(&self, channel: &Channel, call: &str) -> anyhow::Result<MethodDescriptor> {
-        find_method(&self.pool(channel).await?, call, &self.describe())
+    /// The method `--call` names, with everything its messages need; reflection (over `channel`) within
+    /// `deadline`.
+    pub async fn method(&self, channel: &Channel, call: &str, deadline: Duration) -> anyhow::Result<MethodDescriptor> {
+        find_method(&self.pool(channel, deadline).await?, call, &self.describe())
     }
+
+    /// The method, from files only: `None` for reflection, which needs a connection.
+    pub fn method_from_files(&self, call: &str) -> Option<anyhow::Result<MethodDescriptor>> {
+        let pool = match self {
+            Self::Reflection => return None,
+            Self::Protos { files, imports } => compile(files, imports),
+            Self::Protoset(path) => read_protoset(path),
+        };
+        Some(pool.and_then(|pool| find_method(&pool, call, &self.describe())))
+    }
+}
+
+/// Reads an encoded `FileDescriptorSet`.
+fn read_protoset(path: &Path) -> anyhow::Result<DescriptorPool> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    DescriptorPool::decode(bytes.as_slice())
+        .with_context(|| format!("{} is not an encoded FileDescriptorSet", path.display()))
 }
 
 /// Compiles `.proto` files in process (`protox`); each file's folder is searched after `imports`, as in ghz.

@@ -6,6 +6,9 @@
 //! as the stream's messages. Each stream counts as one call, its latency the whole stream's. A stream ends when
 //! its messages run out, or earlier at `--stream-call-count` messages (sent, or received for server streaming) or
 //! after `--stream-call-duration`; the client ending a stream that way is a success, not a cancellation.
+//!
+//! A unary reply is held to the protocol: two reply messages, or two `grpc-status` trailers, fail the call as the
+//! protocol error they are, where a generated client would take the first and call it a success.
 
 use std::{
     sync::atomic::{AtomicU64, Ordering},
@@ -136,11 +139,26 @@ impl DynamicCall {
         let codec = DynamicCodec::new(self.method.output());
         let path = self.path.clone();
         grpc.ready().await.map_err(|e| Status::unavailable(format!("connection not ready: {e}")))?;
-        let ends_at = self.stream.call_duration.map(|d| Instant::now() + d);
+        let ends_at = self.stream.call_duration.and_then(|d| Instant::now().checked_add(d));
         match (self.method.is_client_streaming(), self.method.is_server_streaming()) {
             (false, false) => {
                 let message = self.payload.message(&self.method, data, data.request_number)?;
-                grpc.unary::<_, DynamicMessage, _>(request(message)?, path, codec).await.map(drop)
+                // Sent as a server stream (the same bytes on the wire) and read to its end, so a reply the
+                // protocol forbids is seen: tonic's unary call takes the first message and drops the rest.
+                let mut replies = grpc.server_streaming(request(message)?, path, codec).await?.into_inner();
+                if replies.message().await?.is_none() {
+                    return Err(Status::internal("protocol error: a unary call ended without a reply message"));
+                }
+                if replies.message().await?.is_some() {
+                    return Err(Status::internal("protocol error: a unary call got more than one reply message"));
+                }
+                let statuses = replies.trailers().await?.map_or(0, |t| t.get_all("grpc-status").iter().count());
+                if statuses > 1 {
+                    return Err(Status::internal(format!(
+                        "protocol error: the reply has {statuses} grpc-status trailers"
+                    )));
+                }
+                Ok(())
             }
             (false, true) => {
                 let message = self.payload.message(&self.method, data, data.request_number)?;

@@ -7,10 +7,11 @@
 //! call's messages and metadata from [`json`] (or binary protobuf) and ghz's [`template`]s, and [`dynamic_call`]
 //! sends them through the [`codec`] in any of gRPC's four call shapes, over the connections [`connect`] opens
 //! (TLS, with [`skip_tls`] for `--skipTLS`). [`runner`] is how calls are sent (closed or open loop, shaped by the
-//! [`schedule`]s, bounded in count and time), [`recording`] what was seen, [`report`] ghz's report (its options
+//! [`schedule`]s, bounded in count and time), [`recording`] what was seen (its error texts bounded by [`error_texts`]), [`report`] ghz's report (its options
 //! in [`report_options`]), written by [`format`] in every ghz output format ([`html`] for the page, with the
 //! calls over time from [`timeline`]); [`load`] is the ghz-like command built from them, reading ghz's
-//! [`config`] files; [`duration`] reads Go durations; [`runtime`] is the client's tokio runtime.
+//! [`config`] files; [`duration`] reads Go durations; [`limits`] bounds every number a user or a server gives;
+//! [`text`] escapes what a server says before a text output shows it; [`runtime`] is the client's tokio runtime.
 
 pub mod call;
 pub mod codec;
@@ -19,9 +20,11 @@ pub mod connect;
 pub mod descriptors;
 pub mod duration;
 pub mod dynamic_call;
+pub mod error_texts;
 pub mod format;
 pub mod html;
 pub mod json;
+pub mod limits;
 pub mod load;
 pub mod recording;
 pub mod reflection;
@@ -33,4 +36,5 @@ pub mod runtime;
 pub mod schedule;
 pub mod skip_tls;
 pub mod template;
+pub mod text;
 pub mod timeline;

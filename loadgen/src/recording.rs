@@ -11,11 +11,14 @@
 
 use std::{
     collections::BTreeMap,
+    sync::{Arc, Mutex},
     time::{Duration, SystemTime},
 };
 
 use hdrhistogram::Histogram;
 use tonic::Code;
+
+use crate::error_texts::{self, ErrorTexts};
 
 /// Lowest latency distinguished: 1 µs (loopback calls take tens).
 const LOWEST_NS: u64 = 1_000;
@@ -34,8 +37,9 @@ pub struct Detail {
     pub latency: Duration,
     /// Its final status.
     pub code: Code,
-    /// The status message of a failed call (shared: failures tend to repeat one message).
-    pub error: Option<std::sync::Arc<str>>,
+    /// A failed call's error as ghz prints it (`rpc error: code = … desc = …`), its message cut to
+    /// [`error_texts::MAX_BYTES`], shared with every call that saw the same one ([`ErrorTexts`]).
+    pub error: Option<Arc<str>>,
 }
 
 /// Latencies and outcomes of a set of calls.
@@ -54,8 +58,13 @@ pub struct Recording {
     pub end_reason: EndReason,
     /// Calls by final status, in grpc-go's names (`OK`, `DeadlineExceeded`, …) as ghz reports them.
     pub statuses: BTreeMap<String, u64>,
-    /// Failed calls by status and message, as ghz's `errorDistribution`.
+    /// Failed calls by status and message, as ghz's `errorDistribution`: at most [`error_texts::MAX_DISTINCT`]
+    /// keys per run, each cut to [`error_texts::MAX_BYTES`]; the calls past them in [`Recording::errors_beyond`].
     pub errors: BTreeMap<String, u64>,
+    /// Failed calls whose error text was not kept (past [`error_texts::MAX_DISTINCT`] distinct ones).
+    pub errors_beyond: u64,
+    /// The run's kept error texts, shared by all its recordings.
+    texts: Arc<Mutex<ErrorTexts>>,
     /// Wall time the run took.
     pub elapsed: Duration,
     /// Calls recorded with [`Recording::record_call`], in order of sending, up to [`MAX_DETAILS`].
@@ -81,13 +90,43 @@ impl Recording {
             end_reason: EndReason::Normal,
             statuses: BTreeMap::new(),
             errors: BTreeMap::new(),
+            errors_beyond: 0,
+            texts: Arc::default(),
             elapsed: Duration::ZERO,
             details: Vec::new(),
         }
     }
 
-    /// Records one call.
-    pub fn record(&mut self, latency: Duration, outcome: Result<(), tonic::Status>) {
+    /// An empty recording that keeps its error texts with `other`'s: the recordings of one run's workers, so the
+    /// bound on error texts is the run's.
+    pub fn sharing(other: &Self) -> Self {
+        Self { texts: Arc::clone(&other.texts), ..Self::new() }
+    }
+
+    /// Distinct error texts not kept (past [`error_texts::MAX_DISTINCT`]), for the report's "N more distinct".
+    pub fn distinct_errors_beyond(&self) -> usize {
+        self.texts().distinct_beyond()
+    }
+
+    fn texts(&self) -> std::sync::MutexGuard<'_, ErrorTexts> {
+        self.texts.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Counts `n` failed calls under `key` (kept if there is room), or past the bound; the kept text.
+    fn count_error(&mut self, key: &str, n: u64) -> Option<Arc<str>> {
+        let kept = self.texts().intern(key);
+        match (&kept, self.errors.get_mut(key)) {
+            (Some(_), Some(count)) => *count += n,
+            (Some(_), None) => {
+                self.errors.insert(key.to_owned(), n);
+            }
+            (None, _) => self.errors_beyond += n,
+        }
+        kept
+    }
+
+    /// Records one call; a failure's error text (as kept), for `details[]`.
+    fn record_outcome(&mut self, latency: Duration, outcome: Result<(), tonic::Status>) -> Option<Arc<str>> {
         let ns = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX).clamp(LOWEST_NS, HIGHEST_NS);
         self.latency.saturating_record(ns);
         self.latency_sum += latency;
@@ -99,22 +138,23 @@ impl Recording {
             self.ok_latency.saturating_record(ns);
         }
         *self.statuses.entry(go_code_name(code).to_owned()).or_default() += 1;
-        if let Err(status) = outcome {
-            let key = format!("rpc error: code = {} desc = {}", go_code_name(code), status.message());
-            *self.errors.entry(key).or_default() += 1;
-        }
+        let status = outcome.err()?;
+        let key = format!("rpc error: code = {} desc = {}", go_code_name(code), error_texts::cut(status.message()));
+        Some(self.count_error(&key, 1).unwrap_or_else(|| self.texts().not_kept()))
+    }
+
+    /// Records one call.
+    pub fn record(&mut self, latency: Duration, outcome: Result<(), tonic::Status>) {
+        self.record_outcome(latency, outcome);
     }
 
     /// Records one call sent `sent` after the start of the run, keeping it in [`Recording::details`] too.
     pub fn record_call(&mut self, sent: Duration, latency: Duration, outcome: Result<(), tonic::Status>) {
+        let code = outcome.as_ref().err().map_or(Code::Ok, tonic::Status::code);
+        let error = self.record_outcome(latency, outcome);
         if self.details.len() < MAX_DETAILS {
-            let (code, error) = match &outcome {
-                Ok(()) => (Code::Ok, None),
-                Err(status) => (status.code(), Some(std::sync::Arc::from(status.message()))),
-            };
             self.details.push(Detail { sent, latency, code, error });
         }
-        self.record(latency, outcome);
     }
 
     /// Adds another recording's calls (elapsed time is the longer of the two: they ran side by side).
@@ -129,8 +169,9 @@ impl Recording {
             *self.statuses.entry(k.clone()).or_default() += v;
         }
         for (k, v) in &other.errors {
-            *self.errors.entry(k.clone()).or_default() += v;
+            self.count_error(k, *v);
         }
+        self.errors_beyond += other.errors_beyond;
         self.elapsed = self.elapsed.max(other.elapsed);
         let room = MAX_DETAILS.saturating_sub(self.details.len());
         self.details.extend(other.details.iter().take(room).cloned());
@@ -262,6 +303,24 @@ mod tests {
         assert_eq!(a.statuses["ResourceExhausted"], 2);
         assert_eq!(a.statuses["Canceled"], 1);
         assert_eq!(a.errors["rpc error: code = ResourceExhausted desc = busy"], 2);
+    }
+
+    #[test]
+    fn error_texts_are_bounded_by_the_run_not_by_the_server() {
+        let run = Recording::new();
+        let (mut a, mut b) = (Recording::sharing(&run), Recording::sharing(&run));
+        let long = "x".repeat(15_000);
+        for i in 0..error_texts::MAX_DISTINCT + 50 {
+            let worker = if i % 2 == 0 { &mut a } else { &mut b };
+            worker.record_call(ms(1), ms(1), Err(tonic::Status::internal(format!("{i} {long}"))));
+        }
+        a.merge(&b);
+        // One text per distinct error, shared by the workers, the distribution and details[].
+        assert_eq!(a.errors.len(), error_texts::MAX_DISTINCT);
+        assert_eq!(a.errors_beyond + a.errors.values().sum::<u64>(), (error_texts::MAX_DISTINCT + 50) as u64);
+        assert!(a.errors.keys().all(|k| k.len() < error_texts::MAX_BYTES + 100), "cut");
+        assert!(a.distinct_errors_beyond() > 0);
+        assert_eq!(a.details.len(), error_texts::MAX_DISTINCT + 50);
     }
 
     #[test]

@@ -58,6 +58,21 @@ pub struct Report {
     pub latency_p999: u64,
 }
 
+/// ghz's `errorDistribution` from the kept error texts, and one line more for the calls whose text was not kept
+/// (past [`crate::error_texts::MAX_DISTINCT`] distinct ones), saying how many distinct texts they had.
+fn error_distribution(recording: &Recording) -> BTreeMap<String, u64> {
+    let mut distribution = recording.errors.clone();
+    if recording.errors_beyond > 0 {
+        let key = format!(
+            "(not kept: {} more distinct error messages, past the first {})",
+            recording.distinct_errors_beyond(),
+            crate::error_texts::MAX_DISTINCT
+        );
+        distribution.insert(key, recording.errors_beyond);
+    }
+    distribution
+}
+
 /// One percentile.
 #[derive(Debug, Clone, Copy, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct LatencyPoint {
@@ -107,9 +122,7 @@ impl Report {
                 timestamp: rfc3339_nano(recording.started_at + d.sent),
                 unix_nanos: unix_nanos(recording.started_at + d.sent),
                 latency: nanos(d.latency),
-                error: d.error.as_ref().map_or_else(String::new, |message| {
-                    format!("rpc error: code = {} desc = {message}", go_code_name(d.code))
-                }),
+                error: d.error.as_deref().unwrap_or_default().to_owned(),
                 status: go_code_name(d.code).to_owned(),
             })
             .collect();
@@ -124,7 +137,7 @@ impl Report {
             fastest: counted.first(),
             slowest: counted.last(),
             rps: recording.rps(),
-            error_distribution: recording.errors.clone(),
+            error_distribution: error_distribution(recording),
             status_code_distribution: recording.statuses.clone(),
             latency_distribution: if counted.total == 0 {
                 Vec::new()

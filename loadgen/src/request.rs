@@ -11,7 +11,7 @@ use anyhow::Context;
 use prost_reflect::{DynamicMessage, MethodDescriptor};
 use tonic::{
     Status,
-    metadata::{MetadataKey, MetadataMap, MetadataValue},
+    metadata::{Ascii, Binary, MetadataKey, MetadataMap, MetadataValue},
 };
 
 use crate::{
@@ -32,10 +32,14 @@ impl Payload {
         let data = data.unwrap_or("{}");
         let template = Template::parse(data, "-d")?;
         if template.is_constant() {
-            return Ok(Self::Fixed(json::messages(&method.input(), data, "-d")?));
+            let messages = json::messages(&method.input(), data, "-d")?;
+            refuse_no_message(method, &messages)?;
+            return Ok(Self::Fixed(messages));
         }
         let trial = template.render(&CallData::trial(method));
-        json::messages(&method.input(), &trial, "-d").with_context(|| format!("-d as rendered for call 0: {trial}"))?;
+        let messages = json::messages(&method.input(), &trial, "-d")
+            .with_context(|| format!("-d as rendered for call 0: {trial}"))?;
+        refuse_no_message(method, &messages)?;
         Ok(Self::Templated(template))
     }
 
@@ -93,6 +97,18 @@ impl Payload {
     }
 }
 
+/// A unary or server-streaming call sends exactly one message: an empty `-d` array leaves it nothing to send,
+/// which is the user's mistake to hear about now, not a per-call error that reads as the server's.
+fn refuse_no_message(method: &MethodDescriptor, messages: &[DynamicMessage]) -> anyhow::Result<()> {
+    if messages.is_empty() && !method.is_client_streaming() {
+        anyhow::bail!(
+            "-d: an empty array has no message to send; {} takes one request message (give an object)",
+            method.full_name()
+        );
+    }
+    Ok(())
+}
+
 /// Request metadata (`-m`, a JSON object of strings): fixed, or rendered per call.
 #[derive(Debug, Clone)]
 pub enum Metadata {
@@ -124,13 +140,24 @@ impl Metadata {
     }
 }
 
-/// `{"key": "value", …}` as gRPC metadata (keys lower-cased, as HTTP/2 sends them).
+/// `{"key": "value", …}` as gRPC metadata (keys lower-cased, as HTTP/2 sends them). A key ending in `-bin` is
+/// binary metadata: its value is base64 (standard or URL-safe alphabet, padded or not), as grpcurl and ghz take
+/// it, decoded here and sent as the bytes it stands for (gRPC base64-encodes them again on the wire).
 fn parse_metadata(text: &str) -> anyhow::Result<MetadataMap> {
     let pairs: BTreeMap<String, String> =
         serde_json::from_str(text).with_context(|| format!("-m must be a JSON object of strings: {text}"))?;
     let mut map = MetadataMap::new();
     for (key, value) in pairs {
-        let name = MetadataKey::from_bytes(key.to_ascii_lowercase().as_bytes())
+        let lower = key.to_ascii_lowercase();
+        if lower.ends_with("-bin") {
+            let name = MetadataKey::<Binary>::from_bytes(lower.as_bytes())
+                .with_context(|| format!("-m: {key:?} is not a metadata key"))?;
+            let bytes = base64_decode(&value)
+                .with_context(|| format!("-m: {key}: a -bin key takes a base64 value, not {value:?}"))?;
+            map.insert_bin(name, MetadataValue::from_bytes(&bytes));
+            continue;
+        }
+        let name = MetadataKey::<Ascii>::from_bytes(lower.as_bytes())
             .with_context(|| format!("-m: {key:?} is not a metadata key"))?;
         let value = MetadataValue::try_from(value.as_str()).with_context(|| format!("-m: {key}: {value:?}"))?;
         map.insert(name, value);
@@ -138,9 +165,57 @@ fn parse_metadata(text: &str) -> anyhow::Result<MetadataMap> {
     Ok(map)
 }
 
+/// Base64 as gRPC peers write binary metadata: the standard or URL-safe alphabet, with or without `=` padding.
+fn base64_decode(text: &str) -> anyhow::Result<Vec<u8>> {
+    let sextet = |c: u8| -> Option<u32> {
+        Some(u32::from(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' | b'-' => 62,
+            b'/' | b'_' => 63,
+            _ => return None,
+        }))
+    };
+    let digits = text.trim_end_matches('=').as_bytes();
+    if digits.len() % 4 == 1 || text.len() - digits.len() > 2 {
+        anyhow::bail!("not base64 (its length)");
+    }
+    let mut bytes = Vec::with_capacity(digits.len() * 3 / 4);
+    for chunk in digits.chunks(4) {
+        let mut word = 0u32;
+        for (i, &c) in chunk.iter().enumerate() {
+            word |= sextet(c).with_context(|| format!("not base64 ({:?} is not a base64 digit)", c as char))?
+                << (18 - 6 * i);
+        }
+        bytes.extend_from_slice(&word.to_be_bytes()[1..chunk.len()]);
+    }
+    Ok(bytes)
+}
+
 impl CallData<'_> {
     /// The first call of the run: what templates are checked with at start-up.
     fn trial(method: &MethodDescriptor) -> CallData<'_> {
         CallData { method, request_number: 0, worker: 0, connections: 1, now: SystemTime::now() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bin_keys_take_base64_and_send_its_bytes() {
+        let map = parse_metadata(r#"{"trace-bin": "AAEC/w==", "x-id-bin": "AAEC_w", "plain": "text"}"#).expect("ok");
+        for key in ["trace-bin", "x-id-bin"] {
+            let value = map.get_bin(key).unwrap_or_else(|| panic!("{key}"));
+            assert_eq!(value.to_bytes().expect("base64 on the wire").as_ref(), [0, 1, 2, 255], "{key}");
+        }
+        assert_eq!(map.get("plain").and_then(|v| v.to_str().ok()), Some("text"));
+        let error = format!("{:#}", parse_metadata(r#"{"a-bin": "not base64!"}"#).expect_err("refused"));
+        assert!(error.contains("a-bin") && error.contains("base64"), "{error}");
+        assert_eq!(base64_decode("").expect("empty"), Vec::<u8>::new());
+        assert_eq!(base64_decode("aGVsbG8").expect("hello"), b"hello");
+        assert!(base64_decode("a").is_err());
     }
 }

@@ -20,14 +20,14 @@ use std::{
     pin::Pin,
     sync::{
         Arc,
-        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
     },
     time::{Duration, SystemTime},
 };
 
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio::{
-    sync::{Semaphore, mpsc},
+    sync::{Semaphore, mpsc, watch},
     time::Instant,
 };
 
@@ -87,16 +87,57 @@ pub struct Controls {
     pub skip_first: u64,
     /// What becomes of calls in flight when time runs out.
     pub duration_stop: DurationStop,
-    /// Set to stop sending (Ctrl-C): the run ends with [`EndReason::Cancel`].
-    pub cancel: Option<Arc<AtomicBool>>,
+    /// Cancelled to stop (Ctrl-C): nothing more is sent, the calls in flight are cancelled and counted as
+    /// `Canceled` errors, and the run ends with [`EndReason::Cancel`].
+    pub cancel: Option<Cancel>,
 }
+
+/// A run's cancellation: set once, seen by every worker at once, awaited by the calls in flight. Cheap to clone
+/// (clones share it).
+#[derive(Debug, Clone)]
+pub struct Cancel(Arc<watch::Sender<bool>>);
+
+impl Default for Cancel {
+    fn default() -> Self {
+        Self(Arc::new(watch::Sender::new(false)))
+    }
+}
+
+impl Cancel {
+    /// A cancellation not yet set.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets it: every holder sees it.
+    pub fn cancel(&self) {
+        self.0.send_replace(true);
+    }
+
+    /// Whether it is set.
+    pub fn is_cancelled(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    /// Resolves once it is set (at once if it already is).
+    pub async fn cancelled(&self) {
+        let mut seen = self.0.subscribe();
+        let _ = seen.wait_for(|&set| set).await;
+    }
+}
+
+/// What a call in flight at Ctrl-C becomes: a client-side cancellation, as grpc-go reports one.
+const CANCELLED_IN_FLIGHT: &str = "cancelled by Ctrl-C before the reply";
 
 impl Plan {
     /// How long the run is expected to take, if that can be known in advance.
     pub fn expected_duration(&self) -> Option<Duration> {
         match (self.duration, self.total, self.rps) {
             (Some(d), _, _) => Some(d),
-            (None, Some(total), Some(rps)) if rps > 0.0 => Some(Duration::from_secs_f64(total as f64 / rps)),
+            // Saturating: `-n` at u64::MAX over a slow rate is past what a Duration holds, not a panic.
+            (None, Some(total), Some(rps)) if rps > 0.0 => {
+                Some(Duration::try_from_secs_f64(total as f64 / rps).unwrap_or(Duration::MAX))
+            }
             _ => None,
         }
     }
@@ -105,7 +146,13 @@ impl Plan {
 /// The scheduled send time of open-loop call `i`: evenly spaced from `start`, never drifting (computed from `i`,
 /// not by adding intervals).
 pub fn scheduled_at(start: Instant, rps: f64, i: u64) -> Instant {
-    start + Duration::from_secs_f64(i as f64 / rps)
+    let offset = Duration::try_from_secs_f64(i as f64 / rps).unwrap_or(Duration::MAX);
+    start.checked_add(offset).unwrap_or_else(far_future)
+}
+
+/// An instant no run reaches (tokio's own "never" for a timer: about 30 years ahead).
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(86_400 * 365 * 30)
 }
 
 /// One call of a run, as `invoke(worker)` returns it, boxed: the loops below are then compiled once, here, rather than
@@ -139,13 +186,23 @@ struct Run {
     total: Option<u64>,
     issued: AtomicU64,
     completed: AtomicU64,
+    /// An empty recording whose error texts every recording of the run shares (one bound for the run).
+    texts: Recording,
     controls: Controls,
     progress: Option<ProgressBar>,
 }
 
 impl Run {
     fn cancelled(&self) -> bool {
-        self.controls.cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed))
+        self.controls.cancel.as_ref().is_some_and(Cancel::is_cancelled)
+    }
+
+    /// Resolves when the run is cancelled; never, if it cannot be.
+    async fn until_cancelled(&self) {
+        match &self.controls.cancel {
+            Some(cancel) => cancel.cancelled().await,
+            None => std::future::pending().await,
+        }
     }
 
     fn out_of_time(&self) -> bool {
@@ -162,15 +219,20 @@ impl Run {
     /// Sends one call, honouring `--duration-stop` if time runs out while it is in flight: its outcome, or `None`
     /// when it is left out.
     async fn call(&self, call: CallFuture) -> Option<Result<(), tonic::Status>> {
-        let Some(end) = self.end.filter(|_| self.controls.duration_stop != DurationStop::Wait) else {
-            return Some(call.await);
+        let end = self.end.filter(|_| self.controls.duration_stop != DurationStop::Wait);
+        let time_up = async {
+            match end {
+                Some(end) => tokio::time::sleep_until(end).await,
+                None => std::future::pending().await,
+            }
         };
         tokio::select! {
             outcome = call => Some(outcome),
-            () = tokio::time::sleep_until(end) => match self.controls.duration_stop {
+            () = time_up => match self.controls.duration_stop {
                 DurationStop::Close => Some(Err(tonic::Status::unavailable("transport is closing"))),
                 _ => None,
             },
+            () = self.until_cancelled() => Some(Err(tonic::Status::cancelled(CANCELLED_IN_FLIGHT))),
         }
     }
 
@@ -211,10 +273,11 @@ async fn run_boxed(plan: Plan, controls: Controls, invoke: Invoke, progress: Opt
     let run = Arc::new(Run {
         invoke,
         start,
-        end: limit.map(|d| start + d),
+        end: limit.map(|d| start.checked_add(d).unwrap_or_else(far_future)),
         total,
         issued: AtomicU64::new(0),
         completed: AtomicU64::new(0),
+        texts: Recording::new(),
         controls,
         progress: progress.clone(),
     });
@@ -244,7 +307,7 @@ async fn closed_loop(run: Arc<Run>, concurrency: usize) -> Recording {
     let worker = |index: usize| {
         let (run, limit) = (Arc::clone(&run), Arc::clone(&limit));
         tokio::spawn(async move {
-            let mut recording = Recording::new();
+            let mut recording = Recording::sharing(&run.texts);
             loop {
                 if index >= limit.load(Ordering::Relaxed) {
                     if run.cancelled()
@@ -280,9 +343,12 @@ async fn closed_loop(run: Arc<Run>, concurrency: usize) -> Recording {
             || (schedule.is_const() && !workers.is_empty());
         let Some(next) = schedule.next_change(run.start.elapsed()).filter(|_| !finished) else { break };
         // Wake at the next step, or sooner to notice the run ending.
-        tokio::time::sleep_until((run.start + next).min(Instant::now() + Duration::from_millis(100))).await;
+        tokio::select! {
+            () = tokio::time::sleep_until((run.start + next).min(Instant::now() + Duration::from_millis(100))) => {}
+            () = run.until_cancelled() => {}
+        }
     }
-    let mut recording = Recording::new();
+    let mut recording = Recording::sharing(&run.texts);
     for worker in workers {
         if let Ok(r) = worker.await {
             recording.merge(&r);
@@ -297,7 +363,7 @@ async fn open_loop(run: Arc<Run>, rate: Schedule, concurrency: usize) -> Recordi
     let collector = {
         let run = Arc::clone(&run);
         tokio::spawn(async move {
-            let mut recording = Recording::new();
+            let mut recording = Recording::sharing(&run.texts);
             while let Some((sent, latency, outcome)) = done_rx.recv().await {
                 run.record(&mut recording, sent, latency, outcome);
             }
@@ -321,13 +387,20 @@ async fn open_loop(run: Arc<Run>, rate: Schedule, concurrency: usize) -> Recordi
             }
             continue;
         }
-        tokio::time::sleep_until(at).await;
+        tokio::select! {
+            () = tokio::time::sleep_until(at) => {}
+            () = run.until_cancelled() => break,
+        }
         if !run.claim() {
             break;
         }
         // The timer's own lateness is not charged to the server; waiting here for a slot is.
         let sent = Instant::now().max(at);
-        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else { break };
+        let slot = tokio::select! {
+            slot = Arc::clone(&slots).acquire_owned() => slot,
+            () = run.until_cancelled() => break,
+        };
+        let Ok(slot) = slot else { break };
         let (task_run, done_tx) = (Arc::clone(&run), done_tx.clone());
         let worker = (i % concurrency as u64) as usize;
         tokio::spawn(async move {

@@ -172,15 +172,35 @@ async fn duration_stop_decides_the_calls_in_flight() {
 
 #[tokio::test(start_paused = true)]
 async fn cancel_ends_the_run_with_cancel() {
-    let cancel = Arc::new(AtomicBool::new(false));
-    let flag = Arc::clone(&cancel);
+    let cancel = Cancel::new();
+    let flag = cancel.clone();
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(50)).await;
-        flag.store(true, Ordering::Relaxed);
+        flag.cancel();
     });
     let controls = Controls { cancel: Some(cancel), ..Controls::default() };
     let recording =
         run_with(counting(None, Some(Duration::from_secs(10)), None, 2), controls, answers_in(10), None).await;
     assert_eq!(recording.end_reason, EndReason::Cancel);
     assert!(recording.count() <= 12, "{}", recording.count());
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancel_ends_calls_in_flight_at_once_whatever_their_deadline() {
+    for rps in [None, Some(0.001)] {
+        let cancel = Cancel::new();
+        let flag = cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            flag.cancel();
+        });
+        let controls = Controls { cancel: Some(cancel), ..Controls::default() };
+        let plan = Plan { concurrency: 2, total: Some(10), duration: None, rps };
+        let started = Instant::now();
+        // Calls that never end: only the cancellation can end the run.
+        let recording = run_with(plan, controls, |_| std::future::pending::<Result<(), tonic::Status>>(), None).await;
+        assert_eq!(recording.end_reason, EndReason::Cancel);
+        assert!(started.elapsed() < Duration::from_secs(1), "{rps:?}: ended {:?} after the start", started.elapsed());
+        assert_eq!(recording.statuses.get("Canceled").copied(), Some(if rps.is_some() { 1 } else { 2 }), "{rps:?}");
+    }
 }

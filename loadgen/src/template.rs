@@ -13,6 +13,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::bail;
 use prost_reflect::MethodDescriptor;
 
+use crate::limits::MAX_RANDOM_STRING;
+
 /// One piece of a template: text copied as is, or an action replaced per call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Piece {
@@ -83,7 +85,16 @@ impl Template {
             let mut words = action.split_whitespace();
             let piece = match (words.next(), words.next(), words.next()) {
                 (Some(name), None, None) => Field::parse(name).map(Piece::Field),
-                (Some("randomString"), Some(n), None) => n.parse().ok().map(Piece::RandomString),
+                (Some("randomString"), Some(n), None) => match n.parse::<i64>() {
+                    Ok(n) if n > MAX_RANDOM_STRING => bail!(
+                        "{what}: {{{{randomString {n}}}}}: out of range; it takes up to {MAX_RANDOM_STRING} characters \
+                         (0 or less: 2 to 16, as ghz)"
+                    ),
+                    Ok(n) => Some(Piece::RandomString(n)),
+                    Err(_) => {
+                        bail!("{what}: {{{{randomString {n}}}}}: N must be a whole number up to {MAX_RANDOM_STRING}")
+                    }
+                },
                 _ => None,
             };
             let Some(piece) = piece else {
@@ -217,5 +228,9 @@ mod tests {
         let error = Template::parse("{{.Nope}}", "-m").expect_err("unknown").to_string();
         assert!(error.contains("-m: unknown template action {{.Nope}}"), "{error}");
         assert!(Template::parse("{{.UUID", "-d").is_err());
+        let error = Template::parse("{{randomString 9999999999}}", "-d").expect_err("too long").to_string();
+        assert!(error.contains("randomString 9999999999") && error.contains("1048576"), "{error}");
+        let error = Template::parse("{{randomString 99999999999999999999}}", "-d").expect_err("not i64").to_string();
+        assert!(error.contains("1048576"), "{error}");
     }
 }

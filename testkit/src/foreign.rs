@@ -110,6 +110,11 @@ impl Drop for ForeignService {
     }
 }
 
+/// The echo service's `.proto` file (`echo.v1.Echo`), for clients given `--proto` (no Python needed to read it).
+pub fn echo_proto() -> PathBuf {
+    python_dir().join("echo/v1/echo.proto")
+}
+
 /// `testkit/python/`.
 fn python_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("python")

@@ -10,6 +10,7 @@
 //! - [`scrape`]: `/metrics` read and parsed back as Prometheus text.
 //! - [`prometheus`]: `promtool` and a real Prometheus server on loopback, queried through its HTTP API.
 //! - [`raw`]: HTTP/2 without gRPC's guard rails, for what a well-behaved client never sends.
+//! - [`hostile`]: a gRPC server that misbehaves on purpose, for what a well-behaved server never sends.
 //! - [`foreign`]: a gRPC service that is not offload's (Python), for the load generator's tests.
 //! - [`python`]: Python peers and checkers in private virtualenvs under `target/`.
 //! - [`browser`]: headless Chromium, for the pages people look at (their DOM as the browser built it, a screenshot).
@@ -24,6 +25,7 @@ pub mod child;
 pub mod cluster;
 pub mod fault_proxy;
 pub mod foreign;
+pub mod hostile;
 pub mod job;
 pub mod prometheus;
 pub mod python;

@@ -24,11 +24,16 @@ use offload_loadgen::{
     call,
     descriptors::DescriptorArgs,
     duration::parse as parse_duration,
+    limits,
     recording::Recording,
     runner::{self, Plan},
 };
 
-use self::{output::Outcome, sender::Sender, verdict::Rule};
+use self::{
+    output::Outcome,
+    sender::{NOT_SERVING, Sender},
+    verdict::Rule,
+};
 
 /// Clients sending `--call` by default: enough to occupy every worker of a server with up to 8 threads (each
 /// worker must be given a call to block on); a bigger server needs a bigger `-c`.
@@ -66,27 +71,27 @@ pub struct StallArgs {
     #[arg(short = 'm', long)]
     pub metadata: Option<String>,
     /// Clients sending `--call` at once, closed loop, in the loaded phase. Give at least the server's worker
-    /// threads: a worker blocks only if it is given a call to block on.
+    /// threads: a worker blocks only if it is given a call to block on (1 to 10000).
     #[arg(short = 'c', long, default_value_t = DEFAULT_CONCURRENCY)]
     pub concurrency: usize,
     /// Measured time of each phase (idle, loaded); the whole run takes a little over twice this.
     #[arg(short = 'z', long, default_value = "3s", value_parser = parse_duration)]
     pub duration: Duration,
-    /// Probes per second, open loop, in both phases. Light enough not to be load: a health check costs a server
-    /// tens of microseconds, so 200/s is under 1 % of one core.
+    /// Probes per second, open loop, in both phases (0.001 to 1000000). Light enough not to be load: a health
+    /// check costs a server tens of microseconds, so 200/s is under 1 % of one core.
     #[arg(long, default_value_t = 200.0)]
     pub rps: f64,
     /// The probe: `health` (grpc.health.v1.Health/Check for the whole server) or any method,
     /// `package.Service/Method`, sent with an empty request.
     #[arg(long, default_value = "health")]
     pub probe: String,
-    /// K of the rule: the loaded p99 must be at least this many times the idle p99 to be a stall.
+    /// K of the rule: the loaded p99 must be at least this many times the idle p99 to be a stall (1 to 1000000).
     #[arg(long, default_value_t = verdict::DEFAULT_MIN_RATIO)]
     pub min_ratio: f64,
     /// X of the rule: the loaded p99 must also be at least this far above the idle p99 (`10ms`).
     #[arg(long, default_value = "10ms", value_parser = parse_duration)]
     pub min_extra: Duration,
-    /// Deadline of each `--call` (`20s`).
+    /// Deadline of each `--call` (`20s`; `0`: none, as `load -t 0`).
     #[arg(short = 't', long, default_value = "20s", value_parser = parse_duration)]
     pub timeout: Duration,
     /// Plaintext connection (the only kind supported; accepted for ghz compatibility).
@@ -104,6 +109,25 @@ impl StallArgs {
     fn rule(&self) -> Rule {
         Rule { min_ratio: self.min_ratio, min_extra: self.min_extra }
     }
+
+    /// Refuses, by flag and with the range it takes, every number that cannot mean a measurement: before any
+    /// connection is opened.
+    fn check(&self) -> anyhow::Result<()> {
+        limits::check_rate("--rps", self.rps)?;
+        limits::check_range("-c", self.concurrency, 1..=limits::MAX_CONCURRENCY, " clients")?;
+        if self.duration.is_zero() {
+            bail!("-z 0s: out of range; each phase needs a duration above 0 (default 3s)");
+        }
+        if !self.min_ratio.is_finite() || !(1.0..=verdict::MAX_MIN_RATIO).contains(&self.min_ratio) {
+            bail!(
+                "--min-ratio {:?}: out of range; it takes 1 to {} (a ratio below 1 would call a server whose probes \
+                 got faster a stall)",
+                self.min_ratio,
+                verdict::MAX_MIN_RATIO
+            );
+        }
+        Ok(())
+    }
 }
 
 /// Measures, prints the verdict and writes `--json`.
@@ -112,9 +136,8 @@ pub fn run(args: StallArgs) -> anyhow::Result<()> {
 }
 
 async fn stall(args: StallArgs) -> anyhow::Result<()> {
-    if args.rps.is_nan() || args.rps <= 0.0 || args.duration.is_zero() || args.concurrency == 0 {
-        bail!("--rps, --duration and -c must be positive");
-    }
+    args.check()?;
+    let timeout = (!args.timeout.is_zero()).then_some(args.timeout);
     let url = if args.target.contains("://") { args.target.clone() } else { format!("http://{}", args.target) };
     let source = args.descriptors.source();
     // Probe and load on connections of their own, so a probe never queues behind the load in the client.
@@ -136,17 +159,25 @@ async fn stall(args: StallArgs) -> anyhow::Result<()> {
     probes(&probe, args.rps, PROBE_WARMUP).await;
     let idle = probes(&probe, args.rps, args.duration).await;
     if idle.failed() > 0 {
-        bail!("the probe {} fails on the idle server: {:?}", probe.method_name(), idle.errors);
+        bail!("the probe {} fails on the idle server, so no verdict: {:?}", probe.method_name(), idle.errors);
     }
     let (loaded, load) = tokio::join!(
         async {
             tokio::time::sleep(LOAD_SETTLE).await;
             probes(&probe, args.rps, args.duration).await
         },
-        closed_loop(&load, args.concurrency, LOAD_SETTLE + args.duration, args.timeout),
+        closed_loop(&load, args.concurrency, LOAD_SETTLE + args.duration, timeout),
     );
     if load.ok() == 0 {
         bail!("no {} call succeeded, so nothing loaded the server: {:?}", args.call, load.errors);
+    }
+    let not_serving: u64 = loaded.errors.iter().filter(|(e, _)| e.contains(NOT_SERVING)).map(|(_, n)| n).sum();
+    if not_serving > 0 {
+        bail!(
+            "{NOT_SERVING} ({not_serving} of {} probes under load), so no verdict: {:?}",
+            loaded.count(),
+            loaded.errors
+        );
     }
     let outcome = Outcome::new(&args, probe.method_name(), idle, loaded, load, args.rule());
     print!("{}", outcome.text());
@@ -161,11 +192,11 @@ async fn stall(args: StallArgs) -> anyhow::Result<()> {
 async fn probes(probe: &Sender, rps: f64, duration: Duration) -> Recording {
     let plan = Plan { concurrency: PROBE_CONCURRENCY, total: None, duration: Some(duration), rps: Some(rps) };
     let probe = probe.clone();
-    runner::run(plan, move |worker| probe.clone().send(worker, PROBE_TIMEOUT), None).await
+    runner::run(plan, move |worker| probe.clone().send(worker, Some(PROBE_TIMEOUT)), None).await
 }
 
 /// `concurrency` clients sending `load` back to back for `duration`.
-async fn closed_loop(load: &Sender, concurrency: usize, duration: Duration, timeout: Duration) -> Recording {
+async fn closed_loop(load: &Sender, concurrency: usize, duration: Duration, timeout: Option<Duration>) -> Recording {
     let plan = Plan { concurrency, total: None, duration: Some(duration), rps: None };
     let load = load.clone();
     runner::run(plan, move |worker| load.clone().send(worker, timeout), None).await

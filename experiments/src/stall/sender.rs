@@ -6,11 +6,19 @@
 use std::{sync::Arc, time::Duration};
 
 use offload_loadgen::{
-    call::{self, Call, Caller},
+    call::{self, Caller},
     descriptors::Source,
     dynamic_call::{DynamicCall, StreamOptions},
 };
 use tonic::{Status, client::Grpc, transport::Channel};
+use tonic_health::pb::health_check_response::ServingStatus;
+
+/// How long the server's reflection may take, in all: as long as connecting may (`call::connect`'s 5 s), so a
+/// server that accepts the reflection stream and never answers is refused instead of waited for.
+const REFLECTION_DEADLINE: Duration = Duration::from_secs(5);
+
+/// The start of a failed health probe's message when the server said it is not serving.
+pub const NOT_SERVING: &str = "the server's health check says it is not serving";
 
 /// One method with its request, ready to be sent over one connection. Cheap to clone (clones share both).
 #[derive(Debug, Clone)]
@@ -36,7 +44,7 @@ impl Sender {
         data: Option<&str>,
         metadata: Option<&str>,
     ) -> anyhow::Result<Self> {
-        let descriptor = source.method(&channel, method).await?;
+        let descriptor = source.method(&channel, method, REFLECTION_DEADLINE).await?;
         let call = DynamicCall::new(descriptor, data, metadata, StreamOptions::default(), 1)?;
         let grpc = Grpc::new(channel).max_decoding_message_size(call::MAX_REPLY_BYTES);
         Ok(Self::Dynamic { call: Arc::new(call), grpc })
@@ -50,11 +58,16 @@ impl Sender {
         }
     }
 
-    /// Sends one call from `worker` and waits for its reply, within `timeout`.
-    pub async fn send(self, worker: usize, timeout: Duration) -> Result<(), Status> {
+    /// Sends one call from `worker` and waits for its reply, within `timeout` if any. A health check answered
+    /// with anything but `SERVING` is a failure whose message says [`NOT_SERVING`]: a server that says it is not
+    /// serving is not one to judge.
+    pub async fn send(self, worker: usize, timeout: Option<Duration>) -> Result<(), Status> {
         match self {
-            Self::Health(mut caller) => caller.call(&Call::HealthCheck(String::new()), Some(timeout)).await,
-            Self::Dynamic { call, grpc } => call.call(grpc, worker, timeout).await,
+            Self::Health(mut caller) => match caller.serving_status("", timeout).await? {
+                ServingStatus::Serving => Ok(()),
+                other => Err(Status::failed_precondition(format!("{NOT_SERVING}: {}", other.as_str_name()))),
+            },
+            Self::Dynamic { call, grpc } => call.call_within(grpc, worker, timeout).await,
         }
     }
 }

@@ -21,6 +21,10 @@ pub const DEFAULT_MIN_RATIO: f64 = 10.0;
 /// is also the shortest block worth reporting, the usual threshold for "this poll blocked".
 pub const DEFAULT_MIN_EXTRA: Duration = Duration::from_millis(10);
 
+/// The largest K `--min-ratio` takes: a million times the idle p99 is past any stall ever measured (docs/stall.md:
+/// ×1 720 at most), so a larger K could only ever say `ok`.
+pub const MAX_MIN_RATIO: f64 = 1_000_000.0;
+
 /// The two thresholds of the rule.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Rule {

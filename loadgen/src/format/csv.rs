@@ -1,9 +1,10 @@
 //! `-O csv`: one line per call, ghz's columns (`duration (ms),status,error`). Unlike ghz, an error holding a comma
-//! or a quote is quoted (RFC 4180), so a CSV reader gets three columns on every line.
+//! or a quote is quoted (RFC 4180), and control characters are escaped ([`crate::text`]), so a CSV reader gets
+//! three columns on every line, one line per call.
 
 use std::fmt::Write;
 
-use crate::report::Report;
+use crate::{report::Report, text::escaped};
 
 /// The CSV text.
 pub fn render(report: &Report) -> String {
@@ -15,8 +16,10 @@ pub fn render(report: &Report) -> String {
     out
 }
 
+/// One cell: control characters escaped (a server's text never breaks a row), quoted if it holds `,` or `"`.
 fn field(text: &str) -> String {
-    if text.contains([',', '"', '\n', '\r']) { format!("\"{}\"", text.replace('"', "\"\"")) } else { text.to_owned() }
+    let text = escaped(text);
+    if text.contains([',', '"']) { format!("\"{}\"", text.replace('"', "\"\"")) } else { text.into_owned() }
 }
 
 #[cfg(test)]

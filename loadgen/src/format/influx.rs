@@ -5,7 +5,7 @@
 
 use std::fmt::Write;
 
-use crate::report::Report;
+use crate::{report::Report, text::escaped};
 
 /// `ghz_run,<tags> <fields> <date in ns>`: the whole run on one line.
 pub fn summary(report: &Report) -> String {
@@ -110,14 +110,16 @@ fn date_nanos(report: &Report) -> u128 {
     report.date_unix_nanos
 }
 
-/// A tag value: spaces, commas and `=` escaped (ghz's `cleanInfluxString`).
+/// A tag value: control characters escaped (a line is a point), then spaces, commas and `=` (ghz's
+/// `cleanInfluxString`).
 fn tag_value(v: &str) -> String {
-    v.replace(' ', "\\ ").replace(',', "\\,").replace('=', "\\=")
+    escaped(v).replace(' ', "\\ ").replace(',', "\\,").replace('=', "\\=")
 }
 
-/// A string field's contents: `\` and `"` escaped, as the line protocol specifies.
+/// A string field's contents: control characters escaped (a line is a point), then `\` and `"`, as the line
+/// protocol specifies.
 fn string_field(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"")
+    escaped(v).replace('\\', "\\\\").replace('"', "\\\"")
 }
 
 #[cfg(test)]

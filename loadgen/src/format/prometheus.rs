@@ -1,18 +1,19 @@
 //! `-O prometheus`: the Prometheus text exposition format, ghz's metric families (`ghz_run_count`, `_total`,
 //! `_average`, `_fastest`, `_slowest`, `_rps`, `_errors` gauges; `ghz_run_histogram`; `ghz_run_latency` summary,
-//! plus offload's 0.999 quantile), each labelled with the run's name, end reason and options. Two fixes over
-//! ghz so that a Prometheus parser takes the text: label names have `-` as `_` (`load_schedule`), and histogram
-//! buckets are cumulative with a `+Inf` bucket. Values keep ghz's units (nanoseconds; bucket bounds in seconds;
+//! plus offload's 0.999 quantile), each labelled with the run's name, end reason, options and `--tags` (one label
+//! each). Fixes over ghz so that a Prometheus parser (and `promtool check metrics`) takes the text: label names
+//! have `-` as `_` (`load_schedule`), each label once, and histogram buckets are cumulative with a `+Inf` bucket. Values keep ghz's units (nanoseconds; bucket bounds in seconds;
 //! `_sum` is the run's total time, as ghz writes it).
 
 use std::fmt::Write;
 
 use serde_json::Value;
 
-use crate::report::Report;
+use crate::{report::Report, text::escaped};
 
-/// Options not written as labels: the request itself (ghz blanks them too) and long free text.
-const UNLABELLED: [&str; 3] = ["data", "metadata", "latency-from"];
+/// Options not written as labels: the request itself (ghz blanks them too), long free text, the name (already the
+/// first label) and the tags (each its own label).
+const UNLABELLED: [&str; 5] = ["data", "metadata", "latency-from", "name", "tags"];
 
 /// The exposition text.
 pub fn render(report: &Report) -> String {
@@ -74,11 +75,27 @@ fn labels(report: &Report) -> String {
         };
         pairs.push((key.replace('-', "_"), value));
     }
+    // --tags: one label each, named as a label name may be (other characters as `_`), `tag_` before a name
+    // that is already a label.
+    for (key, value) in &report.tags {
+        let mut name: String =
+            key.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect();
+        if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) || name.starts_with("__") {
+            name = format!("tag_{name}");
+        }
+        if pairs.iter().any(|(k, _)| *k == name) {
+            name = format!("tag_{name}");
+        }
+        if !pairs.iter().any(|(k, _)| *k == name) {
+            pairs.push((name, value.clone()));
+        }
+    }
     pairs.iter().map(|(k, v)| format!("{k}=\"{}\"", escape(v))).collect::<Vec<_>>().join(",")
 }
 
+/// A label value: control characters escaped ([`crate::text`]), then the exposition format's `\` and `"`.
 fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    escaped(v).replace('\\', "\\\\").replace('"', "\\\"")
 }
 
 #[cfg(test)]

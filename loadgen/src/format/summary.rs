@@ -1,10 +1,11 @@
 //! `-O summary`: ghz's human-readable text (its `defaultTmpl`), plus p99.9 and, for open loop, a line saying
-//! where latency is measured from.
+//! where latency is measured from. What the server said (error messages) is shown with its control characters
+//! escaped ([`crate::text`]): it reaches a terminal.
 
 use std::fmt::Write;
 
 use super::nano_unit;
-use crate::report::Report;
+use crate::{report::Report, text::escaped};
 
 /// ghz's histogram bar character.
 const BAR: &str = "∎";
@@ -14,7 +15,7 @@ pub fn render(report: &Report) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "\nSummary:");
     if !report.name.is_empty() {
-        let _ = writeln!(out, "  Name:\t\t{}", report.name);
+        let _ = writeln!(out, "  Name:\t\t{}", escaped(&report.name));
     }
     let _ = writeln!(out, "  Count:\t{}", report.count);
     let _ = writeln!(out, "  Total:\t{}", nano_unit(report.total));
@@ -46,8 +47,11 @@ pub fn render(report: &Report) -> String {
     }
     if !report.error_distribution.is_empty() {
         let _ = writeln!(out, "\nError distribution:");
-        let rows: Vec<_> =
-            report.error_distribution.iter().map(|(error, n)| (format!("  [{n}]"), error.clone())).collect();
+        let rows: Vec<_> = report
+            .error_distribution
+            .iter()
+            .map(|(error, n)| (format!("  [{n}]"), escaped(error).into_owned()))
+            .collect();
         out.push_str(&table(&rows));
     }
     out

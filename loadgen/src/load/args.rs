@@ -54,6 +54,7 @@ pub struct LoadArgs {
     pub async_: bool,
     /// Requests per second. offload: open loop, calls sent on a fixed schedule and latency measured from each
     /// call's scheduled send time (ghz: a rate limit on closed-loop workers). Default: closed loop, no limit.
+    /// 0.001 to 1000000 (0: none).
     #[arg(short = 'r', long)]
     pub rps: Option<f64>,
     /// Load schedule: const, step or line (open loop, as --rps). Default is const.
@@ -76,7 +77,7 @@ pub struct LoadArgs {
     pub load_max_duration: Option<Duration>,
 
     /// Number of request workers to run concurrently for const concurrency schedule. Default is 50. Open loop:
-    /// the most calls in flight at once.
+    /// the most calls in flight at once. 1 to 10000.
     #[arg(short = 'c', long)]
     pub concurrency: Option<usize>,
     /// Concurrency change schedule: const, step or line. Default is const.
@@ -166,9 +167,10 @@ pub struct LoadArgs {
     pub count_errors: bool,
 
     /// Number of connections to use. Concurrency is distributed evenly among all the connections. Default is 1.
+    /// 1 to 1000.
     #[arg(long)]
     pub connections: Option<usize>,
-    /// Connection timeout for the initial connection dial. Default is 10s.
+    /// Connection timeout for the initial connection dial, and for server reflection as a whole. Default is 10s.
     #[arg(long, value_parser = parse_duration)]
     pub connect_timeout: Option<Duration>,
     /// Keepalive time duration. Only used if present and above 0.
@@ -181,7 +183,7 @@ pub struct LoadArgs {
     /// JSON representation of user-defined string tags.
     #[arg(long)]
     pub tags: Option<String>,
-    /// Number of cpu cores to use (the load generator's worker threads).
+    /// Number of cpu cores to use (the load generator's worker threads). 1 to 1024.
     #[arg(long)]
     pub cpus: Option<usize>,
     /// The path to debug log file (not supported: refused; RUST_LOG=debug logs to stderr).

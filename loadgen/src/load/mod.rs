@@ -13,9 +13,10 @@
 mod args;
 mod settings;
 
-use std::sync::{Arc, atomic::AtomicBool};
+use std::sync::Arc;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
+use prost_reflect::MethodDescriptor;
 use tonic::{client::Grpc, codec::CompressionEncoding};
 
 pub use self::{
@@ -30,7 +31,7 @@ use crate::{
     recording::Recording,
     report::Report,
     request::Payload,
-    runner,
+    runner::{self, Cancel},
 };
 
 /// Resolves `args` and runs the load test on its own runtime, printing or writing its report. The settings are
@@ -40,21 +41,41 @@ pub fn run(args: LoadArgs) -> anyhow::Result<()> {
     crate::runtime::client(Some(settings.cpus))?.block_on(execute(settings))
 }
 
-/// Runs resolved `settings`; Ctrl-C stops sending and still writes the report (ghz's `cancel` end reason).
+/// Runs resolved `settings`. Ctrl-C (SIGINT) stops sending, cancels the calls in flight (counted as `Canceled`)
+/// and writes the report (ghz's `cancel` end reason); before the first call it ends the run with nothing to
+/// report; a second Ctrl-C exits at once, without a report, as ghz and most command lines do.
 pub async fn execute(settings: Settings) -> anyhow::Result<()> {
     let mut controls = settings.controls()?;
-    let cancel = Arc::new(AtomicBool::new(false));
-    controls.cancel = Some(Arc::clone(&cancel));
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            cancel.store(true, std::sync::atomic::Ordering::Relaxed);
-        }
-    });
-    let connections = Connections::open(&settings.host, settings.connections, &settings.connect).await?;
+    let cancel = Cancel::new();
+    controls.cancel = Some(cancel.clone());
+    tokio::spawn(interrupts(cancel.clone()));
+    // What needs no server is checked before connecting: descriptors from files, and -d and -m against them.
+    let typed = typed_call(&settings);
+    let source = settings.descriptors.source();
+    let from_files = match (&typed, source.method_from_files(&settings.call)) {
+        (None, Some(method)) => Some(dynamic_call(&settings, method?)?),
+        _ => None,
+    };
+    let setup = async {
+        let connections = Connections::open(&settings.host, settings.connections, &settings.connect).await?;
+        let dynamic = match (&typed, from_files) {
+            (Some(_), _) => None,
+            (None, Some(dynamic)) => Some(dynamic),
+            (None, None) => {
+                let deadline = settings.connect.connect_timeout;
+                Some(dynamic_call(&settings, source.method(&connections.first(), &settings.call, deadline).await?)?)
+            }
+        };
+        anyhow::Ok((connections, dynamic))
+    };
+    let (connections, dynamic) = tokio::select! {
+        ready = setup => ready?,
+        () = cancel.cancelled() => bail!("interrupted (Ctrl-C) before the first call: nothing to report"),
+    };
     let progress = runner::progress_bar(&settings.plan, "load", settings.quiet);
     let timeout = settings.timeout;
-    let (method, recording) = match typed_call(&settings) {
-        Some(typed) => {
+    let (method, recording) = match (typed, dynamic) {
+        (Some(typed), _) => {
             let name = typed.method().to_owned();
             let conns = Arc::clone(&connections);
             let invoke = move |worker| {
@@ -64,25 +85,15 @@ pub async fn execute(settings: Settings) -> anyhow::Result<()> {
             };
             (name, runner::run_with(settings.plan, controls, invoke, progress).await)
         }
-        None => {
-            let descriptor = settings.descriptors.source().method(&connections.first(), &settings.call).await?;
-            let payload = match &settings.data {
-                Data::Json(text) => Payload::new(&descriptor, text.as_deref())?,
-                Data::Binary(bytes) => Payload::binary(&descriptor, bytes)?,
-            };
-            let dynamic = Arc::new(DynamicCall::with_payload(
-                descriptor,
-                payload,
-                settings.metadata.as_deref(),
-                settings.stream,
-                settings.connections,
-            )?);
+        (None, dynamic) => {
+            let dynamic = Arc::new(dynamic.context("no method to call")?);
             let name = dynamic.method_name().to_owned();
             let (conns, gzip) = (Arc::clone(&connections), settings.enable_compression);
             let invoke = move |worker| {
                 let mut grpc = Grpc::new(conns.for_worker(worker)).max_decoding_message_size(call::MAX_REPLY_BYTES);
                 if gzip {
-                    grpc = grpc.send_compressed(CompressionEncoding::Gzip);
+                    // -e: requests in gzip, and gzip replies taken (advertised in grpc-accept-encoding), as ghz.
+                    grpc = grpc.send_compressed(CompressionEncoding::Gzip).accept_compressed(CompressionEncoding::Gzip);
                 }
                 let dynamic = Arc::clone(&dynamic);
                 async move { dynamic.call_within(grpc, worker, timeout).await }
@@ -91,6 +102,54 @@ pub async fn execute(settings: Settings) -> anyhow::Result<()> {
         }
     };
     write_report(&settings, &method, &recording)
+}
+
+/// The dynamic call of `method` with `settings`' data, metadata and stream options, checked against it.
+fn dynamic_call(settings: &Settings, method: MethodDescriptor) -> anyhow::Result<DynamicCall> {
+    let payload = match &settings.data {
+        Data::Json(text) => Payload::new(&method, text.as_deref())?,
+        Data::Binary(bytes) => Payload::binary(&method, bytes)?,
+    };
+    DynamicCall::with_payload(method, payload, settings.metadata.as_deref(), settings.stream, settings.connections)
+}
+
+/// Ctrl-C: the first cancels the run, a second exits at once. One signal stream for both, so a second Ctrl-C
+/// that comes before this task runs again is still seen.
+async fn interrupts(cancel: Cancel) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut interrupts) = signal(SignalKind::interrupt()) else { return };
+        if interrupts.recv().await.is_none() {
+            return;
+        }
+        interrupted(&cancel);
+        if interrupts.recv().await.is_some() {
+            exit_at_once();
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        if tokio::signal::ctrl_c().await.is_err() {
+            return;
+        }
+        interrupted(&cancel);
+        if tokio::signal::ctrl_c().await.is_ok() {
+            exit_at_once();
+        }
+    }
+}
+
+/// The first Ctrl-C: the run is cancelled, and the user told what comes next.
+fn interrupted(cancel: &Cancel) {
+    eprintln!("interrupted: cancelling the calls in flight, then the report (Ctrl-C again to exit at once)");
+    cancel.cancel();
+}
+
+/// A second Ctrl-C: the user wants out now, report or not (128 + SIGINT, as a shell reports it).
+fn exit_at_once() -> ! {
+    eprintln!("interrupted again: exiting without a report");
+    std::process::exit(130)
 }
 
 /// The typed call, if this run can take offload's typed path: one of its own methods or the health check,

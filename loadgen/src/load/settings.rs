@@ -13,9 +13,11 @@ use crate::{
     descriptors::DescriptorArgs,
     dynamic_call::StreamOptions,
     format::Format,
+    limits::{self, check_range, origin},
     report::Options,
     runner::{Controls, DurationStop, Plan},
     schedule::{Schedule, ScheduleArgs},
+    template::Template,
 };
 
 /// ghz's defaults.
@@ -97,31 +99,74 @@ impl Settings {
             keepalive: args.keepalive.or(c.keepalive),
             lb_strategy: args.lb_strategy.or(c.lb_strategy),
         };
-        let concurrency = args.concurrency.or(c.concurrency).unwrap_or(DEFAULT_CONCURRENCY);
-        let connections = args.connections.or(c.connections).unwrap_or(1);
-        if concurrency == 0 || connections == 0 {
-            bail!("-c and --connections must be at least 1");
-        }
+        let concurrency = check_range(
+            &origin("-c", "concurrency", args.concurrency.is_some()),
+            args.concurrency.or(c.concurrency).unwrap_or(DEFAULT_CONCURRENCY),
+            1..=limits::MAX_CONCURRENCY,
+            " workers",
+        )?;
+        let connections = check_range(
+            &origin("--connections", "connections", args.connections.is_some()),
+            args.connections.or(c.connections).unwrap_or(1),
+            1..=limits::MAX_CONNECTIONS,
+            "",
+        )?;
         if concurrency < connections {
             bail!("-c {concurrency} is less than --connections {connections}: each connection needs a worker (as ghz)");
         }
         let duration = args.duration.or(c.duration).filter(|d| !d.is_zero());
         // ghz: with -z, -n is ignored.
         let total = if duration.is_some() { None } else { args.total.or(c.total).filter(|&n| n > 0) };
-        let rps = args.rps.or(c.rps).filter(|&r| r > 0.0);
+        let rps = match args.rps.or(c.rps) {
+            Some(rps) => limits::check_rps(&origin("--rps", "rps", args.rps.is_some()), rps)?,
+            None => None,
+        };
+        // A schedule's rates are whole calls per second (ghz's integers), held to the same ceiling as --rps.
+        let max_rate = limits::MAX_RPS as u64;
         let load = ScheduleArgs {
             kind: args.load_schedule.or(c.load_schedule).unwrap_or_default(),
-            start: args.load_start.or(c.load_start).unwrap_or(0),
-            end: args.load_end.or(c.load_end).unwrap_or(0),
-            step: args.load_step.or(c.load_step).unwrap_or(0),
+            start: check_range(
+                &origin("--load-start", "load-start", args.load_start.is_some()),
+                args.load_start.or(c.load_start).unwrap_or(0),
+                0..=max_rate,
+                " calls per second",
+            )?,
+            end: check_range(
+                &origin("--load-end", "load-end", args.load_end.is_some()),
+                args.load_end.or(c.load_end).unwrap_or(0),
+                0..=max_rate,
+                " calls per second",
+            )?,
+            step: check_range(
+                &origin("--load-step", "load-step", args.load_step.is_some()),
+                args.load_step.or(c.load_step).unwrap_or(0),
+                -(max_rate as i64)..=max_rate as i64,
+                " calls per second",
+            )?,
             step_duration: args.load_step_duration.or(c.load_step_duration),
             max_duration: args.load_max_duration.or(c.load_max_duration),
         };
+        let max_workers = limits::MAX_CONCURRENCY as u64;
         let concurrency_schedule = ScheduleArgs {
             kind: args.concurrency_schedule.or(c.concurrency_schedule).unwrap_or_default(),
-            start: args.concurrency_start.or(c.concurrency_start).unwrap_or(1),
-            end: args.concurrency_end.or(c.concurrency_end).unwrap_or(0),
-            step: args.concurrency_step.or(c.concurrency_step).unwrap_or(1),
+            start: check_range(
+                &origin("--concurrency-start", "concurrency-start", args.concurrency_start.is_some()),
+                args.concurrency_start.or(c.concurrency_start).unwrap_or(1),
+                0..=max_workers,
+                " workers",
+            )?,
+            end: check_range(
+                &origin("--concurrency-end", "concurrency-end", args.concurrency_end.is_some()),
+                args.concurrency_end.or(c.concurrency_end).unwrap_or(0),
+                0..=max_workers,
+                " workers",
+            )?,
+            step: check_range(
+                &origin("--concurrency-step", "concurrency-step", args.concurrency_step.is_some()),
+                args.concurrency_step.or(c.concurrency_step).unwrap_or(1),
+                -(max_workers as i64)..=max_workers as i64,
+                " workers",
+            )?,
             step_duration: args.concurrency_step_duration.or(c.concurrency_step_duration),
             max_duration: args.concurrency_max_duration.or(c.concurrency_max_duration),
         };
@@ -160,7 +205,17 @@ impl Settings {
                 (None, None) => None,
             },
         };
-        let cpus = args.cpus.or(c.cpus).unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        // Templates are checked now, before connecting, whatever the method turns out to be.
+        if let Data::Json(Some(text)) = &data {
+            Template::parse(text, "-d")?;
+        }
+        if let Some(text) = &metadata {
+            Template::parse(text, "-m")?;
+        }
+        let cpus = match args.cpus.or(c.cpus) {
+            Some(cpus) => check_range(&origin("--cpus", "cpus", args.cpus.is_some()), cpus, 1..=limits::MAX_CPUS, "")?,
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()).min(limits::MAX_CPUS),
+        };
         Ok(Self {
             host,
             call,
@@ -187,7 +242,7 @@ impl Settings {
             count_errors: args.count_errors || c.count_errors.unwrap_or(false),
             name: args.name.or(c.name).unwrap_or_default(),
             tags,
-            cpus: cpus.max(1),
+            cpus,
             enable_compression: args.enable_compression || c.enable_compression.unwrap_or(false),
             async_,
             quiet: args.quiet,
