@@ -16,17 +16,26 @@
 use std::{
     collections::VecDeque,
     net::SocketAddr,
-    sync::{Arc, Mutex, PoisonError},
+    pin::Pin,
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicBool, Ordering},
+    },
+    task::{Context, Poll},
     thread::JoinHandle,
     time::Duration,
 };
 
-use anyhow::Context;
+use anyhow::Context as _;
 use hyper_util::{
     rt::{TokioIo, TokioTimer},
     service::TowerToHyperService,
 };
-use tokio::{net::TcpListener, sync::oneshot};
+use tokio::{
+    io::{AsyncRead, AsyncWrite, ReadBuf},
+    net::TcpListener,
+    sync::oneshot,
+};
 
 /// A scrape's request is one line and a few headers: 5 s is generous on any network and ends a slowloris
 /// connection (bytes trickled forever) or an idle one quickly.
@@ -99,11 +108,59 @@ pub fn start(addr: SocketAddr, routes: axum::Router) -> anyhow::Result<AdminServ
     Ok(AdminServer { addr, stop: Some(stop), thread: Some(thread) })
 }
 
-/// The open connections, oldest first, each with the sender that closes it.
+/// The open connections, oldest first, each with the sender that closes it and whether it has sent a byte.
 #[derive(Debug, Default)]
 struct Open {
     next_id: u64,
-    connections: VecDeque<(u64, oneshot::Sender<()>)>,
+    connections: VecDeque<(u64, oneshot::Sender<()>, Arc<AtomicBool>)>,
+}
+
+impl Open {
+    /// At the cap, closes the oldest connection that has sent nothing, or else the oldest (see the module docs).
+    fn make_room(&mut self) {
+        if self.connections.len() < MAX_CONNECTIONS {
+            return;
+        }
+        let silent = self.connections.iter().position(|(_, _, spoke)| !spoke.load(Ordering::Relaxed));
+        if let Some((_, close, _)) = self.connections.remove(silent.unwrap_or(0)) {
+            let _ = close.send(());
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A connection's stream that marks, on its first bytes read, that the client has spoken.
+    struct Marked<S> {
+        #[pin]
+        inner: S,
+        spoke: Arc<AtomicBool>,
+    }
+}
+
+impl<S: AsyncRead> AsyncRead for Marked<S> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.project();
+        let before = buf.filled().len();
+        let read = this.inner.poll_read(cx, buf);
+        if buf.filled().len() > before {
+            this.spoke.store(true, Ordering::Relaxed);
+        }
+        read
+    }
+}
+
+impl<S: AsyncWrite> AsyncWrite for Marked<S> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        self.project().inner.poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.project().inner.poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.project().inner.poll_shutdown(cx)
+    }
 }
 
 /// Accepts until `stopped`, each connection bounded as the module docs say.
@@ -123,18 +180,16 @@ async fn serve(listener: TcpListener, routes: axum::Router, mut stopped: oneshot
             },
         };
         let (close, closed) = oneshot::channel();
+        let spoke = Arc::new(AtomicBool::new(false));
         let id = {
             let mut open = open.lock().unwrap_or_else(PoisonError::into_inner);
-            if open.connections.len() >= MAX_CONNECTIONS
-                && let Some((_, oldest)) = open.connections.pop_front()
-            {
-                let _ = oldest.send(());
-            }
+            open.make_room();
             let id = open.next_id;
             open.next_id += 1;
-            open.connections.push_back((id, close));
+            open.connections.push_back((id, close, Arc::clone(&spoke)));
             id
         };
+        let stream = Marked { inner: stream, spoke };
         let (service, open) = (TowerToHyperService::new(routes.clone()), Arc::clone(&open));
         tokio::spawn(async move {
             let connection = hyper::server::conn::http1::Builder::new()
@@ -145,9 +200,12 @@ async fn serve(listener: TcpListener, routes: axum::Router, mut stopped: oneshot
                 lived = tokio::time::timeout(CONNECTION_LIFETIME, connection) => if lived.is_err() {
                     tracing::debug!("admin connection closed: open longer than its lifetime");
                 },
-                _ = closed => tracing::debug!(max = MAX_CONNECTIONS, "admin connection closed: the oldest of too many"),
+                _ = closed => tracing::debug!(max = MAX_CONNECTIONS, "admin connection closed: one too many"),
             }
-            open.lock().unwrap_or_else(PoisonError::into_inner).connections.retain(|(open, _)| *open != id);
+            open.lock().unwrap_or_else(PoisonError::into_inner).connections.retain(|(open, _, _)| *open != id);
         });
+        // The new connection's task reads what its client has sent before the next accept, so a scraper, which
+        // writes as soon as it connects, has spoken before a flood's next connection asks for room.
+        tokio::task::yield_now().await;
     }
 }

@@ -136,3 +136,49 @@ async fn grpc_connections_and_streams_that_never_speak_are_closed() {
     let reply = raw.call("/grpc.health.v1.Health/Check", frame(&[]), None).await.expect("still open");
     assert_eq!(reply.code, Code::Ok);
 }
+
+/// How long the connection flood below lasts, and the connections each of its threads keeps open.
+const FLOOD: Duration = Duration::from_secs(3);
+const FLOOD_HELD: usize = 200;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_silent_connections_on_the_admin_port_never_closes_a_scrape() {
+    let compute = binaries::start("offload-compute", &["--metrics-listen", "127.0.0.1:0"]);
+    let admin = compute.metrics_addr.expect("--metrics-listen");
+    let until = Instant::now() + FLOOD;
+    // Two threads open connections as fast as they can and send nothing, each keeping its last few hundred open.
+    let flooders: Vec<_> = (0..2)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let (mut held, mut made) = (std::collections::VecDeque::new(), 0u64);
+                while Instant::now() < until {
+                    if let Ok(stream) = TcpStream::connect(admin) {
+                        made += 1;
+                        held.push_back(stream);
+                        if held.len() > FLOOD_HELD {
+                            held.pop_front();
+                        }
+                    }
+                }
+                made
+            })
+        })
+        .collect();
+    let scraper = tokio::task::spawn_blocking(move || {
+        let (mut served, mut failed) = (0, Vec::new());
+        while Instant::now() < until {
+            match scrape::scrape(admin) {
+                Ok(_) => served += 1,
+                Err(e) => failed.push(e.to_string()),
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        (served, failed)
+    });
+    let (served, failed) = scraper.await.expect("scraper");
+    let made: u64 = flooders.into_iter().map(|f| f.join().expect("flooder")).sum();
+    println!("{made} silent connections in {FLOOD:?}; {served} scrapes served, {} failed", failed.len());
+    assert!(made > 10 * ADMIN_MAX_CONNECTIONS as u64, "not a flood: {made} connections");
+    assert!(served > 0, "no scrape during the flood");
+    assert!(failed.is_empty(), "scrapes failed under the flood: {failed:?}");
+}
