@@ -12,7 +12,9 @@ use std::{
     time::Duration,
 };
 
-pub use stallwatch::{DEFAULT_THRESHOLD, Detector, MIN_THRESHOLD, StallLayer, StallReport, StallTag, in_current_call};
+pub use stallwatch::{
+    DEFAULT_THRESHOLD, Detector, MIN_THRESHOLD, StallLayer, StallReport, StallTag, in_current_call, is_own_code,
+};
 
 use offload_telemetry::metrics::Metrics;
 

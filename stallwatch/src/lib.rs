@@ -50,7 +50,7 @@ use std::{
 pub use self::layer::{StallLayer, StallTag, in_current_call};
 pub use self::{
     cause::{Cause, CauseKind},
-    report::{CallInfo, StallReport},
+    report::{CallInfo, StackCost, StallReport, is_own_code},
     stack::Frame,
 };
 

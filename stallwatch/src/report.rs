@@ -32,6 +32,18 @@ pub struct StallReport {
     pub stack: Vec<Frame>,
     /// Why `stack` is empty, when it is (`rate-limited`, `capture off`, …).
     pub stack_note: Option<String>,
+    /// What taking the stack cost, when it was taken.
+    pub stack_cost: Option<StackCost>,
+}
+
+/// What one stack cost: the stuck thread is interrupted only to copy `copied_bytes` of its stack (part of
+/// `signal_to_copy_us`, which also counts the signal's delivery); the watchdog thread then spends
+/// `unwind_and_names_us` on it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct StackCost {
+    pub signal_to_copy_us: f64,
+    pub copied_bytes: usize,
+    pub unwind_and_names_us: f64,
 }
 
 /// The request a stall belongs to, as the tower layer names it.
@@ -101,8 +113,13 @@ const PLUMBING: &[&str] = &[
 ];
 
 fn is_own(frame: &Frame) -> bool {
-    let Some(name) = frame.function.as_deref() else { return false };
-    let in_c_library = frame.module.as_deref().is_some_and(|m| m.starts_with("libc.") || m.starts_with("ld-linux"));
+    frame.function.as_deref().is_some_and(|name| is_own_code(name, frame.module.as_deref()))
+}
+
+/// Whether a frame of function `name` in `module` is the program's own code (see [`StallReport::own_frames`]):
+/// for readers of the JSON reports, who name culprits the same way.
+pub fn is_own_code(name: &str, module: Option<&str>) -> bool {
+    let in_c_library = module.is_some_and(|m| m.starts_with("libc.") || m.starts_with("ld-linux"));
     !in_c_library && !name.starts_with("[vdso]") && !PLUMBING.iter().any(|p| name.starts_with(p))
 }
 
@@ -185,6 +202,7 @@ mod tests {
                 frame("tokio::runtime::task::raw::poll", "app"),
             ],
             stack_note: None,
+            stack_cost: None,
         };
         assert_eq!(report.culprit(2).as_deref(), Some("std::thread::sleep ← app::handler::{{closure}}"));
     }

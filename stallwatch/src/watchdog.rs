@@ -23,7 +23,7 @@ use crate::{
     capture,
     cause::{self, Cause, Tally},
     rate::Bucket,
-    report::{self, CallInfo, StallReport},
+    report::{self, CallInfo, StackCost, StallReport},
     stack::{Frame, StackCopy, Symbolizer, Unwinder},
     threads::{self, ThreadEntry},
 };
@@ -128,6 +128,7 @@ struct Stall {
     tally: Tally,
     stack: Vec<Frame>,
     stack_note: Option<String>,
+    stack_cost: Option<StackCost>,
     /// Its id in the shared list of stalls going on.
     ongoing_id: u64,
 }
@@ -308,18 +309,22 @@ impl Watchdog {
             call: info.clone(),
             stack: Vec::new(),
             stack_note: Some(BEING_TAKEN.to_owned()),
+            stack_cost: None,
         };
         // Listed as going on before its stack is taken: symbolizing may take milliseconds the first time.
         let ongoing_id = self.push_ongoing(report.clone());
-        let (stack, stack_note) = match (&thread, taken) {
-            (_, Some(frames)) => (frames, None),
-            (None, None) => {
-                (Vec::new(), Some("the stuck thread is not known (instrument the runtime's builder)".to_owned()))
-            }
+        let Taken { frames: stack, note: stack_note, cost } = match (&thread, taken) {
+            (_, Some(taken)) => taken,
+            (None, None) => Taken {
+                frames: Vec::new(),
+                note: Some("the stuck thread is not known (instrument the runtime's builder)".to_owned()),
+                cost: None,
+            },
             (Some(thread), None) => self.take_stack(thread, now),
         };
         report.stack.clone_from(&stack);
         report.stack_note.clone_from(&stack_note);
+        report.stack_cost = cost;
         self.update_ongoing_stack(ongoing_id, &report);
         if self.lines.take(now) {
             let suppressed = self.shared.lines_suppressed.swap(0, Ordering::Relaxed);
@@ -344,6 +349,7 @@ impl Watchdog {
             tally,
             stack,
             stack_note,
+            stack_cost: cost,
             ongoing_id,
         });
     }
@@ -360,7 +366,7 @@ impl Watchdog {
         parked: &[bool],
         mine: &[Arc<ThreadEntry>],
         now: Instant,
-    ) -> Option<(Arc<ThreadEntry>, Option<Vec<Frame>>)> {
+    ) -> Option<(Arc<ThreadEntry>, Option<Taken>)> {
         let workers = &self.runtimes[r].workers;
         let busy = |t: &ThreadEntry| {
             workers.iter().any(|w| {
@@ -396,36 +402,42 @@ impl Watchdog {
         }
         let mut polling = Vec::new();
         for thread in running.iter().take(MAX_LOOKS) {
-            if let (frames, None) = self.take_stack(thread, now)
-                && is_polling_a_task(&frames)
-            {
-                polling.push((Arc::clone(thread), frames));
+            let taken = self.take_stack(thread, now);
+            if taken.note.is_none() && is_polling_a_task(&taken.frames) {
+                polling.push((Arc::clone(thread), taken));
             }
         }
-        (polling.len() == 1).then(|| polling.pop()).flatten().map(|(t, frames)| (t, Some(frames)))
+        (polling.len() == 1).then(|| polling.pop()).flatten().map(|(t, taken)| (t, Some(taken)))
     }
 
     /// The stuck thread's stack, or why there is none.
-    fn take_stack(&mut self, thread: &ThreadEntry, now: Instant) -> (Vec<Frame>, Option<String>) {
+    fn take_stack(&mut self, thread: &ThreadEntry, now: Instant) -> Taken {
+        let missed = |note: &str| Taken { frames: Vec::new(), note: Some(note.to_owned()), cost: None };
         if let Some(why) = &self.settings.stacks {
-            return (Vec::new(), Some(why.clone()));
+            return missed(why);
         }
         if !self.stacks.take(now) {
             self.shared.stacks_skipped.fetch_add(1, Ordering::Relaxed);
-            return (Vec::new(), Some("rate-limited".to_owned()));
+            return missed("rate-limited");
         }
         match capture::capture(thread, std::mem::take(&mut self.buffer)) {
-            Err((missed, buffer)) => {
+            Err((why, buffer)) => {
                 self.buffer = buffer;
-                (Vec::new(), Some(missed.as_str().to_owned()))
+                missed(why.as_str())
             }
             Ok(captured) => {
+                let started = Instant::now();
                 let copy = StackCopy { regs: captured.regs, bytes: &captured.stack };
                 let addresses = self.unwinder.unwind(&copy, MAX_FRAMES);
+                let bytes = captured.stack.len();
                 self.buffer = captured.stack;
                 let frames = self.symbolizer.symbolize(&addresses);
-                tracing::debug!(took = ?captured.took, frames = frames.len(), "stall stack captured");
-                (frames, None)
+                let cost = StackCost {
+                    signal_to_copy_us: micros(captured.took),
+                    copied_bytes: bytes,
+                    unwind_and_names_us: micros(started.elapsed()),
+                };
+                Taken { frames, note: None, cost: Some(cost) }
             }
         }
     }
@@ -450,6 +462,7 @@ impl Watchdog {
         if let Some((_, report)) = ongoing.iter_mut().find(|(i, _)| *i == id) {
             report.stack.clone_from(&taken.stack);
             report.stack_note.clone_from(&taken.stack_note);
+            report.stack_cost = taken.stack_cost;
         }
     }
 
@@ -472,6 +485,7 @@ impl Watchdog {
             call: stall.info,
             stack: stall.stack,
             stack_note: stall.stack_note,
+            stack_cost: stall.stack_cost,
         };
         if self.lines.take(now) {
             let suppressed = self.shared.lines_suppressed.swap(0, Ordering::Relaxed);
@@ -484,6 +498,18 @@ impl Watchdog {
         }
         self.shared.history.push(report);
     }
+}
+
+/// A stack as [`Watchdog::take_stack`] took it.
+struct Taken {
+    frames: Vec<Frame>,
+    /// Why there are no frames.
+    note: Option<String>,
+    cost: Option<StackCost>,
+}
+
+fn micros(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e7).round() / 10.0
 }
 
 /// Whether a stack is a worker's, inside a task's poll (not its blocking pool's, nor in `block_in_place`, where
