@@ -1,7 +1,7 @@
 //! Why a thread is stuck, read from the kernel while it is: `/proc/self/task/TID/syscall` (the system call it is
 //! in, if any), `stat` (its scheduler state) and `schedstat` (nanoseconds on a CPU and waiting for one). The stuck
 //! thread is not touched. The watchdog samples a stuck thread at each tick while the stall lasts, and the cause is
-//! what most of the samples say:
+//! what most of the samples say (a tie goes to the system call):
 //!
 //! | cause | the samples show | what to do |
 //! |---|---|---|
@@ -115,8 +115,10 @@ impl Tally {
     /// The cause the samples so far point to (see the module docs).
     pub(crate) fn cause(&self) -> Cause {
         let Some((first, last)) = self.first.zip(self.last) else { return Cause::UNKNOWN };
+        // A tie goes to the system call: a thread seen blocked in one is the more specific evidence, and a starved
+        // watchdog (a loaded machine) may take as few as two samples, one of them as the call returns.
         let blocked: u32 = self.in_syscall.iter().map(|(_, c)| c).sum();
-        if blocked > self.running {
+        if blocked > 0 && blocked >= self.running {
             let (number, _) = self.in_syscall.iter().copied().max_by_key(|&(_, c)| c).unwrap_or((-1, 0));
             let name = syscall_name(number);
             let kind = if is_lock(number) { CauseKind::Lock } else { CauseKind::Syscall };
@@ -206,6 +208,31 @@ mod tests {
         let cause = look(tid);
         thread.join().expect("join");
         cause
+    }
+
+    fn at(syscall: Option<i64>, state: u8, on_cpu_ns: u64, waiting_ns: u64) -> Sample {
+        Sample { syscall, state, on_cpu_ns, waiting_ns }
+    }
+
+    #[test]
+    fn the_samples_decide_and_a_tie_goes_to_the_system_call() {
+        let ms = Duration::from_millis;
+        let mut tie = Tally::default();
+        tie.add(at(Some(libc::SYS_clock_nanosleep), b'S', 0, 0), ms(0));
+        tie.add(at(None, b'R', 1_000, 0), ms(5));
+        assert_eq!(tie.cause(), Cause { kind: CauseKind::Syscall, syscall: Some("clock_nanosleep".to_owned()) });
+        let mut spinning = Tally::default();
+        spinning.add(at(None, b'R', 0, 0), ms(0));
+        spinning.add(at(None, b'R', 9_000_000, 1_000_000), ms(10));
+        assert_eq!(spinning.cause().kind, CauseKind::Cpu);
+        let mut starved = Tally::default();
+        starved.add(at(None, b'R', 0, 0), ms(0));
+        starved.add(at(None, b'R', 2_000_000, 8_000_000), ms(10));
+        assert_eq!(starved.cause().kind, CauseKind::Descheduled);
+        let mut locked = Tally::default();
+        locked.add(at(Some(libc::SYS_futex), b'S', 0, 0), ms(0));
+        assert_eq!(locked.cause().kind, CauseKind::Lock);
+        assert_eq!(Tally::default().cause(), Cause::UNKNOWN);
     }
 
     #[test]
