@@ -1,9 +1,11 @@
-//! What the detector costs, measured in one run and printed as ratios (`cargo bench -p stallwatch --bench cost`):
+//! What the detector costs, measured in one run and printed as ratios
+//! (`cargo bench -p stallwatch --all-features --bench cost`):
 //!
 //! 1. **While nothing stalls**: the same task-heavy workload (tasks that yield and do a little work, on a two-worker
 //!    runtime) on a plain runtime and on an instrumented, watched one, interleaved; wall time and process CPU.
 //!    And the watchdog thread's own CPU over an idle second.
-//! 2. **Per stall**: stalls of 15 ms, one after another, with a stack taken for each (the rate limit raised for the
+//! 2. **Per request**, with the tower layer (`--features tower`): a trivial service behind the layer, off and on.
+//! 3. **Per stall**: stalls of 15 ms, one after another, with a stack taken for each (the rate limit raised for the
 //!    measurement) and without stacks: the stuck thread's interruption (signal to copy), the bytes copied, the
 //!    watchdog's unwinding and naming, and the watchdog's CPU per stall.
 
@@ -110,6 +112,35 @@ fn stalls(stacks: bool) -> (Vec<StallReport>, Duration) {
     (reports, spent)
 }
 
+/// The layer's cost per request: a ready trivial service behind it, a million requests, on a current-thread
+/// runtime, off and on in turns.
+#[cfg(feature = "tower")]
+fn per_request() {
+    use tower::{Layer, Service};
+    const REQUESTS: u32 = 1_000_000;
+    let detector = Detector::builder().threshold(Duration::from_millis(10)).build();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let measure = |layer: stallwatch::StallLayer| {
+        let mut service =
+            layer.layer(tower::service_fn(|_: http::Request<()>| async { Ok::<_, std::convert::Infallible>(()) }));
+        runtime.block_on(async {
+            let started = Instant::now();
+            for _ in 0..REQUESTS {
+                let request = http::Request::builder().uri("/pkg.Svc/Trivial").body(()).expect("request");
+                service.call(request).await.expect("ok");
+            }
+            started.elapsed().as_secs_f64() * 1e9 / f64::from(REQUESTS)
+        })
+    };
+    let (mut off, mut on) = (Vec::new(), Vec::new());
+    for _ in 0..PAIRS {
+        off.push(measure(stallwatch::StallLayer::off()));
+        on.push(measure(detector.layer()));
+    }
+    let (off, on) = (median(off), median(on));
+    println!("  the tower layer: off {off:.0} ns, on {on:.0} ns per request (cost {:.0} ns)", on - off);
+}
+
 fn main() {
     println!("stallwatch cost, {PAIRS} interleaved pairs of {TASKS} tasks × {YIELDS} yields on 2 workers");
     let detector = Detector::builder().threshold(Duration::from_millis(10)).build();
@@ -143,6 +174,8 @@ fn main() {
         idle.as_secs_f64() * 100.0
     );
     drop((plain, watched, detector));
+    #[cfg(feature = "tower")]
+    per_request();
 
     let (with, with_cpu) = stalls(true);
     let (without, without_cpu) = stalls(false);
