@@ -249,9 +249,9 @@ fn take_frame(pending: &mut Vec<u8>) -> Option<Vec<u8>> {
 
 /// `text` as the gRPC spec sends a `grpc-message`: bytes outside printable ASCII, and `%`, percent-encoded.
 pub fn percent_encoded(text: &str) -> String {
-    text.bytes()
-        .map(|b| if (0x20..0x7f).contains(&b) && b != b'%' { (b as char).to_string() } else { format!("%{b:02X}") })
-        .collect()
+    /// Control bytes and `%`; bytes past ASCII are always encoded by the crate.
+    const GRPC_MESSAGE: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS.add(b'%');
+    percent_encoding::utf8_percent_encode(text, GRPC_MESSAGE).to_string()
 }
 
 /// Server reflection (`grpc.reflection.v1`) that never ends: it lists one service, and every file it gives

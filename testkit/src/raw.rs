@@ -141,23 +141,7 @@ async fn read_reply(response: h2::client::ResponseFuture) -> anyhow::Result<RawR
 
 /// `grpc-message` as the server meant it: the gRPC spec percent-encodes it on the wire.
 fn percent_decoded(message: &str) -> String {
-    let bytes = message.as_bytes();
-    let mut decoded = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
-        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
-            (b'%', Some(byte)) => {
-                decoded.push(byte);
-                i += 3;
-            }
-            (byte, _) => {
-                decoded.push(byte);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&decoded).into_owned()
+    percent_encoding::percent_decode_str(message).decode_utf8_lossy().into_owned()
 }
 
 /// A call whose reply is left unread (see [`RawConnection::call_unread`]); the stream stays open while this lives.
