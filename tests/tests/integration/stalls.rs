@@ -323,3 +323,18 @@ fn seconds_of_day(time: &str) -> f64 {
     let clock = time.split('T').nth(1).unwrap_or("").trim_end_matches('Z');
     clock.split(':').map(|p| p.parse::<f64>().unwrap_or(0.0)).fold(0.0, |acc, p| acc * 60.0 + p)
 }
+
+#[test]
+fn a_threshold_below_the_minimum_is_refused_by_name_at_start_up() {
+    for (server, more) in [("offload-compute", &[][..]), ("offload-gateway", &["--compute", "http://127.0.0.1:1"][..])]
+    {
+        let output = std::process::Command::new(offload_testkit::binaries::path(server))
+            .args(["--listen", "127.0.0.1:0", "--stall-threshold", "0.001ms"])
+            .args(more)
+            .output()
+            .expect("run the server");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{server} started with a 1 µs threshold");
+        assert!(stderr.contains("--stall-threshold") && stderr.contains("minimum"), "{server}: {stderr}");
+    }
+}
