@@ -43,17 +43,33 @@ fn process_cpu() -> Duration {
     tv(usage.ru_utime) + tv(usage.ru_stime)
 }
 
-/// The on-CPU time of this process's threads named `name`, from `/proc/self/task/*/schedstat`.
-fn thread_cpu(name: &str) -> Duration {
-    let mut total = 0u64;
-    for task in std::fs::read_dir("/proc/self/task").into_iter().flatten().flatten() {
-        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-        if comm.trim() == name {
-            let stat = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
-            total += stat.split_whitespace().next().and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);
+/// The ids of this process's watchdog threads.
+fn watchdogs() -> Vec<String> {
+    std::fs::read_dir("/proc/self/task")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|task| std::fs::read_to_string(task.path().join("comm")).is_ok_and(|c| c.trim() == "stall-watchdog"))
+        .map(|task| task.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+/// The on-CPU time of thread `tid`, from its `schedstat`.
+fn thread_cpu(tid: &str) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat")).unwrap_or_default();
+    Duration::from_nanos(stat.split_whitespace().next().and_then(|n| n.parse().ok()).unwrap_or(0))
+}
+
+/// The watchdog thread a detector just built started: the one not running before.
+fn new_watchdog(before: &[String]) -> String {
+    let until = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some(tid) = watchdogs().into_iter().find(|t| !before.contains(t)) {
+            return tid;
         }
+        assert!(Instant::now() < until, "no new watchdog thread");
+        std::thread::sleep(Duration::from_millis(1));
     }
-    Duration::from_nanos(total)
 }
 
 /// One workload run: wall time and process CPU.
@@ -92,6 +108,7 @@ fn stalls_the_worker() {
 
 /// `STALLS` stalls one after another on a watched runtime; their reports and the watchdog's CPU over them.
 fn stalls(stacks: bool) -> (Vec<StallReport>, Duration) {
+    let running = watchdogs();
     let detector = Detector::builder()
         .threshold(THRESHOLD)
         .stacks(stacks)
@@ -101,14 +118,15 @@ fn stalls(stacks: bool) -> (Vec<StallReport>, Duration) {
         .build();
     let runtime = runtime(Some(&detector));
     runtime.block_on(async { tokio::time::sleep(Duration::from_millis(50)).await });
-    let before = thread_cpu("stall-watchdog");
+    let watchdog = new_watchdog(&running);
+    let before = thread_cpu(&watchdog);
     for _ in 0..STALLS {
         runtime.block_on(async { tokio::spawn(async { stalls_the_worker() }).await.expect("task") });
         // Let the watchdog see each stall end before the next begins.
         runtime.block_on(async { tokio::time::sleep(THRESHOLD * 2).await });
     }
     let reports = detector.recent();
-    let spent = thread_cpu("stall-watchdog").saturating_sub(before);
+    let spent = thread_cpu(&watchdog).saturating_sub(before);
     (reports, spent)
 }
 
@@ -143,7 +161,9 @@ fn per_request() {
 
 fn main() {
     println!("stallwatch cost, {PAIRS} interleaved pairs of {TASKS} tasks × {YIELDS} yields on 2 workers");
+    let running = watchdogs();
     let detector = Detector::builder().threshold(Duration::from_millis(10)).build();
+    let watchdog = new_watchdog(&running);
     let (plain, watched) = (runtime(None), runtime(Some(&detector)));
     let (mut off, mut on) = (Vec::new(), Vec::new());
     workload(&plain);
@@ -166,11 +186,11 @@ fn main() {
         cpu(&on),
         cpu(&on) / cpu(&off)
     );
-    let before = thread_cpu("stall-watchdog");
+    let before = thread_cpu(&watchdog);
     std::thread::sleep(Duration::from_secs(1));
-    let idle = thread_cpu("stall-watchdog").saturating_sub(before);
+    let idle = thread_cpu(&watchdog).saturating_sub(before);
     println!(
-        "  watchdog, idle:  {:.3} % of a core (2 watched runtimes, a tick every 2.5 ms)",
+        "  watchdog, idle:  {:.3} % of a core (2 watched runtimes, a tick every 5 ms)",
         idle.as_secs_f64() * 100.0
     );
     drop((plain, watched, detector));
@@ -191,7 +211,7 @@ fn main() {
     );
     println!("  the watchdog: unwinding and naming, median {:.1} µs", field(&with, |c| c.unwind_and_names_us));
     println!(
-        "  the watchdog's CPU per stall: with stacks {:.1} µs, without {:.1} µs ({} stalls without)",
+        "  the watchdog's CPU per stall, its ticks included: with stacks {:.1} µs, without {:.1} µs ({} stalls without)",
         with_cpu.as_secs_f64() * 1e6 / with.len().max(1) as f64,
         without_cpu.as_secs_f64() * 1e6 / without.len().max(1) as f64,
         without.len()

@@ -58,7 +58,7 @@ pub use self::{
 /// and catches a job of a few milliseconds run on the runtime.
 pub const DEFAULT_THRESHOLD: Duration = Duration::from_millis(10);
 
-/// The smallest threshold accepted: the watchdog ticks at a quarter of it, and below a millisecond its wake-ups
+/// The smallest threshold accepted: the watchdog ticks at half of it, and below a millisecond its wake-ups
 /// and `/proc` reads would cost more than the stalls they find.
 pub const MIN_THRESHOLD: Duration = Duration::from_millis(1);
 
@@ -181,7 +181,7 @@ impl Builder {
             on_stall: self.on_stall,
         };
         watchdog::start(Arc::clone(&shared), registered, settings);
-        Ok(Detector { inner: Arc::new(Inner { shared, register: Mutex::new(register) }) })
+        Ok(Detector { inner: Arc::new(Inner { shared, register }) })
     }
 
     /// [`Builder::try_build`], for a threshold known to be valid; a threshold below [`MIN_THRESHOLD`] is raised
@@ -211,13 +211,13 @@ pub struct Detector {
 pub(crate) struct Inner {
     pub(crate) shared: Arc<Shared>,
     /// New runtimes and new calls, taken by the watchdog at its next tick (the request path never wakes it).
-    register: Mutex<mpsc::Sender<watchdog::Registration>>,
+    register: mpsc::Sender<watchdog::Registration>,
 }
 
 impl Inner {
     pub(crate) fn send(&self, registration: watchdog::Registration) {
         // Fails only once the watchdog is gone (the process is exiting): nothing to watch then.
-        let _ = self.register.lock().unwrap_or_else(PoisonError::into_inner).send(registration);
+        let _ = self.register.send(registration);
     }
 }
 

@@ -13,7 +13,7 @@
 //! thread and takes its stack. On `flavor = "multi_thread"` a stall still fails the test, with its cause and
 //! length; for the stack, build the runtime with [`crate::Detector::instrument`].
 //!
-//! The watchdog looks every quarter threshold, so a poll of at least 1.25 thresholds is always caught, and one
+//! The watchdog looks every half threshold, so a poll of at least 1.5 thresholds is always caught, and one
 //! just past the threshold may not be.
 
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! The watchdog: an OS thread of its own (the runtimes it watches may be frozen) that every quarter threshold
+//! The watchdog: an OS thread of its own (the runtimes it watches may be frozen) that every half threshold
 //! reads each watched worker's progress from tokio's stable metrics, and for a worker that made none for the
 //! threshold finds its thread, reads why it is stuck, takes its stack, names the call polling on it, and reports;
 //! then follows the stall until the worker moves again.
@@ -28,7 +28,7 @@ use crate::{
     threads::{self, ThreadEntry},
 };
 
-/// Ticks without any registration or runtime before the watchdog checks whether its detector is gone.
+/// The shortest tick, however small the threshold: more wake-ups than this would cost more than they find.
 const MIN_TICK: Duration = Duration::from_micros(250);
 
 /// The note of a stall whose stack is being taken and symbolized.
@@ -63,7 +63,7 @@ pub(crate) struct Settings {
 
 pub(crate) fn start(shared: Arc<Shared>, registered: mpsc::Receiver<Registration>, settings: Settings) {
     let spawned = std::thread::Builder::new().name("stall-watchdog".to_owned()).spawn(move || {
-        let tick = (shared.threshold / 4).max(MIN_TICK);
+        let tick = (shared.threshold / 2).max(MIN_TICK);
         let mut watchdog = Watchdog::new(shared, settings);
         watchdog.warm_up();
         loop {
@@ -164,7 +164,11 @@ impl Watchdog {
 
     fn tick(&mut self, now: Instant) {
         self.calls.prune();
-        let threads = threads::all();
+        // The thread table only while some worker's thread is still unknown (once matched, a worker's thread is
+        // checked through its own entry).
+        let unmatched =
+            self.runtimes.iter().any(|r| r.workers.is_empty() || r.workers.iter().any(|w| w.thread.is_none()));
+        let threads = if unmatched { threads::all() } else { Vec::new() };
         for r in 0..self.runtimes.len() {
             self.tick_runtime(r, &threads, now);
         }
@@ -283,7 +287,21 @@ impl Watchdog {
         let began = runtime.workers[index].moved_at;
         let (thread, taken) = match known {
             Some(thread) => (Some(thread), None),
-            None => self.guess_thread(r, index, parked, mine, now).map_or((None, None), |(t, f)| (Some(t), f)),
+            None => {
+                // The tick skipped the thread table when every worker was matched; a stall needs it.
+                let id = self.runtimes[r].slot.id;
+                let fresh: Vec<Arc<ThreadEntry>>;
+                let mine = if mine.is_empty() {
+                    fresh = threads::all()
+                        .into_iter()
+                        .filter(|t| t.runtime.load(Ordering::Relaxed) == id && t.alive.load(Ordering::Relaxed))
+                        .collect();
+                    &fresh
+                } else {
+                    mine
+                };
+                self.guess_thread(r, index, parked, mine, now).map_or((None, None), |(t, f)| (Some(t), f))
+            }
         };
         let call = thread.as_ref().and_then(|t| self.calls.polling_on(t.slot));
         // A wrapped poll says exactly when the stall began.
