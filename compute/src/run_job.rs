@@ -9,17 +9,36 @@ use std::{
 };
 
 use offload_proto::v1::{ExecMode, Execution};
-use offload_serve::{deadline::Deadline, stall::StallTag};
+use offload_serve::{admission::Admission, deadline::Deadline, stall::StallTag};
+use offload_telemetry::metrics::Metrics;
 use tonic::{Request, Response, Status};
 use tracing::{Instrument, field};
 
 use crate::{
+    adaptive::CostModel,
     error::Error,
-    executor::Placement,
+    executor::{Executor, Placement},
     job::{Job, JobReply, JobRequest},
     kernel::{Cancel, Interrupted},
-    service::Parts,
+    limits::Limits,
 };
+
+/// What a job runs with: the executor, the placement and limits it obeys, and what its reply reports. The service
+/// builds its layers above [`RunJob`] from the same parts (admission, metrics), so they live here, with their user.
+#[derive(Debug)]
+pub struct Parts {
+    pub executor: Executor,
+    pub cost_model: CostModel,
+    pub limits: Limits,
+    /// Never `Unspecified`: what `EXEC_MODE_UNSPECIFIED` means on this server.
+    pub default_mode: ExecMode,
+    pub instance_id: String,
+    /// `--panic-on-n`: fault injection for tests.
+    pub panic_on_n: Option<u64>,
+    /// `--max-inflight`: jobs admitted at once.
+    pub admission: Admission,
+    pub metrics: Metrics,
+}
 
 /// Runs each request's job (the service at the bottom of [`crate::service`]'s stack).
 #[derive(Debug, Clone)]

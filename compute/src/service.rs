@@ -12,18 +12,17 @@ use offload_proto::v1::{
     ExecMode, FactorialRequest, FactorialResponse, SumOfSquaresRequest, SumOfSquaresResponse, compute_server::Compute,
 };
 use offload_serve::{
-    admission::{Admission, AdmissionLayer, Admit},
+    admission::{AdmissionLayer, Admit},
     deadline::{DeadlineLayer, WithDeadline},
 };
-use offload_telemetry::metrics::{Labels, Metrics, RequestMetrics, RequestMetricsLayer};
+use offload_telemetry::metrics::{Labels, RequestMetrics, RequestMetricsLayer};
 use tonic::{Request, Response, Status};
 use tower::{ServiceBuilder, ServiceExt};
 
+// `Parts` is the job's, re-exported here where the service is built from it.
+pub use crate::run_job::Parts;
 use crate::{
-    adaptive::CostModel,
-    executor::Executor,
     job::{Decimal, JobReply, JobRequest},
-    limits::Limits,
     run_job::RunJob,
 };
 
@@ -35,22 +34,6 @@ type RequestPath = WithDeadline<RequestMetrics<Admit<RunJob>, ByMode>>;
 #[derive(Debug, Clone)]
 pub struct ComputeService {
     request_path: RequestPath,
-}
-
-/// What the service is made of.
-#[derive(Debug)]
-pub struct Parts {
-    pub executor: Executor,
-    pub cost_model: CostModel,
-    pub limits: Limits,
-    /// Never `Unspecified`: what `EXEC_MODE_UNSPECIFIED` means on this server.
-    pub default_mode: ExecMode,
-    pub instance_id: String,
-    /// `--panic-on-n`: fault injection for tests.
-    pub panic_on_n: Option<u64>,
-    /// `--max-inflight`: jobs admitted at once.
-    pub admission: Admission,
-    pub metrics: Metrics,
 }
 
 impl ComputeService {

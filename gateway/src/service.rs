@@ -7,7 +7,6 @@ use std::{
     pin::Pin,
     sync::Arc,
     task::{Context, Poll},
-    time::Duration,
 };
 
 use offload_proto::v1::{
@@ -15,16 +14,16 @@ use offload_proto::v1::{
     gateway_server::Gateway,
 };
 use offload_serve::{
-    admission::{Admission, AdmissionLayer, Admit},
+    admission::{AdmissionLayer, Admit},
     deadline::{DeadlineLayer, WithDeadline},
 };
-use offload_telemetry::metrics::{Labels, Metrics, RequestMetrics, RequestMetricsLayer};
+use offload_telemetry::metrics::{Labels, RequestMetrics, RequestMetricsLayer};
 use tonic::{Request, Response, Status};
 use tower::{ServiceBuilder, ServiceExt};
 
+// `Parts` is the wait's, re-exported here where the service is built from it.
+pub use crate::wait::Parts;
 use crate::{
-    balancer::Balancer,
-    blocking_client::BlockingComputeClient,
     method::ComputeMethod,
     wait::{Call, WaitForCompute},
 };
@@ -40,20 +39,6 @@ pub struct GatewayService {
     default_wait: UpstreamWait,
     factorial: RequestPath<FactorialRequest>,
     sum_of_squares: RequestPath<SumOfSquaresRequest>,
-}
-
-/// What the service is made of.
-#[derive(Debug)]
-pub struct Parts {
-    pub balancer: Arc<Balancer>,
-    pub default_timeout: Duration,
-    /// The synchronous client behind `UPSTREAM_WAIT_BLOCKING` and `UPSTREAM_WAIT_SPAWN_BLOCKING`.
-    pub sync_client: Arc<BlockingComputeClient>,
-    /// Never `Unspecified`: what `UPSTREAM_WAIT_UNSPECIFIED` means here.
-    pub default_wait: UpstreamWait,
-    /// `--max-inflight` (or the adaptive limit): calls admitted at once.
-    pub admission: Admission,
-    pub metrics: Metrics,
 }
 
 impl GatewayService {

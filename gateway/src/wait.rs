@@ -13,22 +13,39 @@ use std::{
     pin::Pin,
     sync::Arc,
     task::{Context, Poll},
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use offload_proto::v1::{Execution, UpstreamWait};
-use offload_serve::{deadline::Deadline, stall::StallTag};
-use offload_telemetry::grpc_trace::CallerTrace;
+use offload_serve::{admission::Admission, deadline::Deadline, stall::StallTag};
+use offload_telemetry::{grpc_trace::CallerTrace, metrics::Metrics};
 use tonic::{Request, Response, Status};
 use tower::ServiceExt;
 use tracing::{Instrument, Span};
 
 use crate::{
+    balancer::Balancer,
+    blocking_client::BlockingComputeClient,
     error::Error,
     forward::{self, Attempt, Forwarded},
     method::ComputeMethod,
-    service::Parts,
 };
+
+/// What a call waits with: the replicas and the synchronous client, the default deadline and style. The service
+/// builds its layers above [`WaitForCompute`] from the same parts (admission, metrics), so they live here, with
+/// their user.
+#[derive(Debug)]
+pub struct Parts {
+    pub balancer: Arc<Balancer>,
+    pub default_timeout: Duration,
+    /// The synchronous client behind `UPSTREAM_WAIT_BLOCKING` and `UPSTREAM_WAIT_SPAWN_BLOCKING`.
+    pub sync_client: Arc<BlockingComputeClient>,
+    /// Never `Unspecified`: what `UPSTREAM_WAIT_UNSPECIFIED` means here.
+    pub default_wait: UpstreamWait,
+    /// `--max-inflight` (or the adaptive limit): calls admitted at once.
+    pub admission: Admission,
+    pub metrics: Metrics,
+}
 
 /// A call as the gateway's request path sees it: the message to forward and how to wait for compute.
 #[derive(Debug, Clone)]

@@ -9,8 +9,10 @@
 //! The markup is well-formed XML (every element closed, every text escaped by [`escape`]), so tests can parse it
 //! back with an XML parser, and a method name or error message can never break the page.
 
+mod axis;
 mod chart;
 mod closeup;
+mod closeup_window;
 
 use std::{collections::BTreeMap, fmt::Write as _, time::Duration};
 

@@ -25,7 +25,7 @@ pub mod gradient;
 mod layer;
 mod retry_delay;
 
-pub use self::layer::{AdmissionLayer, Admit};
+pub use self::layer::{AdmissionLayer, Admit, ReplyHold};
 
 use std::{
     sync::{
@@ -72,7 +72,7 @@ pub struct Admitted {
 impl Admitted {
     /// The request completed successfully: its latency since admission is a sample for an adaptive limit.
     /// (Failed requests are not: an error's latency says nothing about queueing.) The slot stays taken until this
-    /// is dropped, with the reply ([`crate::stream::ReplyHold`]).
+    /// is dropped, with the reply ([`ReplyHold`]).
     pub fn completed(&self) {
         if let Some(gradient) = &self.shared.gradient {
             let now = Instant::now();

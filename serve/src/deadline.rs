@@ -18,7 +18,7 @@ use std::{
 
 use tonic::metadata::MetadataMap;
 
-use crate::stream::Arrival;
+use crate::arrival::Arrival;
 
 /// How much earlier than the transport's own timer a handler gives up. tokio's timers have millisecond
 /// granularity, so a deadline computed a few microseconds after the transport's can land one tick later and lose

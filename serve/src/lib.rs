@@ -24,6 +24,7 @@
 
 pub mod admin;
 pub mod admission;
+pub mod arrival;
 pub mod batched_writes;
 pub mod connection;
 pub mod deadline;

@@ -15,7 +15,7 @@ mod request_body;
 mod send_watch;
 
 use std::{
-    sync::{Arc, Mutex, PoisonError},
+    sync::Arc,
     task::{Context, Poll},
     time::{Duration, Instant},
 };
@@ -24,35 +24,7 @@ use tonic::{body::Body, codegen::http};
 
 use self::request_body::RequestBody;
 pub use self::{reply_body::ReplyBody, send_watch::SendWatch};
-use crate::admission::Admitted;
-
-/// When the stream reached the server, in its request's extensions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Arrival(pub Instant);
-
-impl Arrival {
-    /// The arrival of a request that came through a [`StreamBoundsLayer`], or now.
-    pub fn of(extensions: &http::Extensions) -> Instant {
-        extensions.get::<Self>().map_or_else(Instant::now, |a| a.0)
-    }
-}
-
-/// Where admission leaves a call's slot so that the reply, not the handler, releases it (in the request's
-/// extensions; empty until the call is admitted and succeeds).
-#[derive(Debug, Clone, Default)]
-pub struct ReplyHold(Arc<Mutex<Option<Admitted>>>);
-
-impl ReplyHold {
-    /// Keeps `admitted` until the reply has been sent or dropped.
-    pub fn keep(&self, admitted: Admitted) {
-        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(admitted);
-    }
-
-    /// Frees the slot, if it holds one.
-    fn release(&self) {
-        drop(self.0.lock().unwrap_or_else(PoisonError::into_inner).take());
-    }
-}
+use crate::{admission::ReplyHold, arrival::Arrival};
 
 /// Stamps [`Arrival`], bounds the request's arrival and the reply's sending (see the module docs).
 #[derive(Debug, Clone)]

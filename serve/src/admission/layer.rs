@@ -4,17 +4,33 @@
 use std::{
     future::Future,
     pin::Pin,
+    sync::{Arc, Mutex, PoisonError},
     task::{Context, Poll},
     time::Instant,
 };
 
 use tonic::Status;
 
-use super::Admission;
-use crate::{
-    deadline::Deadline,
-    stream::{Arrival, ReplyHold},
-};
+use super::{Admission, Admitted};
+use crate::{arrival::Arrival, deadline::Deadline};
+
+/// Where admission leaves a call's slot so that the reply, not the handler, releases it (in the request's
+/// extensions; empty until the call is admitted and succeeds). Put there by the stream's layer
+/// ([`crate::stream::StreamBoundsLayer`]), whose reply body releases it once the reply has been sent or dropped.
+#[derive(Debug, Clone, Default)]
+pub struct ReplyHold(Arc<Mutex<Option<Admitted>>>);
+
+impl ReplyHold {
+    /// Keeps `admitted` until the reply has been sent or dropped.
+    pub fn keep(&self, admitted: Admitted) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(admitted);
+    }
+
+    /// Frees the slot, if it holds one.
+    pub(crate) fn release(&self) {
+        drop(self.0.lock().unwrap_or_else(PoisonError::into_inner).take());
+    }
+}
 
 /// Admits each call or refuses it at once with `RESOURCE_EXHAUSTED`; the slot is held until the call's reply has
 /// been sent (or, without a [`ReplyHold`], until the call ends), and a successful call's latency is a sample for

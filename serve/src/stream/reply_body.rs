@@ -22,10 +22,8 @@ use http_body::Frame;
 use tokio::time::Instant;
 use tonic::{Status, body::Body, codegen::Bytes};
 
-use super::{
-    ReplyHold,
-    send_watch::{SendWatch, Watched, lock},
-};
+use super::send_watch::{SendWatch, Watched, lock};
+use crate::admission::ReplyHold;
 
 /// The most HTTP/2 is handed at once from one reply: what it may buffer beyond the client's window per stream.
 /// 64 KiB is four default HTTP/2 frames (copying it costs a few microseconds).

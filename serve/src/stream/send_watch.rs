@@ -19,7 +19,7 @@ use slab::Slab;
 use tokio::{task::AbortHandle, time::Instant};
 use tonic::{body::Body, codegen::Bytes};
 
-use super::ReplyHold;
+use crate::admission::ReplyHold;
 
 /// The replies of one server not yet sent in full, and the sweeper that drops those left unread.
 #[derive(Debug)]
