@@ -14,6 +14,7 @@ mod foreign_service;
 mod gateway_cli;
 mod hostile_clients;
 mod metrics;
+mod module_cycles;
 mod monitoring;
 mod mtls;
 mod network_faults;
