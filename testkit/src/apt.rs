@@ -30,3 +30,9 @@ pub fn install(package: &str, what: &str) -> anyhow::Result<()> {
         bail!("apt-get install -y {package} failed")
     }
 }
+
+/// Whether `kubectl` runs here, installed first (Debian's `kubectl`) if it does not and that is possible.
+pub fn kubectl() -> bool {
+    let runs = || std::process::Command::new("kubectl").args(["version", "--client"]).output().is_ok();
+    runs() || (install("kubectl", "kubectl").is_ok() && runs())
+}

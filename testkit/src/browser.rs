@@ -40,7 +40,7 @@ impl Chromium {
                 match install() {
                     Ok(()) => Self::find(),
                     Err(e) => {
-                        eprintln!("SKIPPED: no headless Chromium on this machine ({e:#})");
+                        crate::skip::missing_tool(format_args!("no headless Chromium on this machine ({e:#})"));
                         None
                     }
                 }

@@ -40,7 +40,7 @@ impl ForeignService {
     /// Python 3 is installed.
     pub fn start(test: &str, reflection: bool) -> Option<Self> {
         let Some(python) = python3() else {
-            eprintln!("SKIPPED {test}: no python3 on PATH");
+            crate::skip::missing_tool(format_args!("{test}: no python3 on PATH"));
             return None;
         };
         let venv = venv(&python, "py-foreign-venv", &python_dir().join("requirements.txt"));

@@ -31,6 +31,7 @@ pub mod prometheus;
 pub mod python;
 pub mod raw;
 pub mod scrape;
+pub mod skip;
 
 use std::time::Duration;
 

@@ -75,7 +75,7 @@ fn yaml_documents(venv: &Path, yaml: &str) -> Vec<Value> {
 #[test]
 fn dockerfile_is_multi_stage_non_root_ships_every_binary_and_passes_hadolint() {
     let Some(venv) = tools() else {
-        eprintln!("SKIPPED dockerfile check: no python3 on PATH");
+        offload_testkit::skip::missing_tool(format_args!("dockerfile check: no python3 on PATH"));
         return;
     };
     let dockerfile = deploy_dir().join("Dockerfile");
@@ -142,7 +142,7 @@ fn package_of_binary(binary: &str) -> String {
 #[test]
 fn compose_file_follows_the_compose_spec_and_wires_the_stack() {
     let Some(venv) = tools() else {
-        eprintln!("SKIPPED compose file: no python3 on PATH");
+        offload_testkit::skip::missing_tool(format_args!("compose file: no python3 on PATH"));
         return;
     };
     let compose = deploy_dir().join("compose.yaml");

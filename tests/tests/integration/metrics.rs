@@ -70,7 +70,9 @@ async fn request_counters_move_and_runtime_gauges_are_exposed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn promtool_check_metrics_is_clean_on_both_servers() {
     let Some(promtool) = offload_testkit::prometheus::tool("promtool") else {
-        eprintln!("SKIPPED promtool_check_metrics_is_clean_on_both_servers: no promtool (Debian package prometheus)");
+        offload_testkit::skip::missing_tool(format_args!(
+            "promtool_check_metrics_is_clean_on_both_servers: no promtool (Debian package prometheus)"
+        ));
         return;
     };
     // A low stall threshold, so one INLINE call fills the stall families too: every family is linted.

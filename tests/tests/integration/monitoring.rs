@@ -71,7 +71,7 @@ fn the_prometheus_rule_embeds_the_rules_file_compose_loads() {
 #[test]
 fn alert_rules_pass_promtool_check_and_their_unit_tests() {
     let Some(promtool) = tool("promtool") else {
-        eprintln!("SKIPPED alert rule tests: no promtool (Debian package prometheus)");
+        offload_testkit::skip::missing_tool(format_args!("alert rule tests: no promtool (Debian package prometheus)"));
         return;
     };
     for args in [["check", "rules", "offload.rules.yaml"], ["test", "rules", "offload.rules.test.yaml"]] {
@@ -124,7 +124,7 @@ fn compose_prometheus_loads_the_rules_and_grafana_is_provisioned() {
     }
 
     let Some(promtool) = tool("promtool") else {
-        eprintln!("SKIPPED compose prometheus config check: no promtool");
+        offload_testkit::skip::missing_tool(format_args!("compose prometheus config check: no promtool"));
         return;
     };
     // Laid out as compose mounts them, the config and its rule file load.
@@ -142,8 +142,8 @@ fn compose_prometheus_loads_the_rules_and_grafana_is_provisioned() {
 
 #[test]
 fn the_monitoring_component_renders_with_kustomize() {
-    if Command::new("kubectl").arg("version").arg("--client").output().is_err() {
-        eprintln!("SKIPPED rendering the monitoring component: no kubectl on PATH");
+    if !offload_testkit::apt::kubectl() {
+        offload_testkit::skip::missing_tool(format_args!("rendering the monitoring component: no kubectl on PATH"));
         return;
     }
     // An overlay of the base with the component, as an operator would write it. Kustomize takes relative paths

@@ -99,7 +99,9 @@ fn compute_stall_alerts(prometheus: &PrometheusServer) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_real_prometheus_sees_the_stall_alert_under_inline_not_rayon_and_every_dashboard_query() {
     let (Some(prometheus), Some(_)) = (tool("prometheus"), tool("promtool")) else {
-        eprintln!("SKIPPED real Prometheus test: no prometheus binary (Debian package prometheus)");
+        offload_testkit::skip::missing_tool(format_args!(
+            "real Prometheus test: no prometheus binary (Debian package prometheus)"
+        ));
         return;
     };
     // Two tokio workers on compute, as on a two-core pod: four INLINE calls block both.

@@ -11,7 +11,9 @@ use offload_tests::{compute, gateway};
 #[test]
 fn python_grpcio_calls_the_gateway_and_its_health_service() {
     let Some(python) = python3() else {
-        eprintln!("SKIPPED python_grpcio_calls_the_gateway_and_its_health_service: no python3 on PATH");
+        offload_testkit::skip::missing_tool(format_args!(
+            "python_grpcio_calls_the_gateway_and_its_health_service: no python3 on PATH"
+        ));
         return;
     };
     let here = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -27,7 +29,9 @@ fn python_grpcio_calls_the_gateway_and_its_health_service() {
 #[test]
 fn python_grpcio_reads_reflection_gzip_replies_and_error_details() {
     let Some(python) = python3() else {
-        eprintln!("SKIPPED python_grpcio_reads_reflection_gzip_replies_and_error_details: no python3 on PATH");
+        offload_testkit::skip::missing_tool(format_args!(
+            "python_grpcio_reads_reflection_gzip_replies_and_error_details: no python3 on PATH"
+        ));
         return;
     };
     let here = Path::new(env!("CARGO_MANIFEST_DIR"));

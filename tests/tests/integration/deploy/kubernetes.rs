@@ -80,11 +80,13 @@ pub fn renders() -> Option<&'static [Rendered]> {
 
 fn render_all() -> Option<Vec<Rendered>> {
     let Some(venv) = tools() else {
-        eprintln!("SKIPPED kubernetes manifests: no python3 on PATH");
+        offload_testkit::skip::missing_tool(format_args!("kubernetes manifests: no python3 on PATH"));
         return None;
     };
-    if Command::new("kubectl").arg("version").arg("--client").output().is_err() {
-        eprintln!("SKIPPED kubernetes manifests: no kubectl on PATH (kubectl kustomize renders them)");
+    if !offload_testkit::apt::kubectl() {
+        offload_testkit::skip::missing_tool(format_args!(
+            "kubernetes manifests: no kubectl on PATH (kubectl kustomize renders them)"
+        ));
         return None;
     }
     let k8s = deploy_dir().join("k8s").canonicalize().expect("deploy/k8s");
