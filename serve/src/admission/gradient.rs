@@ -3,9 +3,8 @@
 //!
 //! A fixed `--max-inflight` must be sized by hand to the capacity behind it, which changes with every replica
 //! added, removed or slowed by a noisy neighbour: too high, and admitted requests queue (latency grows with the
-//! limit, Little's law); too low, and capacity idles. Under 10× overload on the reliability rig (three replicas
-//! sharing two cores), fixed limits of 2 per replica gave admitted calls a p50 of 30–52 ms over four runs; this
-//! controller at the gateway, 8.1–8.7 ms over three, against 6.6–6.9 ms at half load (`docs/reliability.md`).
+//! limit, Little's law); too low, and capacity idles. This controller follows the capacity instead (the measurements:
+//! `docs/decisions/0006-adaptive-concurrency-rules.md`).
 //!
 //! # The algorithm
 //!
@@ -13,7 +12,8 @@
 //! request costs alone (the *ideal latency*, `min_rtt`) by admitting one at a time, then every window scale the
 //! limit by how the window's median latency (`sample_rtt`) compares with the ideal plus a tolerance: above it the
 //! limit shrinks, below it grows. Rules 1–3 are Envoy's and Netflix's; rules 4–7 are this controller's own, each
-//! added because a measurement on the reliability rig showed the controller without it falling short.
+//! added because a measurement on the reliability rig showed the controller without it falling short (each rule's
+//! numbers: `docs/decisions/0006-adaptive-concurrency-rules.md`).
 //!
 //! 1. **Measure the ideal at the minimum.** The limit is pinned to `min_limit` until `min_rtt_samples` requests
 //!    have completed; the median of their latencies is the ideal. It is measured so again every
@@ -27,29 +27,22 @@
 //! 4. **Headroom only when growing, and only without overload.** `sqrt(limit)` is added when the limit grows and
 //!    the window refused no more calls than it completed: the limit is then binding on modest demand (load just
 //!    dropped, or grew a little) and catches up in a window or two. Under overload one more call in flight is one
-//!    more queued, so the limit grows by the gradient alone. *Measured:* with Envoy's headroom on every increase the
-//!    limit sat at 2 and admitted p50 at ~12 ms (at a CPU-bound service's small limits, `sqrt(limit)` is a queue
-//!    as deep as the cores); with no headroom at all, light load right after an overload lost a call now and then,
-//!    refused while the limit crept up from 1.
+//!    more queued, so the limit grows by the gradient alone. At a CPU-bound service's small limits, headroom on
+//!    every increase is a queue as deep as the cores.
 //! 5. **The ideal comes only from calls admitted at the minimum.** Any window spent at the minimum with at least
 //!    [`MIN_WINDOW_SAMPLES`] completions measures the ideal for free, counting only calls admitted since the limit
 //!    got there (those admitted under a higher limit had queued). A lower measurement replaces the ideal at once;
 //!    higher ones only after [`HIGHER_TO_RAISE`] in a row, and then the lowest of them, so the ideal follows bigger
 //!    requests without one window slowed by a busy machine raising it (a raised ideal raises the limit, and
 //!    admitted calls queue). This replaces Envoy's pinned re-measurement after five windows at the minimum.
-//!    *Measured:* with the ideal polluted by queued calls or by one slow window, about one run in three settled
-//!    at a limit of 2 with p50 12–14 ms; since, 8.4–8.8 ms in three runs.
 //! 6. **A window that refused nothing keeps room for one call more than it had in flight.** Its latency was the
 //!    calls' own, not a queue's; shedding below what it admitted refuses light load for noise. Calls slowed by
-//!    their own number soon reach the limit, are refused, and the limit shrinks as usual. *Measured:* the small
-//!    reliability test lost a light-load call in about one run in eight, refused at a limit that noise had shrunk
-//!    to 1; overload windows always refuse, so overload was unchanged (p50 8.3 ms).
+//!    their own number soon reach the limit, are refused, and the limit shrinks as usual.
 //! 7. **A refusal amid completions grows the limit by one at once.** Within a window, a refusal when recent
 //!    refusals (weighted to halve every latency) do not outnumber completions grows the limit by
 //!    [`EARLY_GROWTH`], once per window, and the call is admitted after all: a window that began during an
-//!    overload otherwise refuses light load until it ends. *Measured:* the cold CI run lost a light-load call in
-//!    one run in eight; none in 16 runs since. Under 10× overload refusals outnumber completions ten to one, so it
-//!    hardly ever fires (limit median 1, admitted p50 8.2–8.7 ms).
+//!    overload otherwise refuses light load until it ends. Under overload refusals outnumber completions, so it
+//!    hardly ever fires.
 //!
 //! The controller is plain state driven by the times it is given, so tests drive it with a simulated server and
 //! clock (`tests.rs`).
