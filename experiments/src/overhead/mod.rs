@@ -2,7 +2,8 @@
 //! compute called directly and compute behind the gateway take the same trivial `Factorial(1)` from the same load
 //! generator (h2load, C, so the client's own cost is small and equal for all) at the same offered load, in
 //! interleaved rounds. Per run: throughput, latency and the CPU each server process spent per call (from
-//! `/proc`); per round: the ratios issue 16 sets goals for. `--profile` then records each server with `perf`
+//! `/proc`); per round: the ratios issue 16 sets goals for. Then the gateway on the clients' shapes: one busy
+//! connection against sixteen, for each of its runtimes ([`shapes`]). `--profile` then records each server with `perf`
 //! during the same load and renders flame graphs and a per-layer table into the report folder.
 
 mod echo;
@@ -12,6 +13,7 @@ mod measure;
 mod output;
 mod profile;
 mod servers;
+mod shapes;
 
 use std::{path::PathBuf, time::Duration};
 
@@ -27,7 +29,7 @@ use self::{
     servers::{Servers, Target},
 };
 
-/// Options of the overhead benchmark. The defaults take about a minute on 2 cores.
+/// Options of the overhead benchmark. The defaults take about a minute and a half on 2 cores.
 #[derive(Debug, Clone, Args)]
 pub struct OverheadArgs {
     /// Connections h2load opens to each server (the issue's offered load: 16 × 4).
@@ -39,6 +41,10 @@ pub struct OverheadArgs {
     /// Measured time of each throughput run.
     #[arg(long, default_value = "3s", value_parser = parse_duration)]
     pub duration: Duration,
+    /// Streams in flight on the one connection of the clients'-shapes runs (a channel's usual concurrency), measured
+    /// against `--connections` × `--streams` for each gateway runtime.
+    #[arg(long, default_value_t = 64)]
+    pub one_connection_streams: usize,
     /// Measured time of each one-call-at-a-time run.
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     pub serial_duration: Duration,
@@ -86,9 +92,22 @@ async fn overhead(args: OverheadArgs) -> anyhow::Result<()> {
 
     let servers = Servers::start(&args.compute_args, &args.gateway_args).await?;
     let result = measure_all(&args, &h2load, &servers, &scratch);
+    let shaped = match &result {
+        Ok(_) => {
+            let shapes = [
+                Load { connections: args.connections, streams: args.streams, duration: args.duration },
+                Load { connections: 1, streams: args.one_connection_streams, duration: args.duration },
+            ];
+            Some(shapes::measure(&h2load, &servers, &shapes, args.warmup, &args.gateway_args, &scratch).await)
+        }
+        Err(_) => None,
+    };
     servers.stop();
     let (report, profiles) = result?;
     print!("{}", report.table());
+    if let Some(shaped) = shaped {
+        print!("{}", shapes::table(&shaped?));
+    }
     let mut written = report.write(&scratch)?;
     if let Some(profiles) = profiles {
         print!("{}", profiles.table());

@@ -115,20 +115,7 @@ impl Servers {
     /// Waits until the trivial call succeeds at `target` (the gateway needs to have seen compute ready).
     async fn wait_answering(&self, target: Target) -> anyhow::Result<()> {
         let url = self.url(target);
-        let base = url.trim_end_matches(target.path());
-        let mut caller = Caller::connect(base).await?;
-        let call = match target {
-            Target::Gateway => Call::GatewayFactorial(trivial_request()),
-            Target::Echo | Target::Proxy | Target::Direct => Call::ComputeFactorial(trivial_request()),
-        };
-        let deadline = Instant::now() + READY_TIMEOUT;
-        loop {
-            match caller.call(&call, Some(Duration::from_secs(1))).await {
-                Ok(()) => return Ok(()),
-                Err(status) if Instant::now() > deadline => bail!("{url} never answered: {status}"),
-                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-            }
-        }
+        wait_answering(url.trim_end_matches(target.path()), target).await
     }
 
     /// Stops all four, each front first (so compute is not reported unhealthy to a gateway about to go anyway).
@@ -138,6 +125,23 @@ impl Servers {
             if server.stop(STOP_GRACE) != Some(0) {
                 eprintln!("warning: {name} did not exit cleanly within {STOP_GRACE:?}");
             }
+        }
+    }
+}
+
+/// Waits until the trivial call succeeds at the server at `base` (`http://addr`), called as `target` is.
+pub async fn wait_answering(base: &str, target: Target) -> anyhow::Result<()> {
+    let mut caller = Caller::connect(base).await?;
+    let call = match target {
+        Target::Gateway => Call::GatewayFactorial(trivial_request()),
+        Target::Echo | Target::Proxy | Target::Direct => Call::ComputeFactorial(trivial_request()),
+    };
+    let deadline = Instant::now() + READY_TIMEOUT;
+    loop {
+        match caller.call(&call, Some(Duration::from_secs(1))).await {
+            Ok(()) => return Ok(()),
+            Err(status) if Instant::now() > deadline => bail!("{base}{} never answered: {status}", target.path()),
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
         }
     }
 }
