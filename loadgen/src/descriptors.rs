@@ -1,7 +1,9 @@
 //! Where a method's descriptors come from, as ghz and grpcurl take them: the server's reflection service (the
 //! default), `.proto` files compiled in process by `protox` (no `protoc` needed), or a protoset (an encoded
 //! `FileDescriptorSet`, as `protoc --descriptor_set_out --include_imports` writes). Then `--call` is looked up,
-//! and a method that is not there is refused with the list of what is.
+//! and a method that is not there is refused with the list of what is. From files every service defined is
+//! offered; from reflection only those the server lists, since its files may define services it does not serve
+//! (every call to one would be `UNIMPLEMENTED`).
 
 use std::{
     path::{Path, PathBuf},
@@ -9,7 +11,7 @@ use std::{
 };
 
 use anyhow::{Context, bail};
-use prost_reflect::{DescriptorPool, MethodDescriptor};
+use prost_reflect::{DescriptorPool, MethodDescriptor, ServiceDescriptor};
 use tonic::transport::Channel;
 
 /// The `--proto`, `-i/--import-paths` and `--protoset` flags, as ghz and grpcurl take them: declared once for every
@@ -59,19 +61,18 @@ impl Source {
         }
     }
 
-    /// The descriptors, from files, or from the server over `channel` within `deadline`.
-    pub async fn pool(&self, channel: &Channel, deadline: Duration) -> anyhow::Result<DescriptorPool> {
-        match self {
-            Self::Reflection => crate::reflection::pool(channel.clone(), deadline).await,
-            Self::Protos { files, imports } => compile(files, imports),
-            Self::Protoset(path) => read_protoset(path),
-        }
-    }
-
     /// The method `--call` names, with everything its messages need; reflection (over `channel`) within
-    /// `deadline`.
+    /// `deadline`. From reflection, a service the server does not list is refused.
     pub async fn method(&self, channel: &Channel, call: &str, deadline: Duration) -> anyhow::Result<MethodDescriptor> {
-        find_method(&self.pool(channel, deadline).await?, call, &self.describe())
+        match self {
+            Self::Reflection => {
+                let reflected = crate::reflection::fetch(channel.clone(), deadline).await?;
+                find_method(&reflected.pool, Some(&reflected.listed), call, &self.describe())
+            }
+            Self::Protos { .. } | Self::Protoset(_) => {
+                self.method_from_files(call).context("descriptors from files")?
+            }
+        }
     }
 
     /// The method, from files only: `None` for reflection, which needs a connection.
@@ -81,8 +82,20 @@ impl Source {
             Self::Protos { files, imports } => compile(files, imports),
             Self::Protoset(path) => read_protoset(path),
         };
-        Some(pool.and_then(|pool| find_method(&pool, call, &self.describe())))
+        Some(pool.and_then(|pool| find_method(&pool, None, call, &self.describe())))
     }
+}
+
+/// For a call that needs no descriptors (`load`'s typed path): refuses `call` when the server's reflection
+/// answers within `deadline` and does not list its service, with the same message as [`Source::method`]. A
+/// server whose reflection fails or is not there is not judged: the typed path never needed it.
+pub async fn refuse_unlisted(channel: &Channel, call: &str, deadline: Duration) -> anyhow::Result<()> {
+    let (service, _) = split_call(call)?;
+    let Ok(reflected) = crate::reflection::fetch(channel.clone(), deadline).await else { return Ok(()) };
+    if reflected.listed.iter().any(|listed| listed == service) {
+        return Ok(());
+    }
+    find_method(&reflected.pool, Some(&reflected.listed), call, &Source::Reflection.describe()).map(drop)
 }
 
 /// Reads an encoded `FileDescriptorSet`.
@@ -116,14 +129,24 @@ pub fn split_call(call: &str) -> anyhow::Result<(&str, &str)> {
         .with_context(|| format!("--call {call:?}: expected package.Service/Method"))
 }
 
-/// The method `call` names in `pool`, or an error listing every service and method there is (as grpcurl does).
-pub fn find_method(pool: &DescriptorPool, call: &str, source: &str) -> anyhow::Result<MethodDescriptor> {
+/// The method `call` names in `pool`, among the services `listed` (every service in `pool` if `None`), or an error
+/// listing every service and method offered (as grpcurl does).
+pub fn find_method(
+    pool: &DescriptorPool,
+    listed: Option<&[String]>,
+    call: &str,
+    source: &str,
+) -> anyhow::Result<MethodDescriptor> {
     let (service, method) = split_call(call)?;
-    if let Some(found) = pool.get_service_by_name(service).and_then(|s| s.methods().find(|m| m.name() == method)) {
+    let offered = |s: &ServiceDescriptor| listed.is_none_or(|names| names.iter().any(|n| n == s.full_name()));
+    let found = pool.get_service_by_name(service).filter(offered);
+    if let Some(found) = found.as_ref().and_then(|s| s.methods().find(|m| m.name() == method)) {
         return Ok(found);
     }
+    let mut services: Vec<_> = pool.services().filter(offered).collect();
+    services.sort_by(|a, b| a.full_name().cmp(b.full_name()));
     let mut listing = String::new();
-    for service in pool.services() {
+    for service in services {
         listing.push_str(&format!("\n  {}", service.full_name()));
         for method in service.methods() {
             listing.push_str(&format!("\n    {}", method.full_name()));
@@ -132,8 +155,15 @@ pub fn find_method(pool: &DescriptorPool, call: &str, source: &str) -> anyhow::R
     if listing.is_empty() {
         bail!("--call {call}: no such method: {source} defines no services");
     }
-    let what = if pool.get_service_by_name(service).is_some() { "method" } else { "service" };
-    bail!("--call {call}: no such {what}. Services and methods in {source}:{listing}")
+    let what = match (&found, pool.get_service_by_name(service)) {
+        (Some(_), _) => "no such method".to_owned(),
+        // Defined in the files the server sent (beside a service it serves) but not listed: not served.
+        (None, Some(_)) => {
+            format!("the server does not serve {service} (its files define it, its reflection does not list it)")
+        }
+        (None, None) => "no such service".to_owned(),
+    };
+    bail!("--call {call}: {what}. Services and methods in {source}:{listing}")
 }
 
 #[cfg(test)]
@@ -143,18 +173,32 @@ mod tests {
     #[test]
     fn unknown_methods_are_refused_with_the_list() {
         let pool = DescriptorPool::decode(offload_proto::FILE_DESCRIPTOR_SET).expect("descriptors");
-        let found = find_method(&pool, "offload.v1.Gateway/Factorial", "here").expect("exists");
+        let found = find_method(&pool, None, "offload.v1.Gateway/Factorial", "here").expect("exists");
         assert_eq!(found.full_name(), "offload.v1.Gateway.Factorial");
         assert_eq!(
-            find_method(&pool, "/offload.v1.Compute.SumOfSquares", "here").expect("exists").name(),
+            find_method(&pool, None, "/offload.v1.Compute.SumOfSquares", "here").expect("exists").name(),
             "SumOfSquares"
         );
-        let error = find_method(&pool, "offload.v1.Gateway/Nope", "here").expect_err("unknown").to_string();
+        let error = find_method(&pool, None, "offload.v1.Gateway/Nope", "here").expect_err("unknown").to_string();
         assert!(error.starts_with("--call offload.v1.Gateway/Nope: no such method. Services and methods in here:"));
         assert!(error.contains("\n  offload.v1.Compute\n    offload.v1.Compute.Factorial"), "{error}");
-        let error = find_method(&pool, "nope.Svc/M", "here").expect_err("unknown").to_string();
+        let error = find_method(&pool, None, "nope.Svc/M", "here").expect_err("unknown").to_string();
         assert!(error.contains("no such service"), "{error}");
         assert!(split_call("Factorial").is_err());
+    }
+
+    #[test]
+    fn services_defined_but_not_listed_are_refused_and_not_offered() {
+        // As the gateway's reflection: offload.proto defines both services, the gateway lists its own.
+        let pool = DescriptorPool::decode(offload_proto::FILE_DESCRIPTOR_SET).expect("descriptors");
+        let listed = ["offload.v1.Gateway".to_owned()];
+        let found = find_method(&pool, Some(&listed), "offload.v1.Gateway/Factorial", "gw").expect("listed");
+        assert_eq!(found.full_name(), "offload.v1.Gateway.Factorial");
+        let error = find_method(&pool, Some(&listed), "offload.v1.Compute/Factorial", "gw").expect_err("not listed");
+        let error = error.to_string();
+        assert!(error.starts_with("--call offload.v1.Compute/Factorial: the server does not serve offload.v1.Compute"));
+        assert!(error.contains("Services and methods in gw:\n  offload.v1.Gateway\n"), "{error}");
+        assert!(!error.contains("\n  offload.v1.Compute"), "only what is listed is offered: {error}");
     }
 
     #[test]
@@ -170,7 +214,7 @@ mod tests {
         )
         .expect("write");
         let pool = compile(&[dir.join("s.proto")], &[]).expect("compiles");
-        let method = find_method(&pool, "s.S/Get", "s.proto").expect("found");
+        let method = find_method(&pool, None, "s.S/Get", "s.proto").expect("found");
         assert_eq!(method.input().full_name(), "a.M");
         let _ = std::fs::remove_dir_all(&dir);
     }

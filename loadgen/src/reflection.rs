@@ -1,6 +1,11 @@
 //! Method descriptors from the server itself, by gRPC server reflection: the services it lists and the files that
 //! define them (with their imports), as grpcurl and ghz fetch them when given no `.proto` file.
 //!
+//! The files may define more services than the server lists (a file's other services, its imports' services): the
+//! gateway's `offload/v1/offload.proto` also defines `offload.v1.Compute`, which the gateway answers with
+//! `UNIMPLEMENTED`. So what the server *lists* is kept beside the files ([`Reflected::listed`]), and only those
+//! services are offered.
+//!
 //! `grpc.reflection.v1` is asked first; a server that answers `UNIMPLEMENTED` is asked again over
 //! `grpc.reflection.v1alpha`, which older servers (and some current ones, such as Python's `grpcio-reflection`)
 //! serve alone. The two versions are the same protocol under two package names, so one macro writes both clients.
@@ -32,15 +37,24 @@ pub const MAX_FILES: usize = 10_000;
 /// Encoded descriptor bytes at most, all files together: 64 MiB, some ten times Google's whole public API.
 pub const MAX_BYTES: usize = 64 << 20;
 
+/// What a server's reflection says.
+#[derive(Debug, Clone)]
+pub struct Reflected {
+    /// The services the server lists (`ListServices`): the ones it serves.
+    pub listed: Vec<String>,
+    /// The files defining them, with their imports: they may define services the server does not serve.
+    pub pool: DescriptorPool,
+}
+
 /// Every service the server lists, and every file they need, as a descriptor pool; within `deadline`.
-pub async fn pool(channel: Channel, deadline: Duration) -> anyhow::Result<DescriptorPool> {
+pub async fn fetch(channel: Channel, deadline: Duration) -> anyhow::Result<Reflected> {
     let fetch = async {
         match files_v1(channel.clone()).await {
             Err(status) if status.code() == Code::Unimplemented => files_v1alpha(channel).await,
             other => other,
         }
     };
-    let files = tokio::time::timeout(deadline, fetch)
+    let (listed, files) = tokio::time::timeout(deadline, fetch)
         .await
         .map_err(|_| {
             anyhow::anyhow!(
@@ -57,7 +71,7 @@ pub async fn pool(channel: Channel, deadline: Duration) -> anyhow::Result<Descri
         })?;
     let mut pool = DescriptorPool::new();
     pool.add_file_descriptor_protos(files).context("the server's reflection answers are not valid descriptors")?;
-    Ok(pool)
+    Ok(Reflected { listed, pool })
 }
 
 /// A reflection answer past one of the caps: refused with the cap it passed.
@@ -67,8 +81,8 @@ fn too_much(what: &str, limit: usize) -> Status {
 
 macro_rules! reflection_client {
     ($function:ident, $version:ident) => {
-        /// The files defining every listed service (and their imports), over this version of the protocol.
-        async fn $function(channel: Channel) -> Result<Vec<FileDescriptorProto>, Status> {
+        /// The services listed and the files defining them (and their imports), over this version of the protocol.
+        async fn $function(channel: Channel) -> Result<(Vec<String>, Vec<FileDescriptorProto>), Status> {
             use tonic_reflection::pb::$version::{
                 ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
                 server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
@@ -81,18 +95,18 @@ macro_rules! reflection_client {
                 .server_reflection_info(ReceiverStream::new(rx))
                 .await?
                 .into_inner();
-            let mut wanted: Vec<MessageRequest> = match answers.message().await?.and_then(|a| a.message_response) {
+            let listed: Vec<String> = match answers.message().await?.and_then(|a| a.message_response) {
                 Some(MessageResponse::ListServicesResponse(list)) if list.service.len() > MAX_SERVICES => {
                     return Err(too_much("services", MAX_SERVICES));
                 }
-                Some(MessageResponse::ListServicesResponse(list)) => {
-                    list.service.into_iter().map(|s| MessageRequest::FileContainingSymbol(s.name)).collect()
-                }
+                Some(MessageResponse::ListServicesResponse(list)) => list.service.into_iter().map(|s| s.name).collect(),
                 Some(MessageResponse::ErrorResponse(e)) => {
                     return Err(Status::new(e.error_code.into(), e.error_message))
                 }
                 _ => return Err(Status::internal("no answer to list_services")),
             };
+            let mut wanted: Vec<MessageRequest> =
+                listed.iter().map(|name| MessageRequest::FileContainingSymbol(name.clone())).collect();
             let mut files = HashMap::new();
             let mut asked = HashSet::new();
             let (mut received_files, mut received_bytes) = (0, 0);
@@ -119,7 +133,7 @@ macro_rules! reflection_client {
                     files.insert(file.name().to_owned(), file);
                 }
             }
-            Ok(files.into_values().collect())
+            Ok((listed, files.into_values().collect()))
         }
     };
 }

@@ -341,6 +341,49 @@ fn tls_with_a_ca_and_a_name_or_skipping_verification() {
 }
 
 #[test]
+fn only_the_services_a_server_lists_are_offered_and_called() {
+    // The gateway's reflection sends offload.proto, which defines offload.v1.Compute beside offload.v1.Gateway;
+    // the gateway lists (and serves) only its own. Both load paths and `stall` refuse the other at start-up.
+    let (compute, gateway) = super::start_pair();
+    let host = gateway.addr.to_string();
+    let compute_call = "offload.v1.Compute/Factorial";
+    let runs: [(&str, Vec<&str>); 3] = [
+        ("load (typed path)", vec!["load", "--quiet", "--insecure", "-d", r#"{"n": 5}"#, "-n", "5", "--call"]),
+        ("load -e (reflection)", vec!["load", "--quiet", "--insecure", "-e", "-d", r#"{"n": 5}"#, "-n", "5", "--call"]),
+        ("stall", vec!["stall", "--insecure", "-d", r#"{"n": 5}"#, "-z", "200ms", "--target", &host, "--call"]),
+    ];
+    for (what, args) in &runs {
+        let mut command = Command::new(BIN);
+        command.args(args).arg(compute_call).env_remove("RUST_BACKTRACE");
+        if args[0] == "load" {
+            command.arg(&host);
+        }
+        let output = super::run_within(&mut command, Duration::from_secs(30));
+        let err = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{what}: accepted a service the gateway does not serve");
+        assert!(
+            err.contains("--call offload.v1.Compute/Factorial: the server does not serve offload.v1.Compute"),
+            "{what}: {err}"
+        );
+        // The listing, one name a line (indented further under `stall`'s "Caused by").
+        let listed: Vec<&str> = err.lines().map(str::trim).collect();
+        for offered in ["offload.v1.Gateway", "offload.v1.Gateway.Factorial", "grpc.health.v1.Health"] {
+            assert!(listed.contains(&offered), "{what} does not offer {offered}: {err}");
+        }
+        assert!(!listed.contains(&"offload.v1.Compute"), "{what} offers what is not served: {err}");
+    }
+    // What the gateway lists is called, by both paths; gzip (`-e`) is accepted.
+    for extra in [&[][..], &["-e"][..]] {
+        let args =
+            [&["--insecure", "--call", "offload.v1.Gateway/Factorial", "-d", r#"{"n": 5}"#, "-n", "5"][..], extra];
+        let report = report(&[&args.concat()[..], &["-O", "json", &host][..]].concat(), None);
+        assert_eq!(report["statusCodeDistribution"]["OK"], 5, "{extra:?}: {report}");
+    }
+    gateway.stop(Duration::from_secs(20));
+    compute.stop(Duration::from_secs(20));
+}
+
+#[test]
 fn what_cannot_be_honoured_is_refused_by_name() {
     let dir = temp_dir("refusals");
     for (file, text) in

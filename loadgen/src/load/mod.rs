@@ -26,7 +26,7 @@ pub use self::{
 use crate::{
     call::{self, Call, Caller},
     connect::Connections,
-    descriptors::Source,
+    descriptors::{self, Source},
     dynamic_call::DynamicCall,
     recording::Recording,
     report::Report,
@@ -58,11 +58,16 @@ pub async fn execute(settings: Settings) -> anyhow::Result<()> {
     };
     let setup = async {
         let connections = Connections::open(&settings.host, settings.connections, &settings.connect).await?;
+        let deadline = settings.connect.connect_timeout;
         let dynamic = match (&typed, from_files) {
-            (Some(_), _) => None,
+            // The typed path needs no descriptors, but a service the server's reflection does not list is
+            // refused here rather than answered UNIMPLEMENTED on every call.
+            (Some(_), _) => {
+                descriptors::refuse_unlisted(&connections.first(), &settings.call, deadline).await?;
+                None
+            }
             (None, Some(dynamic)) => Some(dynamic),
             (None, None) => {
-                let deadline = settings.connect.connect_timeout;
                 Some(dynamic_call(&settings, source.method(&connections.first(), &settings.call, deadline).await?)?)
             }
         };
