@@ -82,8 +82,8 @@ pub struct Config {
     #[arg(long, env = "OFFLOAD_COMPUTE_LAME_DUCK", default_value = "100ms", value_parser = parse_duration)]
     pub lame_duck: Duration,
 
-    /// Name this instance reports in every reply's `execution.served_by`. Default: `$HOSTNAME:port`, which in
-    /// Kubernetes is the pod name.
+    /// Name this instance reports in every reply's `execution.served_by`. Default: `HOST:port`, HOST being
+    /// `$HOSTNAME` if set and not empty (the pod name on Kubernetes), else the machine's host name, else `compute`.
     #[arg(long, env = "OFFLOAD_COMPUTE_INSTANCE_ID")]
     pub instance_id: Option<String>,
 
@@ -145,6 +145,38 @@ impl Config {
         }
         Ok(())
     }
+
+    /// `--instance-id`, or its default for a server listening on `port` (see the flag).
+    pub fn instance_id(&self, port: u16) -> String {
+        self.instance_id.clone().unwrap_or_else(|| {
+            let host = default_host(std::env::var("HOSTNAME").ok(), machine_host_name);
+            format!("{host}:{port}")
+        })
+    }
+}
+
+/// The host part of the default `--instance-id`, the first of these that is set and not empty: `$HOSTNAME` (the
+/// pod name on Kubernetes, where the container's host name may differ), the machine's host name (shells set
+/// `HOSTNAME` without exporting it, so a server started from one, by systemd or in plain Docker seldom sees it),
+/// and `compute` last, so the id is never empty.
+fn default_host(env: Option<String>, machine: impl FnOnce() -> Option<String>) -> String {
+    let set = |name: &Option<String>| name.as_ref().is_some_and(|n| !n.trim().is_empty());
+    let host = if set(&env) { env } else { Some(machine()).filter(set).flatten() };
+    host.map_or_else(|| "compute".to_owned(), |h| h.trim().to_owned())
+}
+
+/// The machine's host name (`gethostname(2)`), if it has one.
+fn machine_host_name() -> Option<String> {
+    // 256 bytes: above HOST_NAME_MAX (64 on Linux, 255 by POSIX), with room for the terminating NUL.
+    let mut buffer = [0u8; 256];
+    // SAFETY: the pointer and length describe `buffer`, which outlives the call; gethostname writes at most
+    // `len` bytes into it.
+    let status = unsafe { libc::gethostname(buffer.as_mut_ptr().cast(), buffer.len()) };
+    if status != 0 {
+        return None;
+    }
+    let end = buffer.iter().position(|&b| b == 0)?;
+    String::from_utf8(buffer[..end].to_vec()).ok()
 }
 
 #[cfg(test)]
@@ -170,6 +202,23 @@ mod tests {
         let current =
             Config::parse_from(["offload-compute", "--runtime=current-thread", "--default-mode=block-in-place"]);
         assert!(current.validate().expect_err("refused").contains("--runtime=multi-thread"));
+    }
+
+    #[test]
+    fn the_default_instance_id_prefers_hostname_then_the_machine_then_compute() {
+        let named = |name: &str| Some(name.to_owned());
+        assert_eq!(default_host(named("pod-7"), || named("machine")), "pod-7");
+        assert_eq!(default_host(None, || named("machine")), "machine");
+        assert_eq!(default_host(named(""), || named("machine")), "machine", "an empty $HOSTNAME is unset");
+        assert_eq!(default_host(None, || None), "compute");
+        assert_eq!(default_host(None, || named(" ")), "compute", "an empty host name is none");
+        // The machine is asked only when $HOSTNAME is not there.
+        assert_eq!(default_host(named("pod-7"), || panic!("not asked")), "pod-7");
+        // This machine has a name, and the default uses it when --instance-id is not given.
+        let machine = machine_host_name().expect("gethostname");
+        assert!(!machine.is_empty());
+        let given = Config::parse_from(["offload-compute", "--instance-id", "mine"]);
+        assert_eq!(given.instance_id(80), "mine");
     }
 
     #[test]

@@ -85,10 +85,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         .await?
     };
     let local_addr = skeleton.local_addr();
-    let instance_id = config.instance_id.clone().unwrap_or_else(|| {
-        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "compute".to_owned());
-        format!("{host}:{}", local_addr.port())
-    });
+    let instance_id = config.instance_id(local_addr.port());
     let limits = Limits {
         max_factorial_n: config.max_factorial_n,
         max_sum_of_squares_n: config.max_sum_of_squares_n,
