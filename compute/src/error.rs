@@ -59,7 +59,7 @@ impl From<Error> for Status {
             ),
             Error::Exec(ExecError::Interrupted(Interrupted::DeadlineExceeded)) => Status::deadline_exceeded(message),
             Error::Exec(ExecError::Interrupted(Interrupted::Cancelled)) => Status::cancelled(message),
-            Error::Exec(ExecError::BlockInPlaceUnsupported) => Status::failed_precondition(message),
+            Error::Exec(ExecError::BlockInPlaceUnsupported { .. }) => Status::failed_precondition(message),
             Error::Exec(ExecError::Panicked(_)) => Status::internal(message),
             Error::Exec(ExecError::WorkerGone) => Status::unavailable(message),
         }

@@ -114,12 +114,24 @@ pub enum ExecError {
     /// The job panicked; the message is the panic payload.
     #[error("job panicked: {0}")]
     Panicked(String),
-    /// `block_in_place` was asked for on a runtime that cannot do it.
-    #[error("block_in_place needs the multi-thread runtime; this server runs current-thread")]
-    BlockInPlaceUnsupported,
+    /// `block_in_place` was asked for on a runtime that cannot do it: `runtime` names the one the job came from.
+    #[error("block_in_place needs the multi-thread runtime; this server runs {runtime}")]
+    BlockInPlaceUnsupported {
+        /// `--runtime current-thread`, or a thread-per-core shard (a current-thread runtime too).
+        runtime: &'static str,
+    },
     /// The thread running the job went away without an answer (runtime or pool shutting down).
     #[error("the job's worker went away before answering")]
     WorkerGone,
+}
+
+/// The runtime a refused `block_in_place` came from, as `--runtime` names it: a thread-per-core shard is a
+/// current-thread runtime, and says so, so neither reading of the refusal is a surprise.
+fn current_runtime() -> &'static str {
+    match offload_serve::shards::current() {
+        Some(_) => "thread-per-core, whose shards are current-thread runtimes",
+        None => "current-thread",
+    }
 }
 
 /// A job's spans while it travels to its thread (see the module docs).
@@ -235,7 +247,7 @@ impl Executor {
                 let multi_thread = tokio::runtime::Handle::try_current()
                     .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
                 if !multi_thread {
-                    return Err(ExecError::BlockInPlaceUnsupported);
+                    return Err(ExecError::BlockInPlaceUnsupported { runtime: current_runtime() });
                 }
                 tokio::task::block_in_place(|| timed(submitted, spans, par, &cancel, job))
             }
@@ -414,7 +426,8 @@ mod tests {
     async fn block_in_place_is_refused_on_current_thread() {
         let exec = Executor::new(1).expect("pool");
         let err = exec.run(Placement::BlockInPlace, Cancel::never(), |_, _| Ok(())).await.expect_err("refused");
-        assert!(matches!(err, ExecError::BlockInPlaceUnsupported));
+        assert!(matches!(err, ExecError::BlockInPlaceUnsupported { .. }));
+        assert!(err.to_string().ends_with("this server runs current-thread"), "{err}");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -113,19 +113,28 @@ async fn more_than_max_inflight_is_resource_exhausted_at_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn block_in_place_on_a_current_thread_server_is_failed_precondition() {
-    let compute_server = compute(&["--runtime", "current-thread"]);
-    let mut client = compute_client(&compute_server).await;
-    let err = client
-        .factorial(FactorialRequest { n: 20, mode: ExecMode::BlockInPlace as i32, ..Default::default() })
-        .await
-        .expect_err("not possible on current-thread");
-    assert_eq!(err.code(), Code::FailedPrecondition);
-    // Every other mode works on the single thread.
-    for mode in [ExecMode::Inline, ExecMode::SpawnBlocking, ExecMode::Rayon, ExecMode::Adaptive] {
-        let reply =
-            client.factorial(FactorialRequest { n: 20, mode: mode as i32, ..Default::default() }).await.expect("works");
-        assert_eq!(reply.into_inner().value, "2432902008176640000");
+async fn block_in_place_on_current_thread_runtimes_is_failed_precondition_naming_the_runtime() {
+    // A thread-per-core shard is a current-thread runtime too: refused as well, and the message says which.
+    for (runtime, named) in [
+        ("current-thread", "this server runs current-thread"),
+        ("thread-per-core", "this server runs thread-per-core, whose shards are current-thread runtimes"),
+    ] {
+        let compute_server = compute(&["--runtime", runtime, "--workers", "2"]);
+        let mut client = compute_client(&compute_server).await;
+        let err = client
+            .factorial(FactorialRequest { n: 20, mode: ExecMode::BlockInPlace as i32, ..Default::default() })
+            .await
+            .expect_err("not possible on a current-thread runtime");
+        assert_eq!(err.code(), Code::FailedPrecondition, "{runtime}: {err:?}");
+        assert!(err.message().ends_with(named), "{runtime}: {}", err.message());
+        // Every other mode works on the single thread.
+        for mode in [ExecMode::Inline, ExecMode::SpawnBlocking, ExecMode::Rayon, ExecMode::Adaptive] {
+            let reply = client
+                .factorial(FactorialRequest { n: 20, mode: mode as i32, ..Default::default() })
+                .await
+                .expect("works");
+            assert_eq!(reply.into_inner().value, "2432902008176640000");
+        }
     }
 }
 
