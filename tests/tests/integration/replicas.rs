@@ -13,19 +13,20 @@ use offload_tests::{gateway_client, gateway_with_config, wait_serving};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn load_spreads_and_a_killed_replica_costs_no_failed_call() {
-    let replicas = [start("offload-compute", &[]), start("offload-compute", &[])];
+    let metrics = ["--metrics-listen", "127.0.0.1:0"];
+    let replicas = [start("offload-compute", &metrics), start("offload-compute", &metrics)];
     let urls = replicas.iter().map(|r| r.url()).collect::<Vec<_>>().join(",");
     let config = <offload_gateway::Config as clap::Parser>::parse_from(["offload-gateway", "--compute", urls.as_str()]);
     let gateway = gateway_with_config(config);
     wait_serving(&gateway.url(), service_names::GATEWAY).await;
-    // Both replicas must be healthy before the load starts, or the spread cannot be checked.
-    tokio::time::sleep(Duration::from_millis(300)).await;
     let client = gateway_client(&gateway).await;
 
+    // Every call's reply: which replica served it, and how many attempts the gateway made.
     let run = |count: usize| {
         let client = client.clone();
         async move {
             let mut served: HashMap<String, usize> = HashMap::new();
+            let mut most_attempts = 0;
             let calls: Vec<_> = (0..count)
                 .map(|_| {
                     let mut client = client.clone();
@@ -39,23 +40,53 @@ async fn load_spreads_and_a_killed_replica_costs_no_failed_call() {
             for call in calls {
                 let reply = call.await.expect("join").expect("no call fails, even the ones on the killed replica");
                 assert_eq!(reply.get_ref().value, "2666666466666670000000");
-                *served.entry(reply.into_inner().execution.expect("report").served_by).or_default() += 1;
+                let report = reply.into_inner().execution.expect("report");
+                most_attempts = most_attempts.max(report.upstream_attempts);
+                *served.entry(report.served_by).or_default() += 1;
             }
-            served
+            (served, most_attempts)
         }
     };
-    let spread = run(40).await;
+    // The load spreads once the gateway has seen both replicas healthy: until then it sends every call to the
+    // first one it saw, so wait for both to serve, up to a deadline.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let spread = loop {
+        let (spread, _) = run(40).await;
+        if spread.len() == 2 || std::time::Instant::now() > deadline {
+            break spread;
+        }
+    };
     assert_eq!(spread.len(), 2, "both replicas served: {spread:?}");
 
-    // Kill one replica while calls are in flight on both.
+    // Kill one replica while calls are in flight on it (its own gauge says so).
     let mut replicas = replicas;
+    let victim_metrics = replicas[0].metrics_addr.expect("--metrics-listen");
     let in_flight = tokio::spawn(run(40));
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let busy = tokio::task::spawn_blocking(move || {
+            offload_testkit::scrape::scrape(victim_metrics)
+                .ok()
+                .and_then(|s| offload_testkit::scrape::value(&s, "offload_in_flight", &[]))
+                .unwrap_or(0.0)
+        })
+        .await
+        .expect("scrape");
+        if busy > 0.0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no call ever in flight on the replica to kill");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
     let victim = &mut replicas[0];
     std::process::Command::new("kill").args(["-KILL", &victim.pid().to_string()]).status().expect("kill");
-    let during = in_flight.await.expect("every call succeeded");
+    let (during, most_attempts) = in_flight.await.expect("every call succeeded");
     assert_eq!(during.values().sum::<usize>(), 40);
-    let after = run(20).await;
+    assert!(
+        most_attempts > 1,
+        "the calls in flight on the killed replica were retried: at most {most_attempts} attempt(s)"
+    );
+    let (after, _) = run(20).await;
     assert_eq!(after.len(), 1, "only the survivor serves after the kill: {after:?}");
 }
 
