@@ -1,7 +1,6 @@
 //! The two charts of the report, as SVG (plotters): probe latency percentiles per mode (log scale, the blocked
-//! runtime is orders of magnitude off), and heavy throughput per mode against the machine's ideal.
-
-use std::path::Path;
+//! runtime is orders of magnitude off), and heavy throughput per mode against each round's ideal. Drawn into a
+//! string, so `report.html` can open on the first while the folder keeps both as files.
 
 use plotters::prelude::*;
 
@@ -28,8 +27,9 @@ fn group_label(labels: &[String], x: f64) -> String {
 }
 
 /// Grouped bars: for each round, probe latency at p50, p99 and p99.9, in ms on a log axis.
-pub fn probe_latency(path: &Path, rounds: &[RoundResult], title: &str) -> anyhow::Result<()> {
-    let root = SVGBackend::new(path, SIZE).into_drawing_area();
+pub fn probe_latency(rounds: &[RoundResult], title: &str) -> anyhow::Result<String> {
+    let mut svg = String::new();
+    let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
     root.fill(&WHITE).map_err(plot_error)?;
     let values: Vec<f64> = rounds
         .iter()
@@ -73,19 +73,25 @@ pub fn probe_latency(path: &Path, rounds: &[RoundResult], title: &str) -> anyhow
         .draw()
         .map_err(plot_error)?;
     root.present().map_err(plot_error)?;
-    Ok(())
+    drop(chart);
+    drop(root);
+    Ok(svg)
 }
 
-/// Bars: heavy jobs completed per second for each mode, with the ideal `cores / job time` as a line.
-pub fn heavy_throughput(path: &Path, rounds: &[RoundResult], ideal: f64) -> anyhow::Result<()> {
-    let rounds: Vec<&RoundResult> = rounds.iter().filter(|r| r.heavy.is_some()).collect();
-    let root = SVGBackend::new(path, SIZE).into_drawing_area();
+/// Bars: heavy jobs completed per second for each mode, each with its round's ideal `cores / job time` (`ideals`,
+/// one per round) as a line across its bar.
+pub fn heavy_throughput(rounds: &[RoundResult], ideals: &[f64]) -> anyhow::Result<String> {
+    let (rounds, ideals): (Vec<&RoundResult>, Vec<f64>) =
+        rounds.iter().zip(ideals).filter(|(r, _)| r.heavy.is_some()).map(|(r, i)| (r, *i)).unzip();
+    let mut svg = String::new();
+    let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
     root.fill(&WHITE).map_err(plot_error)?;
-    let top = rounds.iter().filter_map(|r| r.heavy.as_ref()).map(|h| h.ok_rps()).fold(ideal, f64::max) * 1.4;
+    let highest = rounds.iter().filter_map(|r| r.heavy.as_ref()).map(|h| h.ok_rps()).chain(ideals.iter().copied());
+    let top = highest.fold(1.0, f64::max) * 1.4;
     let n = rounds.len().max(1) as f64;
     let labels: Vec<String> = rounds.iter().map(|r| r.label.clone()).collect();
     let mut chart = ChartBuilder::on(&root)
-        .caption("Heavy jobs completed per second, against the ideal (cores / job time)", ("sans-serif", 20))
+        .caption("Heavy jobs completed per second, against each round's ideal (cores / job time)", ("sans-serif", 20))
         .margin(15)
         .x_label_area_size(40)
         .y_label_area_size(70)
@@ -108,9 +114,11 @@ pub fn heavy_throughput(path: &Path, rounds: &[RoundResult], ideal: f64) -> anyh
         .label("completed")
         .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], RGBColor(90, 160, 220).filled()));
     chart
-        .draw_series(LineSeries::new([(-0.5, ideal), (n - 0.5, ideal)], RED.stroke_width(2)))
+        .draw_series(ideals.iter().enumerate().map(|(i, ideal)| {
+            PathElement::new([(i as f64 - 0.4, *ideal), (i as f64 + 0.4, *ideal)], RED.stroke_width(2))
+        }))
         .map_err(plot_error)?
-        .label(format!("ideal {ideal:.0}/s"))
+        .label("ideal")
         .legend(|(x, y)| PathElement::new([(x, y), (x + 15, y)], RED.stroke_width(2)));
     chart
         .configure_series_labels()
@@ -120,5 +128,7 @@ pub fn heavy_throughput(path: &Path, rounds: &[RoundResult], ideal: f64) -> anyh
         .draw()
         .map_err(plot_error)?;
     root.present().map_err(plot_error)?;
-    Ok(())
+    drop(chart);
+    drop(root);
+    Ok(svg)
 }

@@ -17,6 +17,8 @@ use offload_loadgen::{
 
 /// What the probes call, as the reports name it.
 const PROBE_CALL: &str = "offload.v1.Gateway.Factorial n=20";
+/// The chart the README shows and `report.html` opens on.
+pub(super) const PROBE_CHART_TITLE: &str = "Probe latency while heavy jobs run (Factorial(20), open loop)";
 
 impl Comparison {
     /// Writes raw JSON, summary, charts, `report.md` and `report.html` into `dir`.
@@ -32,22 +34,17 @@ impl Comparison {
         }
         write("summary.json", serde_json::to_string_pretty(&self.summary_json())?)?;
         let modes: Vec<RoundResult> = self.mode_rounds().into_iter().cloned().collect();
-        charts::probe_latency(
-            &dir.join("probe_latency.svg"),
-            &modes,
-            "Probe latency while heavy jobs run (Factorial(20), open loop)",
-        )?;
-        charts::heavy_throughput(&dir.join("heavy_throughput.svg"), &modes, self.ideal())?;
+        let probe_latency = charts::probe_latency(&modes, PROBE_CHART_TITLE)?;
+        write("probe_latency.svg", probe_latency.clone())?;
+        let ideals: Vec<f64> = modes.iter().map(|r| self.ideal_of(r)).collect();
+        write("heavy_throughput.svg", charts::heavy_throughput(&modes, &ideals)?)?;
         let waits: Vec<RoundResult> = self.wait_rounds().into_iter().cloned().collect();
         if !waits.is_empty() {
-            charts::probe_latency(
-                &dir.join("upstream_wait_latency.svg"),
-                &waits,
-                "Gateway probe latency by how the gateway waits for compute",
-            )?;
+            let title = format!("Gateway probe latency by how it waits for compute ({})", self.wait_gateway_short());
+            write("upstream_wait_latency.svg", charts::probe_latency(&waits, &title)?)?;
         }
         write("report.md", self.markdown())?;
-        write("report.html", self.html())?;
+        write("report.html", self.html(&probe_latency))?;
         Ok(())
     }
 
@@ -69,6 +66,8 @@ impl Comparison {
             first,
             "heavy/s",
             "% of ideal",
+            "% of cores left",
+            "job ms",
             "heavy p50 ms",
             "heavy p99 ms",
             "probe p50 ms",
@@ -89,10 +88,26 @@ impl Comparison {
     /// A round's row of the summary tables.
     pub(super) fn summary_cells(&self, r: &RoundResult) -> Vec<String> {
         let cpu = |c: Option<std::time::Duration>| c.map_or("-".to_owned(), |c| format!("{:.1}", c.as_secs_f64()));
-        let mut cells = vec![r.label.clone()];
-        cells.extend(self.measure_cells(r));
-        cells.extend([error_detail(r), cpu(r.compute_cpu), cpu(r.gateway_cpu), cpu(r.client_cpu)]);
-        cells
+        let c = self.measure_cells(r);
+        vec![
+            r.label.clone(),
+            c.heavy_rps,
+            c.share_of_ideal,
+            c.share_of_cores_left,
+            c.job_ms,
+            c.heavy_p50,
+            c.heavy_p99,
+            c.probe_p50,
+            c.probe_p99,
+            c.probe_p999,
+            c.health_p99,
+            c.schedule_delay,
+            c.stalls_culprit,
+            error_detail(r),
+            cpu(r.compute_cpu),
+            cpu(r.gateway_cpu),
+            cpu(r.client_cpu),
+        ]
     }
 
     /// The ghz-shaped report of each of a round's loads, by kind (`probe`, `heavy`, `health`), probe first.
@@ -139,12 +154,16 @@ impl Comparison {
             "command": self.command,
             "heavy_job": { "call": self.setup.heavy.describe(), "job_ms": self.setup.heavy.job_time.as_secs_f64() * 1e3,
                            "concurrency": self.setup.heavy_concurrency, "ideal_rps": self.ideal() },
+            "wait_gateway_runtime": self.wait_runtime().map(|r| r.flag_value()),
             "rounds": self.rounds.iter().map(|r| serde_json::json!({
                 "round": r.label,
                 "mode": r.mode.map(|m| m.as_str_name()),
                 "upstream_wait": r.wait.map(|w| w.as_str_name()),
                 "heavy": r.heavy.as_ref().map(rec),
-                "heavy_share_of_ideal": r.heavy.as_ref().map(|h| h.ok_rps() / self.ideal()),
+                "job_ms": self.job_time(r).as_secs_f64() * 1e3,
+                "ideal_rps": self.ideal_of(r),
+                "heavy_share_of_ideal": self.share_of_ideal(r),
+                "heavy_share_of_cores_left": self.share_of_cores_left(r),
                 "probe": rec(&r.probe),
                 "health": r.health.as_ref().map(rec),
                 "compute_cpu_s": r.compute_cpu.map(|c| c.as_secs_f64()),
@@ -183,7 +202,9 @@ impl Comparison {
         let _ = writeln!(md, "- date: {}\n- machine: {}\n- command: `{}`", self.date, self.machine, self.command);
         let _ = writeln!(
             md,
-            "- heavy jobs: `{}` through the gateway, {} in flight (closed loop), {:.2} ms of one core each; ideal {:.0} jobs/s",
+            "- heavy jobs: `{}` through the gateway, {} in flight (closed loop), {:.2} ms of one core each at start-up \
+             (ideal {:.0} jobs/s); each round's ideal is cores ÷ its job time, the least of that, the round's fastest \
+             one-thread job and compute's CPU per job",
             self.setup.heavy.describe(),
             self.setup.heavy_concurrency,
             self.setup.heavy.job_time.as_secs_f64() * 1e3,
@@ -206,10 +227,10 @@ impl Comparison {
         if !waits.is_empty() {
             let _ = writeln!(
                 md,
-                "## How the gateway waits for compute\n\nThe same heavy jobs, in `RAYON` so compute is never the problem; the gateway \
-                 (runtime {:?}) waits for compute in each `upstream_wait` style; probes are `Factorial(20)` through the \
-                 gateway awaited the right way, and health checks go to the gateway itself.\n",
-                self.setup.args.gateway_runtime
+                "## How the gateway waits for compute\n\nOn a gateway of its own: {}. The same heavy jobs, in `RAYON` so \
+                 compute is never the problem; the gateway waits for compute in each `upstream_wait` style; probes are \
+                 `Factorial(20)` through the gateway awaited the right way, and health checks go to the gateway itself.\n",
+                self.wait_gateway()
             );
             md.push_str(&self.markdown_rows("upstream wait", &waits));
             let _ = writeln!(md, "\n![gateway probe latency per upstream-wait style](upstream_wait_latency.svg)\n");

@@ -13,17 +13,24 @@
 //! A first "idle" round sends probes alone, the baseline. Then the gateway rounds: the same heavy jobs, always in
 //! `RAYON` so compute is never the problem, but with the gateway waiting for compute in each `upstream_wait` style
 //! (the seed experiment's `.get()`, `run_in_executor`, `create_task`); the health probe then targets the gateway.
+//! Those rounds run a gateway of their own runtime (`--wait-gateway-runtime`, by default one event loop, as the
+//! seed's Sanic), so a blocking wait delays every request, as the seed saw; the others run the gateway's default.
 //! `--pinned` repeats chosen mode rounds with the load generator confined to one CPU ([`pin`]).
-//! Then the price of the extra hop: trivial calls at high concurrency straight to compute and through the gateway. Results go to stdout as a table and to a report
-//! folder (raw ghz-shaped JSON per round, SVG charts, `report.md`, and `report.html` with latency over time), with,
-//! for every round, where the probes' and the heavy jobs' time went at p50 and p99 ([`attribution`]), and which
+//! Then the price of the extra hop: trivial calls at high concurrency straight to compute and through the gateway.
+//! Results go to stdout as tables, each with its verdicts, within 100 columns unless `--wide` ([`terminal`]), with
+//! each round's share of ideal against its own job time ([`ideal`]), and to a report folder (raw ghz-shaped JSON
+//! per round, SVG charts, `report.md`, and `report.html`, which opens on the probe latency chart, with latency over
+//! time), with, for every round, where the probes' and the heavy jobs' time went at p50 and p99 ([`attribution`]), and which
 //! calls stalled the servers' runtimes, why and in which function ([`stalls`]), each stall drawn on the round's
 //! probe latency chart where it began ([`stall_report`]).
 
 mod attribution;
 mod attribution_tables;
 mod charts;
+#[cfg(test)]
+mod fixtures;
 mod folder;
+mod ideal;
 mod output;
 mod page;
 mod pin;
@@ -31,6 +38,8 @@ mod scenario;
 mod stall_events;
 mod stall_report;
 mod stalls;
+mod terminal;
+mod verdicts;
 
 use std::{path::PathBuf, time::Duration};
 
@@ -69,10 +78,15 @@ pub struct CompareArgs {
     /// comma-separated; `none` to skip.
     #[arg(long, value_delimiter = ',', default_value = "async,blocking,spawn-blocking,spawn-task")]
     pub waits: Vec<String>,
-    /// The gateway's tokio runtime (its own default): `current-thread` reproduces the seed's single event loop in
-    /// front.
+    /// The gateway's tokio runtime in the mode rounds and the hop comparison (its own default).
     #[arg(long, value_enum, default_value_t = ServerRuntime::ThreadPerCore)]
     pub gateway_runtime: ServerRuntime,
+    /// The gateway's tokio runtime in the upstream-wait rounds. `current-thread` (the default) is the seed
+    /// experiment's single event loop: a call that blocks it delays every request, the probes' too, which is the
+    /// mistake those rounds show. On a thread-per-core gateway the probes' connection may sit on a shard the blocked
+    /// calls do not hold, and only the calls sharing a shard with them wait.
+    #[arg(long, value_enum, default_value_t = ServerRuntime::CurrentThread)]
+    pub wait_gateway_runtime: ServerRuntime,
     /// Measured time per round: eleven rounds by default, so the whole comparison takes about a minute, the modes
     /// table printed after 35 s (800 probes a round at the default rate: a p99 from its 8 slowest). Longer rounds
     /// for a steadier tail.
@@ -116,6 +130,12 @@ pub struct CompareArgs {
     /// No progress bars.
     #[arg(long)]
     pub quiet: bool,
+    /// Print every column of the tables (heavy p50/p99, probe p99.9, scheduling delay, errors, CPU per process,
+    /// each round's job time, the stalls' top culprit) and where the probes' and heavy jobs' time went. By default
+    /// the terminal gets the columns that carry the lesson, within 100 columns; report.md and report.html always
+    /// have them all.
+    #[arg(long)]
+    pub wide: bool,
 }
 
 /// Runs the comparison and writes its report.
@@ -135,7 +155,8 @@ async fn compare(args: CompareArgs) -> anyhow::Result<()> {
     let cores = crate::available_cores();
     let heavy = scenario::HeavyJob::calibrate(&args).await?;
     eprintln!(
-        "heavy job: {} — {:.2} ms of one core (measured by compute); ideal throughput on {cores} cores: {:.0} jobs/s",
+        "heavy job: {} — {:.2} ms of one core (measured by compute); ideal throughput on {cores} cores: {:.0} jobs/s \
+         (each round's own: cores ÷ the least of this and the job's cost measured in the round)",
         heavy.describe(),
         heavy.job_time.as_secs_f64() * 1e3,
         heavy.ideal_rps(cores)

@@ -1,6 +1,5 @@
-//! What `compare` shows on stdout: the tables and the verdicts, which compare the measurements with what the
-//! project expects and say plainly where they disagree; nothing here is tuned to the expectation. The report folder
-//! is written by [`super::folder`].
+//! A finished comparison and its rounds' measurements as table cells, shared by what `compare` prints
+//! ([`super::terminal`]) and the report folder it writes ([`super::folder`]), so their columns cannot drift.
 
 use std::{fmt::Write as _, time::Duration};
 
@@ -10,7 +9,7 @@ use super::{
     scenario::{HopResult, RoundResult, Setup},
     stalls::Stalls,
 };
-use crate::goals;
+use crate::ServerRuntime;
 use offload_loadgen::{recording::Recording, report::rfc3339};
 
 /// A finished comparison.
@@ -79,248 +78,82 @@ impl Comparison {
         self.rounds.iter().filter(|r| r.wait.is_some()).collect()
     }
 
+    /// The calibrated ideal, `cores ÷` the start-up job time; each round's own is [`Self::ideal_of`].
     pub(super) fn ideal(&self) -> f64 {
         self.setup.heavy.ideal_rps(self.setup.cores)
     }
 
-    /// The comparison's first table, aligned for a terminal: the load, the idle baseline and the execution-mode
-    /// rounds, and what the columns mean. Then [`Self::waits_table`] and [`Self::closing`], each printed by `compare`
-    /// as soon as its rounds are in.
-    pub fn modes_table(&self) -> String {
-        let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "\nheavy: {} ×{} in flight ({:.2} ms of one core; ideal {:.0}/s on {} cores) · probes: Factorial(20) {} + health, {}/s open-loop",
-            self.setup.heavy.describe(),
-            self.setup.heavy_concurrency,
-            self.setup.heavy.job_time.as_secs_f64() * 1e3,
-            self.ideal(),
-            self.setup.cores,
-            self.setup.probe_mode.short_name(),
-            self.setup.args.probe_rps,
-        );
-        out.push_str(&self.terminal_rows("mode", &self.mode_rounds()));
-        let _ = writeln!(
-            out,
-            "(latencies in ms; probes measured from their scheduled send time; sched p99: the stressed server's \
-             scheduling delay, an upper bucket bound; \
-             stalls: times a worker made no progress for --stall-threshold, both servers, with the top method/mode, \
-             its commonest cause and the innermost function of its own code; report.md has the whole frames)"
-        );
-        out
+    /// The runtime of the gateway the upstream-wait rounds ran on; `None` for one `--gateway` points at.
+    pub(super) fn wait_runtime(&self) -> Option<ServerRuntime> {
+        self.setup.args.gateway.is_none().then_some(self.setup.args.wait_gateway_runtime)
     }
 
-    /// The gateway's upstream-wait rounds (empty without them).
-    pub fn waits_table(&self) -> String {
-        let mut out = String::new();
-        let waits = self.wait_rounds();
-        if !waits.is_empty() {
-            let _ = writeln!(
-                out,
-                "\nhow the gateway waits for compute (heavy jobs in RAYON; health probes to the gateway; gateway runtime {:?})",
-                self.setup.args.gateway_runtime
-            );
-            out.push_str(&self.terminal_rows("upstream wait", &waits));
-        }
-        out
-    }
-
-    /// Where the probes' time went, errors, the hop and the verdicts: what needs every round.
-    pub fn closing(&self) -> String {
-        let mut out = self.attribution_text();
-        for r in self.rounds.iter().filter(|r| errors(r) != "0") {
-            let _ = writeln!(out, "errors in {}: {}", r.label, error_detail(r));
-        }
-        if let Some(hop) = &self.hop {
-            let _ = writeln!(out, "\n{}", hop_table(hop, self.setup.args.hop_concurrency));
-        }
-        let _ = writeln!(out, "\n{}", self.verdicts().join("\n"));
-        out
-    }
-
-    /// A round's measurement cells, shared by the terminal table and the markdown table so their columns cannot
-    /// drift: heavy/s, % of ideal, heavy p50/p99, probe p50/p99/p99.9, health p99 (ms), scheduling delay p99,
-    /// stalled polls with the top culprit.
-    pub(super) fn measure_cells(&self, r: &RoundResult) -> [String; 10] {
-        let heavy = |f: &dyn Fn(&Recording) -> String| r.heavy.as_ref().map_or("-".to_owned(), f);
-        [
-            heavy(&|h| format!("{:.1}", h.ok_rps())),
-            heavy(&|h| format!("{:.0}%", 100.0 * h.ok_rps() / self.ideal())),
-            heavy(&|h| ms(h.percentile(50.0))),
-            heavy(&|h| ms(h.percentile(99.0))),
-            ms(r.probe.percentile(50.0)),
-            ms(r.probe.percentile(99.0)),
-            ms(r.probe.percentile(99.9)),
-            r.health.as_ref().map_or("-".to_owned(), |h| ms(h.percentile(99.0))),
-            schedule_delay(r),
-            Stalls::cell(r.stalls.as_ref()),
-        ]
-    }
-
-    fn terminal_rows(&self, first: &str, rounds: &[&RoundResult]) -> String {
-        let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "{:<20} {:>8} {:>7} {:>9} {:>9} {:>9} {:>9} {:>10} {:>10} {:>9} {:>7} {:>8} {:>8} {:>8}  stalls (top culprit)",
-            first,
-            "heavy/s",
-            "%ideal",
-            "heavy p50",
-            "heavy p99",
-            "probe p50",
-            "probe p99",
-            "probe p99.9",
-            "health p99",
-            "sched p99",
-            "errors",
-            "cpu cmp",
-            "cpu gw",
-            "cpu load",
-        );
-        for r in rounds {
-            let [heavy_rps, share, heavy_p50, heavy_p99, probe_p50, probe_p99, probe_p999, health_p99, sched, stalls] =
-                self.measure_cells(r);
-            let cpu = |c: Option<Duration>| c.map_or("-".to_owned(), |c| format!("{:.1}s", c.as_secs_f64()));
-            let _ = writeln!(
-                out,
-                "{:<20} {:>8} {:>7} {:>9} {:>9} {:>9} {:>9} {:>10} {:>10} {:>9} {:>7} {:>8} {:>8} {:>8}  {}",
-                r.label,
-                heavy_rps,
-                share,
-                heavy_p50,
-                heavy_p99,
-                probe_p50,
-                probe_p99,
-                probe_p999,
-                health_p99,
-                sched,
-                errors(r),
-                cpu(r.compute_cpu),
-                cpu(r.gateway_cpu),
-                cpu(r.client_cpu),
-                stalls,
-            );
-        }
-        out
-    }
-
-    /// What the numbers say against what the project expects, one line each.
-    pub fn verdicts(&self) -> Vec<String> {
-        let mut lines = Vec::new();
-        let Some(idle) = self.idle() else { return lines };
-        let idle_p99 = idle.probe.percentile(99.0);
-        let job = self.setup.heavy.job_time;
-        lines.push(format!("idle probe p99: {} ms; one heavy job: {} ms of one core", ms(idle_p99), ms(job)));
-        if let Some(inline) = self.round(ExecMode::Inline) {
-            let p99 = inline.probe.percentile(99.0);
-            let met = p99 >= job / 2;
-            lines.push(format!(
-                "INLINE: probe p99 {} ms — {} (expected: climbs to about the job time, {} ms)",
-                ms(p99),
-                if met {
-                    "climbed to the job time: a blocked worker delays everything behind it"
-                } else {
-                    "did NOT climb as expected"
-                },
-                ms(job)
-            ));
-        }
-        for mode in [ExecMode::Rayon, ExecMode::Adaptive] {
-            let Some(round) = self.round(mode) else { continue };
-            let extra = round.probe.percentile(99.0).saturating_sub(idle_p99);
-            let share = round.heavy.as_ref().map_or(0.0, |h| h.ok_rps() / self.ideal());
-            let probe_ok = extra <= goals::OFFLOADED_PROBE_P99_OVER_IDLE;
-            let throughput_ok = share >= goals::OFFLOADED_SHARE_OF_IDEAL;
-            lines.push(format!(
-                "{}: probe p99 {} ms above idle ({}), heavy throughput {:.0}% of ideal ({}) — expected ≤ {} ms and ≥ {:.0}%{}",
-                mode.short_name().to_uppercase(),
-                ms(extra),
-                if probe_ok { "met" } else { "NOT met" },
-                share * 100.0,
-                if throughput_ok { "met" } else { "NOT met" },
-                ms(goals::OFFLOADED_PROBE_P99_OVER_IDLE),
-                goals::OFFLOADED_SHARE_OF_IDEAL * 100.0,
-                self.share_of_cores_left(round).map_or(String::new(), |left| format!(
-                    "; {:.0}% of what the cores left after the load generator and the gateway", left * 100.0
-                )),
-            ));
-        }
-        for pinned in self.rounds.iter().filter(|r| r.pinned.is_some()) {
-            let (Some(mode), Some(cpu)) = (pinned.mode, pinned.pinned) else { continue };
-            let Some(default) = self.round(mode) else { continue };
-            let share = |r: &RoundResult| r.heavy.as_ref().map_or(0.0, |h| 100.0 * h.ok_rps() / self.ideal());
-            lines.push(format!(
-                "{} with the load generator on CPU {cpu} alone: probe p99 {} ms above idle (default round: {} ms), heavy throughput {:.0}% of ideal (default round: {:.0}%)",
-                mode.short_name().to_uppercase(),
-                ms(pinned.probe.percentile(99.0).saturating_sub(idle_p99)),
-                ms(default.probe.percentile(99.0).saturating_sub(idle_p99)),
-                share(pinned),
-                share(default),
-            ));
-        }
-        for mode in [ExecMode::SpawnBlocking, ExecMode::BlockInPlace] {
-            let (Some(round), Some(inline), Some(rayon)) =
-                (self.round(mode), self.round(ExecMode::Inline), self.round(ExecMode::Rayon))
-            else {
-                continue;
-            };
-            let p = round.probe.percentile(99.0);
-            let between = p >= rayon.probe.percentile(99.0) && p <= inline.probe.percentile(99.0);
-            lines.push(format!(
-                "{}: probe p99 {} ms — {} (expected between RAYON {} ms and INLINE {} ms: more threads than cores, so the OS time-slices them)",
-                mode.short_name().to_uppercase(),
-                ms(p),
-                if between { "in between, as expected" } else { "NOT in between" },
-                ms(rayon.probe.percentile(99.0)),
-                ms(inline.probe.percentile(99.0)),
-            ));
-        }
-        if let Some(awaited) = self.wait_round(UpstreamWait::Async) {
-            let base = awaited.probe.percentile(99.0);
-            for wait in [UpstreamWait::Blocking, UpstreamWait::SpawnBlocking, UpstreamWait::SpawnTask] {
-                let Some(round) = self.wait_round(wait) else { continue };
-                let p99 = round.probe.percentile(99.0);
-                let health = round.health.as_ref().map_or(Duration::ZERO, |h| h.percentile(99.0));
-                let failed = round.probe.failed() + round.heavy.as_ref().map_or(0, Recording::failed);
-                lines.push(format!(
-                    "gateway {}: probe p99 {} ms vs {} ms when awaiting (×{:.1}), gateway health p99 {} ms, {} failed calls{}",
-                    wait.short_name().to_uppercase(),
-                    ms(p99),
-                    ms(base),
-                    p99.as_secs_f64() / base.as_secs_f64().max(1e-9),
-                    ms(health),
-                    failed,
-                    if wait == UpstreamWait::Blocking && p99 < base * 2 { " — NOT the stall expected" } else { "" },
-                ));
+    /// The gateway the upstream-wait rounds ran on, for their tables' headings.
+    pub(super) fn wait_gateway(&self) -> &'static str {
+        match self.wait_runtime() {
+            Some(ServerRuntime::CurrentThread) => {
+                "gateway --runtime current-thread: one event loop for every connection, as the seed's"
             }
+            Some(ServerRuntime::MultiThread) => {
+                "gateway --runtime multi-thread: a worker per core, shared by every connection"
+            }
+            Some(ServerRuntime::ThreadPerCore) => {
+                "gateway --runtime thread-per-core: each connection stays on one shard"
+            }
+            None => "the gateway --gateway points at, on whatever runtime it runs",
         }
-        if let Some(hop) = &self.hop {
-            let share = hop.via_gateway.ok_rps() / hop.direct.ok_rps().max(f64::MIN_POSITIVE);
-            let (direct, via) = (hop.direct_serial.percentile(50.0), hop.via_gateway_serial.percentile(50.0));
-            let slower = via.as_secs_f64() / direct.as_secs_f64().max(1e-9);
-            lines.push(format!(
-                "gateway hop: {:.0}% of direct throughput ({}), p50 one call at a time ×{slower:.2} of direct, +{:.0} µs ({}) — goals ≥ {:.0}% and ≤ ×{:.1}; a bare tonic hop's own: `offload-bench overhead`",
-                share * 100.0,
-                if share >= goals::HOP_THROUGHPUT { "met" } else { "NOT met" },
-                via.saturating_sub(direct).as_secs_f64() * 1e6,
-                if slower <= goals::HOP_SERIAL_P50 { "met" } else { "NOT met" },
-                goals::HOP_THROUGHPUT * 100.0,
-                goals::HOP_SERIAL_P50,
-            ));
+    }
+
+    /// The same, in a few words: `gateway --runtime current-thread`.
+    pub(super) fn wait_gateway_short(&self) -> String {
+        self.wait_runtime()
+            .map_or("the --gateway given".to_owned(), |r| format!("gateway --runtime {}", r.flag_value()))
+    }
+
+    /// A round's measurements as cells, shared by the terminal tables and the reports' so their columns cannot drift.
+    pub(super) fn measure_cells(&self, r: &RoundResult) -> Cells {
+        let heavy = |f: &dyn Fn(&Recording) -> String| r.heavy.as_ref().map_or("-".to_owned(), f);
+        let percent = |share: Option<f64>| share.map_or("-".to_owned(), |s| format!("{:.0}%", s * 100.0));
+        Cells {
+            heavy_rps: heavy(&|h| format!("{:.1}", h.ok_rps())),
+            share_of_ideal: percent(self.share_of_ideal(r)),
+            share_of_cores_left: percent(self.share_of_cores_left(r)),
+            job_ms: heavy(&|_| ms(self.job_time(r))),
+            heavy_p50: heavy(&|h| ms(h.percentile(50.0))),
+            heavy_p99: heavy(&|h| ms(h.percentile(99.0))),
+            probe_p50: ms(r.probe.percentile(50.0)),
+            probe_p99: ms(r.probe.percentile(99.0)),
+            probe_p999: ms(r.probe.percentile(99.9)),
+            health_p99: r.health.as_ref().map_or("-".to_owned(), |h| ms(h.percentile(99.0))),
+            schedule_delay: schedule_delay(r),
+            stalls: r.stalls.as_ref().map_or("–".to_owned(), |s| format!("{:.0}", s.total)),
+            stalls_culprit: Stalls::cell(r.stalls.as_ref()),
         }
-        lines
     }
 }
 
-impl Comparison {
-    /// Heavy throughput as a share of what compute could do with the CPU the load generator and the gateway left
-    /// it in the round (`cores × window` less their CPU time): the ideal if compute owned the machine's rest.
-    fn share_of_cores_left(&self, r: &RoundResult) -> Option<f64> {
-        let (heavy, gateway, client) = (r.heavy.as_ref()?, r.gateway_cpu?, r.client_cpu?);
-        let left = self.setup.cores as f64 * r.window.as_secs_f64() - gateway.as_secs_f64() - client.as_secs_f64();
-        let jobs_left = left / self.setup.heavy.job_time.as_secs_f64();
-        (jobs_left > 0.0).then(|| heavy.ok_rps() * r.window.as_secs_f64() / jobs_left)
-    }
+/// A round's measurements, formatted (latencies in ms).
+#[derive(Debug, Clone)]
+pub(super) struct Cells {
+    pub heavy_rps: String,
+    /// Heavy throughput against the round's ideal ([`super::ideal`]).
+    pub share_of_ideal: String,
+    /// Heavy throughput against what the load generator and the gateway left of the cores.
+    pub share_of_cores_left: String,
+    /// The job time the round's ideal is based on.
+    pub job_ms: String,
+    pub heavy_p50: String,
+    pub heavy_p99: String,
+    pub probe_p50: String,
+    pub probe_p99: String,
+    pub probe_p999: String,
+    pub health_p99: String,
+    /// The stressed server's scheduling delay p99 (an upper bucket bound).
+    pub schedule_delay: String,
+    /// The round's stalls, a count.
+    pub stalls: String,
+    /// The count with the top culprit, its cause and function.
+    pub stalls_culprit: String,
 }
 
 /// `≤ 3.20`: the bucket bound under which 99 % of the probe's wake-ups fell.
@@ -328,7 +161,7 @@ pub(super) fn schedule_delay(r: &RoundResult) -> String {
     r.schedule_delay.map_or("-".to_owned(), |d| format!("≤{:.2}", d.upper_bound * 1e3))
 }
 
-fn errors(r: &RoundResult) -> String {
+pub(super) fn errors(r: &RoundResult) -> String {
     let failed = r.heavy.as_ref().map_or(0, Recording::failed)
         + r.probe.failed()
         + r.health.as_ref().map_or(0, Recording::failed);

@@ -1,6 +1,7 @@
-//! `report.html`: the comparison as one page to look at (drawn by `offload_loadgen::html`): the summary tables and
-//! verdicts of `report.md`, then one section per round with its probe's and heavy load's latency over time, the
-//! probe's chart banded where the round's stalls were ([`super::stall_report`]).
+//! `report.html`: the comparison as one page to look at (drawn by `offload_loadgen::html`). It opens on the picture,
+//! the probes' latency per mode (the chart the README shows: what blocking costs, at a glance), then the summary
+//! tables and verdicts of `report.md`, then one section per round with its probe's and heavy load's latency over
+//! time, the probe's chart banded where the round's stalls were ([`super::stall_report`]).
 //!
 //! Every round's probe is drawn on the same axes, so `INLINE`'s stalls (probes waiting out a heavy job, again and
 //! again) and `RAYON`'s flat line are seen at their true relative size.
@@ -18,8 +19,8 @@ use super::{
 const DRAWN: [&str; 2] = ["probe", "heavy"];
 
 impl Comparison {
-    /// The page of `report.html`.
-    pub(super) fn html(&self) -> String {
+    /// The page of `report.html`, opening on `lead`, the probe latency chart (an SVG document).
+    pub(super) fn html(&self, lead: &str) -> String {
         let reports: Vec<_> = self.rounds.iter().map(|r| (r, self.round_reports(r))).collect();
         let rounds = reports
             .iter()
@@ -38,8 +39,8 @@ impl Comparison {
         if !waits.is_empty() {
             let mut table = self.summary_table("upstream wait", &waits);
             table.caption = format!(
-                "How the gateway waits for compute (heavy jobs in RAYON; health probes to the gateway; gateway runtime {:?})",
-                self.setup.args.gateway_runtime
+                "How the gateway waits for compute, on a gateway of its own ({}; heavy jobs in RAYON; health probes to the gateway)",
+                self.wait_gateway()
             );
             tables.push(table);
         }
@@ -85,7 +86,7 @@ impl Comparison {
             rounds,
         });
         let stalls: Vec<_> = self.rounds.iter().map(|r| r.stalls.as_ref()).collect();
-        stall_report::mark_charts(page, &stalls)
+        lead_with(stall_report::mark_charts(page, &stalls), lead)
     }
 
     fn summary_table(&self, first: &str, rounds: &[&RoundResult]) -> Table {
@@ -104,7 +105,7 @@ impl Comparison {
             format!("machine: {}", self.machine),
             format!("command: {}", self.command),
             format!(
-                "heavy jobs: {} through the gateway, {} in flight (closed loop), {:.2} ms of one core each; ideal {:.0} jobs/s",
+                "heavy jobs: {} through the gateway, {} in flight (closed loop), {:.2} ms of one core each at start-up (ideal {:.0} jobs/s); each round's ideal: cores ÷ the least of that, its fastest one-thread job and compute's CPU per job",
                 setup.heavy.describe(),
                 setup.heavy_concurrency,
                 setup.heavy.job_time.as_secs_f64() * 1e3,
@@ -134,5 +135,50 @@ impl Comparison {
             ),
             (None, None) => format!("No heavy load: the {probes} alone, the baseline."),
         }
+    }
+}
+
+/// `page` with `chart` (an SVG document) as its first figure, right under the title and facts, before the tables.
+fn lead_with(mut page: String, chart: &str) -> String {
+    // Inline, not an `<img>`: the page is one self-contained file that fetches nothing.
+    let svg = chart.find("<svg").map_or(chart, |start| &chart[start..]);
+    // The chart carries its own title, so the figure needs no caption.
+    let figure = format!("<figure class=\"lead\">{svg}</figure>");
+    match page.find("</header>") {
+        Some(at) => page.insert_str(at + "</header>".len(), &figure),
+        None => page.insert_str(page.find("<table").unwrap_or(0), &figure),
+    }
+    page
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use offload_proto::v1::ExecMode;
+
+    use super::*;
+    use crate::compare::{
+        charts,
+        fixtures::{comparison, round},
+        folder::PROBE_CHART_TITLE,
+    };
+
+    #[test]
+    fn the_page_opens_on_the_probe_latency_chart_before_any_table() {
+        let mut c = comparison(Duration::from_millis(15), 2);
+        c.rounds.push(round(None, 0.0, &[], Some(Duration::from_millis(100))));
+        c.rounds.push(round(Some(ExecMode::Inline), 100.0, &[Duration::from_millis(15)], Some(Duration::from_secs(6))));
+        let modes: Vec<RoundResult> = c.mode_rounds().into_iter().cloned().collect();
+        let chart = charts::probe_latency(&modes, PROBE_CHART_TITLE).expect("chart");
+        let page = c.html(&chart);
+
+        let table = page.find("<table").expect("the summary tables");
+        let figure = page.find("<figure class=\"lead\">").expect("the lead figure");
+        let svg = page[figure..].find("<svg").map(|at| figure + at).expect("its chart");
+        assert!(figure < table && svg < table, "the chart comes after the first table");
+        assert!(page[svg..table].contains(PROBE_CHART_TITLE), "the probe latency chart leads");
+        assert!(page[..figure].contains("</header>"), "under the title and facts");
+        assert_eq!(page.matches("<figure").count(), 1);
     }
 }

@@ -15,6 +15,7 @@ use super::{
     stall_events::{self, StallEvent},
     stalls::Stalls,
 };
+use crate::ServerRuntime;
 use offload_loadgen::{
     call::{Call, Caller},
     recording::Recording,
@@ -150,7 +151,8 @@ struct Servers {
 }
 
 impl Servers {
-    fn start(args: &CompareArgs) -> anyhow::Result<Self> {
+    /// Compute, and a gateway in front of it on `gateway_runtime`.
+    fn start(args: &CompareArgs, gateway_runtime: ServerRuntime) -> anyhow::Result<Self> {
         if let Some(gateway) = &args.gateway {
             return Ok(Self {
                 compute: None,
@@ -167,7 +169,7 @@ impl Servers {
         command.args(["--runtime", args.runtime.flag_value()]);
         let compute = ChildServer::start(command)?;
         let mut command = launcher.gateway(&local);
-        command.args(["--runtime", args.gateway_runtime.flag_value(), "--compute", &compute.url()]);
+        command.args(["--runtime", gateway_runtime.flag_value(), "--compute", &compute.url()]);
         let gateway = ChildServer::start(command)?;
         Ok(Self {
             gateway_url: gateway.url(),
@@ -262,7 +264,9 @@ pub async fn run_round(setup: &Setup, round: Round) -> anyhow::Result<RoundResul
         Round::Wait(wait) => (Some(ExecMode::Rayon), Some(wait), format!("wait-{}", wait.short_name())),
     };
     eprintln!("round: {label}");
-    let servers = Servers::start(args)?;
+    // The upstream-wait rounds show what blocking the gateway's runtime costs, on a gateway of their own runtime.
+    let gateway_runtime = if wait.is_some() { args.wait_gateway_runtime } else { args.gateway_runtime };
+    let servers = Servers::start(args, gateway_runtime)?;
     servers.wait_ready().await?;
     let heavy_caller = Caller::connect(&servers.gateway_url).await?;
     let (heavy_sink, probe_sink) = (Sink::default(), Sink::default());
@@ -418,7 +422,7 @@ pub struct HopResult {
 pub async fn hop_price(setup: &Setup) -> anyhow::Result<Option<HopResult>> {
     let args = &setup.args;
     eprintln!("round: hop price");
-    let servers = Servers::start(args)?;
+    let servers = Servers::start(args, args.gateway_runtime)?;
     servers.wait_ready().await?;
     let Some(compute_url) = servers.compute_url.clone() else {
         eprintln!("no --compute given: skipping the hop comparison");
