@@ -4,8 +4,8 @@
 //! and a size), and its trace id. Work a handler hands to `tokio::spawn` is named too when wrapped in
 //! [`in_current_call`]; unwrapped, it is still caught as a stall, with its stack but without a request.
 //!
-//! Cost per request: one small allocation and a lock-free channel send; per poll, two clock reads (one
-//! `Instant::now`) and two relaxed stores.
+//! Cost per request: three small allocations (the call's description, its entry, its tag) and a channel send;
+//! per poll, one clock read and two relaxed stores. About 1 µs per request in all (`benches/cost.rs`).
 //!
 //! ```ignore
 //! Server::builder().layer(detector.layer()).add_service(my_service).serve(addr).await?;
