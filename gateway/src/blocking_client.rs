@@ -36,6 +36,8 @@ pub struct BlockingComputeClient {
     runtime: Option<tokio::runtime::Runtime>,
     /// The replicas as this client's own channels see them; its tasks live on `runtime`.
     balancer: Arc<Balancer>,
+    /// The retries this client's calls may make (see [`forward`]), shared by all of them.
+    budget: Arc<tower::retry::budget::TpsBudget>,
 }
 
 impl BlockingComputeClient {
@@ -47,7 +49,11 @@ impl BlockingComputeClient {
             .thread_name("sync-client-io")
             .enable_all()
             .build()?;
-        Ok(Self { runtime: Some(runtime), balancer: Balancer::new(settings, health_retry) })
+        Ok(Self {
+            runtime: Some(runtime),
+            balancer: Balancer::new(settings, health_retry),
+            budget: forward::retry_budget(),
+        })
     }
 
     /// The replicas as this client sees them (the gateway's readiness waits for one to be healthy here too).
@@ -64,7 +70,9 @@ impl BlockingComputeClient {
             return Err(Error::Transport { endpoint: "sync client".into(), message: "client closed".into() });
         };
         let (tx, rx) = mpsc::sync_channel(1);
-        let forwarded = forward::stack(Arc::clone(&self.balancer)).oneshot(attempt).instrument(Span::current());
+        let forwarded = forward::stack(Arc::clone(&self.balancer), Arc::clone(&self.budget))
+            .oneshot(attempt)
+            .instrument(Span::current());
         runtime.spawn(async move {
             let _ = tx.send(forwarded.await);
         });

@@ -89,7 +89,7 @@ impl<M: ComputeMethod> Clone for WaitForCompute<M> {
 impl<M: ComputeMethod> WaitForCompute<M> {
     /// Waiting with `parts`' clients.
     pub fn new(parts: Arc<Parts>) -> Self {
-        let forward = forward::stack(Arc::clone(&parts.balancer));
+        let forward = forward::stack(Arc::clone(&parts.balancer), forward::retry_budget());
         Self { parts, forward, method: PhantomData }
     }
 }
