@@ -47,7 +47,7 @@ enum Command {
     /// behind K and X.
     Stall(stall::StallArgs),
     /// Where each microsecond of a trivial call goes: a bare tonic echo server, compute and compute behind the
-    /// gateway under the same h2load load; CPU per call per process, same-run ratios beside issue 16's goals, and
+    /// gateway under the same h2load load; CPU per call per process, same-run ratios beside the project's overhead goals, and
     /// with --profile perf flame graphs and a per-layer table.
     Overhead(overhead::OverheadArgs),
     /// Run the bare tonic echo server (what `overhead` starts as a child process).

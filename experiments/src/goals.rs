@@ -1,4 +1,4 @@
-//! What the project expects of its own overheads (issue 16), in one place: `compare` and `overhead` print every
+//! What the project expects of its own overheads, in one place: `compare` and `overhead` print every
 //! measurement beside the goal it is held to, and say "met" or "NOT met" from these values only.
 
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! compute called directly and compute behind the gateway take the same trivial `Factorial(1)` from the same load
 //! generator (h2load, C, so the client's own cost is small and equal for all) at the same offered load, in
 //! interleaved rounds. Per run: throughput, latency and the CPU each server process spent per call (from
-//! `/proc`); per round: the ratios issue 16 sets goals for. Then the gateway on the clients' shapes: one busy
+//! `/proc`); per round: the ratios the project's overhead goals ([`crate::goals`]) are set on. Then the gateway on the clients' shapes: one busy
 //! connection against sixteen, for each of its runtimes ([`shapes`]). `--profile` then records each server with `perf`
 //! during the same load and renders flame graphs and a per-layer table into the report folder.
 

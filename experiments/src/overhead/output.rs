@@ -1,5 +1,5 @@
 //! The benchmark's table: each run's median over the rounds (throughput, latency, CPU per call per process), then
-//! the same-round ratios issue 16 sets goals for, each beside its goal, with the load average the machine had
+//! the same-round ratios the project's overhead goals are set on, each beside its goal, with the load average the machine had
 //! (the servers and h2load share its cores with whatever else runs).
 
 use std::{fmt::Write as _, path::Path, path::PathBuf};
@@ -47,7 +47,7 @@ impl Round {
     }
 }
 
-/// A ratio's name (as the table prints it, one word), what it compares, and its goal from issue 16.
+/// A ratio's name (as the table prints it, one word), what it compares, and its goal ([`crate::goals`]).
 const RATIOS: [(&str, Goal); 3] = [
     // A bare tonic server is the floor: ours adds health, metrics, spans, admission and deadlines to the same path.
     ("compute/echo-throughput", Goal::AtLeast(goals::COMPUTE_OVER_ECHO_THROUGHPUT)),
