@@ -108,8 +108,10 @@ const PLUMBING: &[&str] = &[
     "tokio::runtime::",
     "<tokio::runtime::",
     "tokio::task::",
-    "stallwatch::",
-    "<stallwatch::",
+    // The layer's poll wrapper, the only frame of this crate on a stuck thread's stack (by path, so a program's
+    // own crate named `stallwatch` is not taken for it).
+    "stallwatch::layer::",
+    "<stallwatch::layer::",
 ];
 
 fn is_own(frame: &Frame) -> bool {

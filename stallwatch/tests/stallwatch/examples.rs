@@ -99,9 +99,14 @@ fn the_crate_packages_with_its_readme_sources_and_examples() {
         .expect("cargo package --list");
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let listed = String::from_utf8(output.stdout).expect("UTF-8");
-    for file in
-        ["README.md", "Cargo.toml", "src/lib.rs", "src/capture.rs", "examples/axum_server.rs", "tests/detect.rs"]
-    {
+    for file in [
+        "README.md",
+        "Cargo.toml",
+        "src/lib.rs",
+        "src/capture.rs",
+        "examples/axum_server.rs",
+        "tests/stallwatch/detect.rs",
+    ] {
         assert!(listed.lines().any(|l| l == file), "{file} not packaged: {listed}");
     }
 }

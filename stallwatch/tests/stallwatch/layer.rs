@@ -2,8 +2,6 @@
 //! handler set, trace id); polls that yield are no stalls however long the call; a layer that is off passes
 //! requests through untouched.
 
-#![cfg(feature = "tower")]
-
 use std::time::{Duration, Instant};
 
 use stallwatch::{Detector, StallLayer, StallTag};
