@@ -82,7 +82,9 @@ pub struct Config {
 
     /// tokio scheduler for the gateway itself: `thread-per-core` (the default) serves each connection on one of
     /// `--workers` threads with a runtime of its own and connections of its own to compute, so nothing on a call's
-    /// path crosses threads; `multi-thread` is tokio's work-stealing pool; `current-thread` one event loop.
+    /// path crosses threads, and runs a call on another thread only when its connection's thread is clearly busier
+    /// (one busy connection still gets every core; its HTTP/2 framing stays on one); `multi-thread` is tokio's
+    /// work-stealing pool (every hand-off may cross threads: more CPU per call); `current-thread` one event loop.
     #[arg(long, env = "OFFLOAD_GATEWAY_RUNTIME", value_enum, default_value_t = Flavor::ThreadPerCore)]
     pub runtime: Flavor,
 

@@ -36,6 +36,7 @@ pub mod listener;
 pub mod runtime;
 pub mod server;
 pub mod shards;
+pub mod spread;
 pub mod stall;
 pub mod stream;
 pub mod transport;

@@ -17,7 +17,8 @@ pub enum Flavor {
     /// A work-stealing pool of `--workers` threads.
     MultiThread,
     /// `--workers` threads, each with a current-thread runtime serving the connections handed to it
-    /// ([`crate::shards`]); the process's main thread accepts them and runs health, the admin port and the drain.
+    /// ([`crate::shards`]); the process's main thread accepts them and runs health, the admin port and the drain; a busy
+    /// connection's calls spill over to the other shards ([`crate::spread`]).
     ThreadPerCore,
 }
 

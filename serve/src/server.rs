@@ -24,7 +24,9 @@ use crate::{
     connection, drain,
     health::{self, DrainingHealth, EndWatches},
     limits::ConnectionLimits,
-    shards, stall,
+    shards,
+    spread::SpreadLayer,
+    stall,
     stream::StreamBoundsLayer,
     transport,
 };
@@ -201,11 +203,15 @@ impl Skeleton {
         } = self;
         let (reflection, reflection_alpha) =
             transport::reflection(S::NAME).context("cannot build server reflection")?;
+        let placement = settings.shards.map(shards::Placement::new);
         // The layers every route shares, outermost first.
         let layers = tower::ServiceBuilder::new()
             // The stream's arrival (deadlines count from it), its request's read timeout, and its reply's hold on
             // the admission slot and send timeout: outermost, so the arrival is stamped before anything runs.
             .layer(StreamBoundsLayer::new(settings.limits.request_read_timeout, settings.limits.send_timeout))
+            // With shards, a call runs on a less busy shard when its connection's own is clearly busier, so one
+            // connection can use every core; below the arrival stamp, which stays on the connection's shard.
+            .layer(SpreadLayer::new(placement.clone(), metrics.shard_calls_moved.clone()))
             // A server span per call, continuing the caller's W3C trace context; shed calls are traced too.
             .layer(ServerTraceLayer)
             // Stalls: each poll of a handler marked with its call, inside the span so a stall's stack lands on its
@@ -222,13 +228,14 @@ impl Skeleton {
             .add_service(reflection_alpha)
             .add_service(service);
         let (max_connections, preface_timeout) = (settings.limits.max_connections, settings.limits.preface_timeout);
-        let sharding = settings.shards.map(|count| shards::ShardSettings {
+        let sharding = settings.shards.zip(placement).map(|(count, placement)| shards::ShardSettings {
             shards: count,
             name: settings.metrics_label,
             preface_timeout,
             metrics,
             observed: observed_shards,
             stalls: stall::process().map(|p| p.detector.clone()),
+            placement,
         });
         let serve = move |stop: drain::StopAccepting| async move {
             match sharding {

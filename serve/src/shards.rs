@@ -9,6 +9,10 @@
 //! shard in turn, and that shard serves it to the end; a server that keeps connections of its own (the gateway's
 //! to compute) keeps one per shard, found with [`current`].
 //!
+//! A shard may also run calls of another shard's connections ([`crate::spread`]): [`Placement`] says which runtime
+//! each shard has and how many calls run on it, and at the drain a shard's runtime lasts until every shard has
+//! served its last connection, so no call it runs for another shard is cut short.
+//!
 //! The accept loop, health, the admin port and the drain stay on the process's main runtime (a current-thread one
 //! in this mode). Stopping: [`serve`] stops handing out connections when told, tells every shard to stop accepting
 //! and drain (tonic's graceful shutdown on each), and returns once all have; dropped before that (the drain's grace
@@ -19,7 +23,10 @@ use std::{
     future::Future,
     io,
     pin::Pin,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex, OnceLock,
+        atomic::{AtomicUsize, Ordering},
+    },
     task::{Context, Poll},
     time::Duration,
 };
@@ -27,7 +34,7 @@ use std::{
 use offload_telemetry::metrics::{self, Metrics, ScheduleProbe};
 use tokio::{
     runtime::Handle,
-    sync::{mpsc, watch},
+    sync::{Notify, mpsc, watch},
 };
 use tokio_stream::{Stream, StreamExt};
 
@@ -59,6 +66,80 @@ impl Observed {
     }
 }
 
+/// Each shard's runtime and the calls running on it: where [`crate::spread`] places a call, and what a shard waits
+/// for before its runtime stops.
+#[derive(Debug, Clone)]
+pub struct Placement(Arc<Slots>);
+
+#[derive(Debug, Default)]
+struct Slot {
+    /// Set once the shard's runtime runs.
+    runtime: OnceLock<Handle>,
+    /// Calls running on the shard, its own connections' and other shards' alike.
+    running: AtomicUsize,
+}
+
+impl Placement {
+    /// For `shards` shards, none running yet.
+    pub fn new(shards: usize) -> Self {
+        let slots = (0..shards.max(1)).map(|_| Slot::default()).collect();
+        Self(Arc::new(Slots { slots, serving: AtomicUsize::new(shards.max(1)), all_served: Notify::new() }))
+    }
+
+    /// How many shards.
+    pub fn shards(&self) -> usize {
+        self.0.slots.len()
+    }
+
+    /// Calls running on `shard` now.
+    pub fn running(&self, shard: usize) -> usize {
+        self.0.slots[shard].running.load(Ordering::Relaxed)
+    }
+
+    /// `shard`'s runtime, once it runs.
+    pub fn runtime(&self, shard: usize) -> Option<&Handle> {
+        self.0.slots[shard].runtime.get()
+    }
+
+    /// Counts a call as running on `shard` until the guard is dropped.
+    pub fn enter(&self, shard: usize) -> Running {
+        self.0.slots[shard].running.fetch_add(1, Ordering::Relaxed);
+        Running { placement: self.clone(), shard }
+    }
+
+    /// Says one shard has served its last connection, and waits until every shard has: only then has every call
+    /// ended, this shard's guests from other shards' connections included.
+    async fn served(&self) {
+        let all_served = self.0.all_served.notified();
+        if self.0.serving.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.all_served.notify_waiters();
+            return;
+        }
+        all_served.await;
+    }
+}
+
+#[derive(Debug)]
+struct Slots {
+    slots: Box<[Slot]>,
+    /// Shards still serving connections.
+    serving: AtomicUsize,
+    all_served: Notify,
+}
+
+/// A call counted as running on a shard (see [`Placement::enter`]).
+#[derive(Debug)]
+pub struct Running {
+    placement: Placement,
+    shard: usize,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.placement.0.slots[self.shard].running.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// How a sharded server's shards are set up.
 #[derive(Debug, Clone)]
 pub struct ShardSettings {
@@ -73,6 +154,8 @@ pub struct ShardSettings {
     pub observed: Observed,
     /// The process's stall detector, which watches each shard's runtime too.
     pub stalls: Option<crate::stall::Detector>,
+    /// Where each shard's runtime is, for calls spread over the shards; sized for `shards`.
+    pub placement: Placement,
 }
 
 thread_local! {
@@ -108,6 +191,7 @@ pub async fn serve(
     stop: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
     let shards = settings.shards.max(1);
+    assert_eq!(settings.placement.shards(), shards, "the placement is sized for the shards");
     let (stop_tx, stop_rx) = watch::channel(false);
     // Dropped with this future: a shard whose sender is gone stops at once (the grace expired).
     let (abandon_tx, abandon_rx) = watch::channel(());
@@ -120,12 +204,14 @@ pub async fn serve(
         let incoming = Incoming { handed: rx, preface_timeout: settings.preface_timeout };
         let observed = (settings.metrics.clone(), settings.observed.clone());
         let stalls = settings.stalls.clone().map(|d| (d, format!("{}-shard-{shard}", settings.name)));
+        let placement = settings.placement.clone();
         let report = Report { shard, to: ended_tx.clone(), result: None };
         std::thread::Builder::new()
             .name(format!("{}-shard-{shard}", settings.name))
             .spawn(move || {
                 let mut report = report;
-                report.result = Some(run_shard(shard, serve_shard, incoming, observed, stalls, stop, abandon));
+                report.result =
+                    Some(run_shard(shard, serve_shard, incoming, observed, stalls, placement, stop, abandon));
             })
             .map_err(|e| ServeError::Shard(format!("cannot start shard {shard}: {e}")))?;
         hand_to.push(tx);
@@ -181,13 +267,16 @@ impl Drop for Report {
     }
 }
 
-/// One shard's thread: its runtime, serving the connections handed to it until told to stop.
+/// One shard's thread: its runtime, serving the connections handed to it until told to stop and then running
+/// what it runs of other shards' calls to their end.
+#[allow(clippy::too_many_arguments)]
 fn run_shard(
     shard: usize,
     serve_shard: impl ServeShard,
     incoming: Incoming,
     (metrics, observed): (Metrics, Observed),
     stalls: Option<(crate::stall::Detector, String)>,
+    placement: Placement,
     mut stop: watch::Receiver<bool>,
     mut abandon: watch::Receiver<()>,
 ) -> Result<(), ServeError> {
@@ -201,11 +290,18 @@ fn run_shard(
         builder.build().map_err(|e| ServeError::Shard(format!("cannot start shard {shard}'s runtime: {e}")))?;
     let served = runtime.block_on(async move {
         observed.lock().push((Handle::current(), metrics::spawn_schedule_probe(&metrics)));
+        let _ = placement.0.slots[shard].runtime.set(Handle::current());
         let stopped = Box::pin(async move {
             let _ = stop.wait_for(|stop| *stop).await;
         });
+        let served = async {
+            let served = serve_shard(incoming, stopped).await;
+            // Other shards' connections may still wait for calls this shard runs for them.
+            placement.served().await;
+            served
+        };
         tokio::select! {
-            served = serve_shard(incoming, stopped) => served.map_err(ServeError::from),
+            served = served => served.map_err(ServeError::from),
             // The grace expired: what is still in flight is dropped with the runtime.
             _ = abandon.changed() => Ok(()),
         }

@@ -19,7 +19,7 @@ use std::{
 
 use prometheus_client::{
     encoding::{EncodeLabelSet, text::encode},
-    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+    metrics::{family::Family, gauge::Gauge, histogram::Histogram},
     registry::Registry,
 };
 
@@ -30,6 +30,8 @@ mod text_format;
 
 pub use self::admin::admin_routes;
 pub use self::request::{Labels, RequestMetrics, RequestMetricsLayer};
+/// The counter type of [`Metrics`]' counters, for code that counts into one.
+pub use prometheus_client::metrics::counter::Counter;
 
 /// How often the scheduling-delay probe asks to wake: often enough to catch stalls of a few milliseconds, rarely
 /// enough to cost nothing (200 wake-ups a second).
@@ -62,6 +64,9 @@ pub struct Metrics {
     /// Requests refused at admission with RESOURCE_EXHAUSTED since start: a counter whose value is copied from the
     /// admission's own at each scrape ([`set_counter`]).
     pub shed: Counter,
+    /// Calls run on another shard than their connection's, because it was clearly busier (`--runtime
+    /// thread-per-core` only): how often one connection needed more than its own core.
+    pub shard_calls_moved: Counter,
     /// Requests allowed in flight now: `--max-inflight`, or the adaptive limit's current value.
     pub concurrency_limit: Gauge,
     /// The ideal latency an adaptive limit measured (one call in flight), in seconds; 0 until measured or when
@@ -163,6 +168,7 @@ impl Metrics {
             request_duration_seconds: Family::new_with_constructor(|| Histogram::new(latency_buckets())),
             in_flight: Gauge::default(),
             shed: Counter::default(),
+            shard_calls_moved: Counter::default(),
             concurrency_limit: Gauge::default(),
             concurrency_ideal_latency_seconds: Gauge::default(),
             rayon_queue_depth: Gauge::default(),
@@ -191,6 +197,11 @@ impl Metrics {
         );
         registry.register("in_flight", "Requests admitted whose reply is not yet sent", metrics.in_flight.clone());
         registry.register("shed", "Requests refused with RESOURCE_EXHAUSTED since start", metrics.shed.clone());
+        registry.register(
+            "shard_calls_moved",
+            "Calls run on a less busy shard than their connection's (--runtime thread-per-core)",
+            metrics.shard_calls_moved.clone(),
+        );
         registry.register(
             "concurrency_limit",
             "Requests allowed in flight now (--max-inflight, or the adaptive limit)",

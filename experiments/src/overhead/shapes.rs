@@ -32,6 +32,8 @@ pub struct ShapeRun {
     /// The gateway's threads that spent at least [`WORKING_SHARE`] of its CPU, and the busiest one's share.
     pub working_threads: usize,
     pub busiest_share: f64,
+    /// The share of calls run on another shard than their connection's (`offload_shard_calls_moved_total`).
+    pub moved_share: f64,
 }
 
 /// Runs each runtime's gateway, in front of `servers`' compute, under `shapes` (each warmed up first).
@@ -47,7 +49,8 @@ pub async fn measure(
     let mut runs = Vec::new();
     for runtime in RUNTIMES {
         let launcher = Launcher::this_executable()?;
-        let mut command = launcher.gateway(&["--listen", "127.0.0.1:0", "--runtime", runtime]);
+        let local = ["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--runtime", runtime];
+        let mut command = launcher.gateway(&local);
         // Every other flag the run passes its gateway, but its own --runtime.
         let extra = extra_gateway.iter().filter(|a| !a.starts_with("--runtime"));
         command.args(["--compute", &servers.compute.url()]).args(extra);
@@ -56,9 +59,9 @@ pub async fn measure(
         servers::wait_answering(&gateway.url(), Target::Gateway).await?;
         for load in shapes {
             h2load.run(&url, &body, Load { duration: warmup, ..*load }, scratch)?;
-            let before = threads_cpu(gateway.pid());
+            let (before, moved_before) = (threads_cpu(gateway.pid()), moved(&gateway));
             let outcome = h2load.run(&url, &body, *load, scratch)?;
-            let after = threads_cpu(gateway.pid());
+            let (after, moved_after) = (threads_cpu(gateway.pid()), moved(&gateway));
             let spent: Vec<f64> = after
                 .iter()
                 .map(|(tid, ns)| ns.saturating_sub(before.iter().find(|(t, _)| t == tid).map_or(0, |(_, b)| *b)) as f64)
@@ -71,6 +74,7 @@ pub async fn measure(
                 gateway_us_per_call: total / 1e3 / outcome.succeeded.max(1) as f64,
                 working_threads: spent.iter().filter(|&&s| total > 0.0 && s / total >= WORKING_SHARE).count(),
                 busiest_share: spent.iter().copied().fold(0.0, f64::max) / total.max(1.0),
+                moved_share: (moved_after - moved_before) / outcome.succeeded.max(1) as f64,
             });
         }
         if gateway.stop(Duration::from_secs(20)) != Some(0) {
@@ -78,6 +82,12 @@ pub async fn measure(
         }
     }
     Ok(runs)
+}
+
+/// The calls `gateway` has moved between its shards so far (0 if it cannot say).
+fn moved(gateway: &ChildServer) -> f64 {
+    let scraped = gateway.metrics_addr.and_then(|addr| offload_testkit::scrape::scrape(addr).ok());
+    scraped.and_then(|s| offload_testkit::scrape::value(&s, "offload_shard_calls_moved_total", &[])).unwrap_or(0.0)
 }
 
 /// Each thread of `pid` and its on-CPU nanoseconds so far.
@@ -100,19 +110,20 @@ pub fn table(runs: &[ShapeRun]) -> String {
     );
     let _ = writeln!(
         text,
-        "{:<16} {:>7} {:>10} {:>10} {:>16} {:>15}",
-        "runtime", "shape", "calls/s", "µs/call", "threads ≥10% CPU", "busiest thread"
+        "{:<16} {:>7} {:>10} {:>10} {:>16} {:>15} {:>12}",
+        "runtime", "shape", "calls/s", "µs/call", "threads ≥10% CPU", "busiest thread", "calls moved"
     );
     for run in runs {
         let _ = writeln!(
             text,
-            "{:<16} {:>7} {:>10.0} {:>10.1} {:>16} {:>14.0}%",
+            "{:<16} {:>7} {:>10.0} {:>10.1} {:>16} {:>14.0}% {:>11.0}%",
             run.runtime,
             format!("{}×{}", run.load.connections, run.load.streams),
             run.throughput,
             run.gateway_us_per_call,
             run.working_threads,
-            run.busiest_share * 100.0
+            run.busiest_share * 100.0,
+            run.moved_share * 100.0
         );
     }
     for runtime in RUNTIMES {
@@ -143,6 +154,7 @@ mod tests {
             gateway_us_per_call: 20.0,
             working_threads: working,
             busiest_share: 0.5,
+            moved_share: 0.0,
         }
     }
 

@@ -18,6 +18,7 @@ mod module_cycles;
 mod monitoring;
 mod mtls;
 mod network_faults;
+mod one_connection;
 mod prometheus;
 mod python_client;
 mod queued_deadlines;
