@@ -4,9 +4,10 @@
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::Parser;
+use offload_duration::parse as parse_duration;
 use offload_proto::v1::ExecMode;
 use offload_serve::{
-    flags::{choice, parse_duration},
+    flags::choice,
     runtime::{Flavor, available_cores},
 };
 use offload_telemetry::LogFormat;

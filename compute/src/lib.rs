@@ -119,6 +119,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         rayon_priority = ?config.rayon_priority,
         max_inflight = config.max_inflight,
         stall_threshold = ?config.stall_threshold,
+        drain_timeout = ?config.drain_timeout,
         tls = match (&config.tls_cert, &config.tls_client_ca) {
             (None, _) => "off",
             (Some(_), None) => "on",

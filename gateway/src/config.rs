@@ -4,10 +4,11 @@
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::Parser;
+use offload_duration::parse as parse_duration;
 use offload_proto::v1::UpstreamWait;
 use offload_serve::{
     admission::{Admission, gradient::GradientSettings},
-    flags::{choice, parse_duration},
+    flags::choice,
     runtime::{Flavor, available_cores},
     transport::read_pem,
 };

@@ -138,6 +138,7 @@ pub async fn run_with_resolver(
         max_inflight = config.max_inflight,
         adaptive_concurrency = config.adaptive_concurrency,
         stall_threshold = ?config.stall_threshold,
+        drain_timeout = ?config.drain_timeout,
         metrics_addr = skeleton.metrics_addr(),
         "offload-gateway serving"
     );

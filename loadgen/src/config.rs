@@ -120,7 +120,7 @@ fn go_duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Dura
     }
     match Option::<Text>::deserialize(deserializer)? {
         None => Ok(None),
-        Some(Text::S(s)) => crate::duration::parse(&s).map(Some).map_err(serde::de::Error::custom),
+        Some(Text::S(s)) => offload_duration::parse(&s).map(Some).map_err(serde::de::Error::custom),
         Some(Text::N(0)) => Ok(Some(Duration::ZERO)),
         Some(Text::N(n)) => {
             Err(serde::de::Error::custom(format!("{n}: a duration needs a unit (\"{n}s\", \"{n}ms\")")))

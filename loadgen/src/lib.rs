@@ -10,7 +10,7 @@
 //! [`schedule`]s, bounded in count and time), [`recording`] what was seen (its error texts bounded by [`error_texts`]), [`report`] ghz's report (its options
 //! in [`report_options`]), written by [`format`] in every ghz output format ([`html`] for the page, with the
 //! calls over time from [`timeline`]); [`load`] is the ghz-like command built from them, reading ghz's
-//! [`config`] files; [`duration`] reads Go durations; [`limits`] bounds every number a user or a server gives;
+//! [`config`] files (durations in Go's syntax, read by `offload-duration`); [`limits`] bounds every number a user or a server gives;
 //! [`text`] escapes what a server says before a text output shows it; [`runtime`] is the client's tokio runtime.
 
 pub mod call;
@@ -18,7 +18,6 @@ pub mod codec;
 pub mod config;
 pub mod connect;
 pub mod descriptors;
-pub mod duration;
 pub mod dynamic_call;
 pub mod error_texts;
 pub mod format;

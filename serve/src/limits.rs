@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use tonic::transport::Server;
 
-use crate::flags::parse_duration;
+use offload_duration::parse as parse_duration;
 
 /// The flags of the table above. Every default is what a production gRPC server (gRPC-Go, Envoy) uses or a
 /// reason is given beside it.
@@ -94,7 +94,7 @@ const MAX_WINDOW: i64 = (1 << 31) - 1;
 
 /// A duration flag that must be above zero (a zero timeout would close every connection at once).
 fn positive_duration(s: &str) -> Result<Duration, String> {
-    let duration = parse_duration(s)?;
+    let duration = parse_duration(s).map_err(|e| e.to_string())?;
     if duration.is_zero() { Err("must be above 0".to_owned()) } else { Ok(duration) }
 }
 

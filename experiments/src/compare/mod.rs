@@ -44,7 +44,7 @@ mod verdicts;
 use std::{path::PathBuf, time::Duration};
 
 use clap::Args;
-use offload_loadgen::duration::parse as parse_duration;
+use offload_duration::parse as parse_duration;
 use offload_proto::v1::{ExecMode, UpstreamWait};
 
 use crate::ServerRuntime;

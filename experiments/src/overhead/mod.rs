@@ -19,7 +19,7 @@ use std::{path::PathBuf, time::Duration};
 
 use anyhow::Context;
 use clap::Args;
-use offload_loadgen::duration::parse as parse_duration;
+use offload_duration::parse as parse_duration;
 use prost::Message;
 
 pub use self::echo::{EchoArgs, serve_blocking as serve_echo};

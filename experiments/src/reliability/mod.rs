@@ -10,7 +10,7 @@ use std::{path::PathBuf, time::Duration};
 
 use anyhow::Context;
 use clap::Args;
-use offload_loadgen::duration::parse as parse_duration;
+use offload_duration::parse as parse_duration;
 
 use offload_testkit::{cluster::Launcher, fault_proxy::Fault};
 

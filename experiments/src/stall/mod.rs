@@ -20,10 +20,10 @@ use std::{path::PathBuf, time::Duration};
 
 use anyhow::{Context, bail};
 use clap::Args;
+use offload_duration::parse as parse_duration;
 use offload_loadgen::{
     call,
     descriptors::DescriptorArgs,
-    duration::parse as parse_duration,
     limits,
     recording::Recording,
     runner::{self, Plan},

@@ -5,8 +5,9 @@
 use std::{path::PathBuf, time::Duration};
 
 use clap::Args;
+use offload_duration::parse as parse_duration;
 
-use crate::{descriptors::DescriptorArgs, duration::parse as parse_duration};
+use crate::descriptors::DescriptorArgs;
 
 /// ghz's flags. Every one is optional here so that `--config` can fill it; flags given win over the file.
 #[derive(Debug, Clone, Default, Args)]

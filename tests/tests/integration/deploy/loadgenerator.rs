@@ -5,8 +5,8 @@
 
 use std::{collections::BTreeMap, time::Duration};
 
+use offload_duration::parse as parse_duration;
 use offload_proto::v1::{FactorialRequest, SumOfSquaresRequest};
-use offload_serve::flags::parse_duration;
 use offload_tests::{compute, gateway, gateway_client, wait_serving};
 use prost_reflect::{DescriptorPool, DynamicMessage};
 use serde_json::Value;

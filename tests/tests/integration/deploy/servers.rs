@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use offload_serve::flags::parse_duration;
+use offload_duration::parse as parse_duration;
 use serde_json::{Value, json};
 
 use super::kubernetes::{Rendered, renders, selects};
