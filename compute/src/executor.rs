@@ -14,7 +14,7 @@
 //! queued or running it runs on one thread, like every other placement. Splitting a job while others wait lets a
 //! thread that waits for a stolen half start another job from the queue, and the first job then cannot finish
 //! until that whole second job has: measured with `offload-bench compare`, four 15 ms jobs on two threads had a
-//! p99 latency twice their p50 (docs/results.md §1). With several jobs in flight the pool is busy anyway, so
+//! p99 latency twice their p50 (docs/decisions/0024-rayon-splits-only-a-lone-job.md). With several jobs in flight the pool is busy anyway, so
 //! nothing is lost by not splitting; a job alone still gets every thread.
 //!
 //! All placements catch a panicking job and report it as an error for that request only, time the queue and the
@@ -305,7 +305,7 @@ fn timed<T>(
 /// Why it matters: when the pool has as many threads as cores and all are busy, a tokio worker woken by a new
 /// request must wait for the OS to give it a core. Linux's scheduler (EEVDF) lets the running thread finish its
 /// slice first (up to a few milliseconds) unless that thread is `SCHED_IDLE`, which any normal thread preempts at
-/// once. A lower nice value only shortens the wait. Measured with `offload-bench compare` (docs/results.md).
+/// once. A lower nice value only shortens the wait. Measured with `offload-bench compare` (docs/log/results-2026.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum PoolPriority {
     /// The default priority: pool and runtime compete as equals.

@@ -147,7 +147,7 @@ pub struct Config {
     /// pools per worker too); calls take their shard's in turn. One, as gRPC's own clients keep per address: on
     /// each side a connection is one task, which every call on it passes through, so a compute with many cores
     /// serving one busy gateway may want several. On the 2-core development machine 2 measured the same as 1
-    /// (docs/overhead.md).
+    /// (docs/log/overhead-2026.md).
     #[arg(long, env = "OFFLOAD_GATEWAY_COMPUTE_CONNECTIONS", default_value_t = 1)]
     pub compute_connections: usize,
 

@@ -8,7 +8,7 @@
 //! too). Here the connection's first write since its last flush waits one turn instead: the task wakes itself and
 //! returns `Pending`, and tokio queues a task woken during its own poll behind the tasks already runnable, so the
 //! other streams that are ready run first and their frames go out with it. A connection with nothing else ready
-//! runs again at once; the turn costs one more poll of its task (`docs/overhead.md` has both measurements).
+//! runs again at once; the turn costs one more poll of its task (decision record 0021 has both measurements).
 //!
 //! Reads, flushes and shutdowns pass straight through.
 

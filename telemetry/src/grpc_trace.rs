@@ -17,7 +17,7 @@
 //! during a call: the server span is a `DEBUG` span with its name and `trace_id` (no OpenTelemetry attributes, no
 //! parent context, no client spans). At the default `info` the only line a call writes is a stall's, which names
 //! its call and trace itself, so nothing at all is built per call: on a trivial call a span costs about a fifth of
-//! what the server adds to a bare tonic echo (`docs/overhead.md` has the measurements).
+//! what the server adds to a bare tonic echo (`docs/log/overhead-2026.md` has the measurements).
 
 use std::{
     future::Future,

@@ -8,7 +8,7 @@
 //! A call's two series are found in a cache of the thread it ends on ([`with_series`]), not in the metric
 //! families: a family lookup hashes the three labels with SipHash under a lock both workers share, and a call made
 //! two of them (about a thousand instructions and two contended cache lines, on a call whose whole server costs
-//! about seventy thousand; `docs/overhead.md`).
+//! about seventy thousand; `docs/log/overhead-2026.md`).
 
 use std::{
     cell::RefCell,
