@@ -64,7 +64,6 @@ async fn gateway_and_compute_speak_mutual_tls() {
     let (ca, server_cert, server_key) = (pki.path("ca.pem"), pki.path("server.pem"), pki.path("server.key"));
     let (client_cert, client_key) = (pki.path("client.pem"), pki.path("client.key"));
     let compute_server = compute(&["--tls-cert", &server_cert, "--tls-key", &server_key, "--tls-client-ca", &ca]);
-    let url = format!("https://{}", compute_server.addr);
 
     // The gateway's TLS flags, to compute at `url`: trusting the CA, expecting `name`, presenting its certificate
     // or not.
@@ -78,9 +77,12 @@ async fn gateway_and_compute_speak_mutual_tls() {
         config
     };
 
-    // With its client certificate, the gateway is served.
-    let trusted = gateway_with_config(tls(&url, SERVER_NAME, true));
+    // With its client certificate, the gateway is served. Its health streams hold their connections: through a
+    // proxy counting them, two (one per gateway client), the contrast to the refusals below.
+    let proxy = FaultProxy::start(compute_server.addr).await.expect("proxy");
+    let trusted = gateway_with_config(tls(&format!("https://{}", proxy.addr()), SERVER_NAME, true));
     offload_tests::wait_serving(&trusted.url(), service_names::GATEWAY).await;
+    assert_eq!(proxy.accepted(), 2, "the health streams of a gateway compute accepts hold their connections");
     let request = FactorialRequest { n: 20, mode: ExecMode::Rayon as i32, ..Default::default() };
     let reply = gateway_client(&trusted).await.factorial(request).await.expect("served over mTLS");
     assert_eq!(reply.into_inner().value, "2432902008176640000");
