@@ -156,6 +156,30 @@ pub async fn wait_serving(url: &str, service: &str) {
     }
 }
 
+/// Polls `condition` every 20 ms until it holds; panics saying what never happened if it still does not after
+/// `limit`. For a test that must see something happen (a metric move, a connection made) before it asserts.
+pub async fn wait_until(what: &str, limit: Duration, mut condition: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !condition().await {
+        assert!(Instant::now() < deadline, "{what}: not after {limit:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The value of sample `name` with `labels` on the `/metrics` of `addr` (a server's `--metrics-listen`), read off
+/// the runtime's threads; `None` if the scrape fails or has no such sample.
+pub async fn metric(
+    addr: SocketAddr,
+    name: &'static str,
+    labels: &'static [(&'static str, &'static str)],
+) -> Option<f64> {
+    tokio::task::spawn_blocking(move || {
+        offload_testkit::scrape::scrape(addr).ok().and_then(|s| offload_testkit::scrape::value(&s, name, labels))
+    })
+    .await
+    .expect("scrape task")
+}
+
 /// Asserts that a call ended because its deadline passed. The server answers `DEADLINE_EXCEEDED` just before the
 /// deadline, but a tonic client also runs its own timer for the same deadline and reports `CANCELLED` ("Timeout
 /// expired") when that fires first; which one a tonic client sees is a race on the last millisecond.

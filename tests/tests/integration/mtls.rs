@@ -8,7 +8,8 @@ use offload_proto::{
     service_names,
     v1::{ExecMode, FactorialRequest, compute_client::ComputeClient},
 };
-use offload_tests::{compute, gateway_client, gateway_with_config, health};
+use offload_testkit::fault_proxy::FaultProxy;
+use offload_tests::{compute, gateway_client, gateway_with_config, health, wait_until};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 
 /// The name in compute's certificate, as a Kubernetes Service name would be.
@@ -63,11 +64,12 @@ async fn gateway_and_compute_speak_mutual_tls() {
     let (ca, server_cert, server_key) = (pki.path("ca.pem"), pki.path("server.pem"), pki.path("server.key"));
     let (client_cert, client_key) = (pki.path("client.pem"), pki.path("client.key"));
     let compute_server = compute(&["--tls-cert", &server_cert, "--tls-key", &server_key, "--tls-client-ca", &ca]);
-    let url = format!("https://{}", compute_server.addr);
 
-    // The gateway's TLS flags: trusting the CA, expecting `name`, presenting its certificate or not.
-    let tls = |name: &str, with_certificate: bool| {
-        let mut config = gateway_config(&url, &["--compute-tls-ca", &ca, "--compute-tls-server-name", name]);
+    // The gateway's TLS flags, to compute at `url`: trusting the CA, expecting `name`, presenting its certificate
+    // or not.
+    let tls = |url: &str, name: &str, with_certificate: bool| {
+        let flags = ["--compute-tls-ca", &ca, "--compute-tls-server-name", name, "--health-retry", "100ms"];
+        let mut config = gateway_config(url, &flags);
         if with_certificate {
             config.compute_tls_cert = Some(client_cert.clone().into());
             config.compute_tls_key = Some(client_key.clone().into());
@@ -75,19 +77,26 @@ async fn gateway_and_compute_speak_mutual_tls() {
         config
     };
 
-    // With its client certificate, the gateway is served.
-    let trusted = gateway_with_config(tls(SERVER_NAME, true));
+    // With its client certificate, the gateway is served. Its health streams hold their connections: through a
+    // proxy counting them, two (one per gateway client), the contrast to the refusals below.
+    let proxy = FaultProxy::start(compute_server.addr).await.expect("proxy");
+    let trusted = gateway_with_config(tls(&format!("https://{}", proxy.addr()), SERVER_NAME, true));
     offload_tests::wait_serving(&trusted.url(), service_names::GATEWAY).await;
+    assert_eq!(proxy.accepted(), 2, "the health streams of a gateway compute accepts hold their connections");
     let request = FactorialRequest { n: 20, mode: ExecMode::Rayon as i32, ..Default::default() };
     let reply = gateway_client(&trusted).await.factorial(request).await.expect("served over mTLS");
     assert_eq!(reply.into_inner().value, "2432902008176640000");
 
     // Without a client certificate, or expecting another name, the handshake fails: compute never looks
-    // healthy, and calls are refused at once with UNAVAILABLE.
-    let refused = [tls(SERVER_NAME, false), tls("someone-else.offload.test", true)];
-    for config in refused {
-        let gateway = gateway_with_config(config);
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    // healthy, and calls are refused at once with UNAVAILABLE. Through a proxy that counts connections, to tell a
+    // handshake refused from one not yet tried: the gateway opens one connection per health stream (its two
+    // clients each watch compute), a stream that got through stays on it, and one refused is watched again on a
+    // new connection every --health-retry. A third connection is a refusal, seen by the gateway.
+    for (name, with_certificate) in [(SERVER_NAME, false), ("someone-else.offload.test", true)] {
+        let proxy = FaultProxy::start(compute_server.addr).await.expect("proxy");
+        let gateway = gateway_with_config(tls(&format!("https://{}", proxy.addr()), name, with_certificate));
+        let retried = format!("{name}, certificate {with_certificate}: a health stream retried after its handshake");
+        wait_until(&retried, std::time::Duration::from_secs(10), async || proxy.accepted() > 2).await;
         let status = gateway_client(&gateway).await.factorial(request).await.expect_err("refused");
         assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
         assert_eq!(

@@ -1,6 +1,7 @@
 //! The seed experiment's own scenario: how the gateway waits for compute. Every style answers correctly and ends
-//! at the deadline; a synchronous call on a current-thread gateway's only thread stalls its health checks for about
-//! the upstream job's time, while awaiting does not.
+//! at the deadline; a synchronous call on a current-thread gateway's only thread holds its health checks until the
+//! upstream call has returned, while awaiting answers them with the call still running. How long the stall is, in
+//! ratios of one run, is `offload-bench compare`'s to measure (its probe latency per style).
 
 use std::time::{Duration, Instant};
 
@@ -8,7 +9,10 @@ use offload_proto::{
     service_names,
     v1::{ExecMode, FactorialRequest, SumOfSquaresRequest, UpstreamWait},
 };
-use offload_tests::{assert_deadline, compute, gateway, gateway_client, health, wait_serving};
+use offload_testkit::{binaries::start, child::ChildServer};
+use offload_tests::{
+    assert_deadline, compute, gateway, gateway_client, gateway_with_config, health, metric, wait_serving, wait_until,
+};
 use tonic::{Code, Request};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -65,42 +69,55 @@ async fn deadlines_end_every_style() {
     }
 }
 
-/// How long a gateway health check takes while one heavy call, waited for in `style`, is in flight; and how long
-/// that heavy call took.
-async fn health_delay_during_upstream_call(gateway_url: &str, style: UpstreamWait, n: u64) -> (Duration, Duration) {
+/// Sent to a gateway while one heavy call, waited for in `style`, was in flight on `compute` (a child started with
+/// `--metrics-listen`): whether compute had already finished that call when the gateway answered a health check, and
+/// how long the check took.
+async fn health_check_during_upstream_call(
+    gateway_url: &str,
+    compute: &ChildServer,
+    style: UpstreamWait,
+    n: u64,
+) -> (bool, Duration) {
+    let metrics = compute.metrics_addr.expect("--metrics-listen");
+    // Compute counts a call when its handler returns, before the reply is sent: once counted, the gateway may
+    // have its reply; not yet counted, the gateway cannot.
+    let ok = &[("method", "SumOfSquares"), ("mode", "spawn-blocking"), ("code", "OK")];
+    let finished = async || metric(metrics, "offload_requests_total", ok).await.unwrap_or(0.0);
+    let before = finished().await;
     let mut client = offload_proto::v1::gateway_client::GatewayClient::new(offload_tests::channel(gateway_url).await);
     let heavy = tokio::spawn(async move {
-        let started = Instant::now();
-        let reply = client
-            .sum_of_squares(SumOfSquaresRequest { n, mode: ExecMode::Rayon as i32, upstream_wait: style as i32 })
-            .await;
-        (reply, started.elapsed())
+        let request = SumOfSquaresRequest { n, mode: ExecMode::SpawnBlocking as i32, upstream_wait: style as i32 };
+        client.sum_of_squares(request).await
     });
-    // Let the heavy call reach the gateway's handler.
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // The call is on compute: the gateway is waiting for it, in `style`.
+    wait_until("the heavy call in flight on compute", Duration::from_secs(10), async || {
+        metric(metrics, "offload_in_flight", &[]).await.unwrap_or(0.0) >= 1.0
+    })
+    .await;
     let started = Instant::now();
     health(gateway_url, "").await.expect("health answers eventually");
     let delay = started.elapsed();
-    let (reply, heavy_took) = heavy.await.expect("join");
-    reply.expect("heavy call succeeds");
-    (delay, heavy_took)
+    let upstream_done = finished().await > before;
+    heavy.await.expect("join").expect("heavy call succeeds");
+    (upstream_done, delay)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_blocking_wait_on_a_current_thread_gateway_stalls_its_health_checks() {
-    let compute_server = compute(&[]);
-    let gateway_server = gateway(&[&compute_server], &["--runtime", "current-thread"]);
+    let compute_server = start("offload-compute", &["--metrics-listen", "127.0.0.1:0"]);
+    let argv = ["offload-gateway", "--compute", &compute_server.url(), "--runtime", "current-thread"];
+    let gateway_server = gateway_with_config(<offload_gateway::Config as clap::Parser>::parse_from(argv));
     wait_serving(&gateway_server.url(), service_names::GATEWAY).await;
-    // A job of roughly half a second on the pool.
-    let n = 8_000_000_000;
-    let (blocked, job) = health_delay_during_upstream_call(&gateway_server.url(), UpstreamWait::Blocking, n).await;
-    let (awaited, _) = health_delay_during_upstream_call(&gateway_server.url(), UpstreamWait::Async, n).await;
-    // The blocked gateway answers its health check only after the upstream call returns: about the job time
-    // minus the 50 ms head start. Awaiting leaves the thread free: the check answers in about a round trip.
-    let head_start = Duration::from_millis(50);
-    assert!(
-        blocked * 10 >= job.saturating_sub(head_start) * 7,
-        "BLOCKING delayed health by only {blocked:?} (job {job:?})"
-    );
-    assert!(blocked > awaited * 5, "BLOCKING {blocked:?} vs ASYNC {awaited:?}: no clear difference");
+    // A job of about half a second of one core (on compute's blocking pool, at normal priority: rayon's SCHED_IDLE
+    // threads may get no CPU on a busy machine): the health check takes milliseconds unless something holds it,
+    // so only a gateway thread blocked on the upstream call makes it outlast the job.
+    let n = 4_000_000_000;
+    let url = gateway_server.url();
+    let (blocked_done, blocked) =
+        health_check_during_upstream_call(&url, &compute_server, UpstreamWait::Blocking, n).await;
+    let (awaited_done, awaited) =
+        health_check_during_upstream_call(&url, &compute_server, UpstreamWait::Async, n).await;
+    println!("health check during the upstream call: BLOCKING {blocked:?}, ASYNC {awaited:?}");
+    assert!(blocked_done, "BLOCKING: the health check was answered ({blocked:?}) while compute still had the call");
+    assert!(!awaited_done, "ASYNC: the health check ({awaited:?}) waited for the upstream call to finish");
 }
