@@ -10,6 +10,7 @@
 //! back with an XML parser, and a method name or error message can never break the page.
 
 mod axis;
+pub mod bars;
 mod chart;
 mod closeup;
 mod closeup_window;

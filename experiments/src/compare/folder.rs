@@ -34,14 +34,14 @@ impl Comparison {
         }
         write("summary.json", serde_json::to_string_pretty(&self.summary_json())?)?;
         let modes: Vec<RoundResult> = self.mode_rounds().into_iter().cloned().collect();
-        let probe_latency = charts::probe_latency(&modes, PROBE_CHART_TITLE)?;
+        let probe_latency = charts::probe_latency(&modes, PROBE_CHART_TITLE);
         write("probe_latency.svg", probe_latency.clone())?;
         let ideals: Vec<f64> = modes.iter().map(|r| self.ideal_of(r)).collect();
-        write("heavy_throughput.svg", charts::heavy_throughput(&modes, &ideals)?)?;
+        write("heavy_throughput.svg", charts::heavy_throughput(&modes, &ideals))?;
         let waits: Vec<RoundResult> = self.wait_rounds().into_iter().cloned().collect();
         if !waits.is_empty() {
             let title = format!("Gateway probe latency by how it waits for compute ({})", self.wait_gateway_short());
-            write("upstream_wait_latency.svg", charts::probe_latency(&waits, &title)?)?;
+            write("upstream_wait_latency.svg", charts::probe_latency(&waits, &title))?;
         }
         write("report.md", self.markdown())?;
         write("report.html", self.html(&probe_latency))?;

@@ -170,7 +170,7 @@ mod tests {
         c.rounds.push(round(None, 0.0, &[], Some(Duration::from_millis(100))));
         c.rounds.push(round(Some(ExecMode::Inline), 100.0, &[Duration::from_millis(15)], Some(Duration::from_secs(6))));
         let modes: Vec<RoundResult> = c.mode_rounds().into_iter().cloned().collect();
-        let chart = charts::probe_latency(&modes, PROBE_CHART_TITLE).expect("chart");
+        let chart = charts::probe_latency(&modes, PROBE_CHART_TITLE);
         let page = c.html(&chart);
 
         let table = page.find("<table").expect("the summary tables");
