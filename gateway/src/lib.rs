@@ -12,6 +12,7 @@
 
 pub mod balancer;
 pub mod blocking_client;
+pub mod compute_client;
 pub mod config;
 pub mod connection;
 pub mod discovery;
@@ -77,9 +78,11 @@ pub async fn run_with_resolver(
             keepalive_interval: config.compute_keepalive_interval,
             keepalive_timeout: config.compute_keepalive_timeout,
             tls,
+            http2: config.compute_client_stack.http2(),
         },
         max_message_bytes: config.max_message_bytes,
         accept_compressed: config.compute_compression.accepted(),
+        stack: config.compute_client_stack,
         connections: config.compute_connections,
         shards: config.runtime.shards(config.workers),
     };

@@ -3,10 +3,13 @@
 
 use std::{future::Future, pin::Pin};
 
-use offload_proto::v1::{Execution, FactorialRequest, FactorialResponse, SumOfSquaresRequest, SumOfSquaresResponse};
+use offload_proto::v1::{
+    Execution, FactorialRequest, FactorialResponse, SumOfSquaresRequest, SumOfSquaresResponse,
+    compute_client::ComputeClient as Generated,
+};
 use tonic::{Request, Response, Status, codegen::http::uri::PathAndQuery};
 
-use crate::unary::UnaryClient;
+use crate::{compute_client::ComputeClient, connection::Connection};
 
 /// A reply on its way from compute.
 pub type ReplyFuture<R> = Pin<Box<dyn Future<Output = Result<Response<R>, Status>> + Send>>;
@@ -23,9 +26,17 @@ pub trait ComputeMethod: prost::Message + Clone + Send + Sync + 'static {
     const PATH: &'static str;
 
     /// Calls the method on `client`.
-    fn call(client: UnaryClient, request: Request<Self>) -> ReplyFuture<Self::Reply> {
-        Box::pin(async move { client.call(PathAndQuery::from_static(Self::PATH), request).await })
+    fn call(client: ComputeClient, request: Request<Self>) -> ReplyFuture<Self::Reply> {
+        match client {
+            ComputeClient::Unary(client) => {
+                Box::pin(async move { client.call(PathAndQuery::from_static(Self::PATH), request).await })
+            }
+            ComputeClient::Generated(client) => Self::call_generated(client, request),
+        }
     }
+
+    /// Calls the method on tonic's generated client.
+    fn call_generated(client: Generated<Connection>, request: Request<Self>) -> ReplyFuture<Self::Reply>;
 
     /// The gateway-only field saying how to wait for compute (cleared before forwarding).
     fn upstream_wait(&mut self) -> &mut i32;
@@ -44,6 +55,10 @@ impl ComputeMethod for FactorialRequest {
     type Reply = FactorialResponse;
     const NAME: &'static str = "Factorial";
     const PATH: &'static str = "/offload.v1.Compute/Factorial";
+
+    fn call_generated(mut client: Generated<Connection>, request: Request<Self>) -> ReplyFuture<Self::Reply> {
+        Box::pin(async move { client.factorial(request).await })
+    }
 
     fn upstream_wait(&mut self) -> &mut i32 {
         &mut self.upstream_wait
@@ -66,6 +81,10 @@ impl ComputeMethod for SumOfSquaresRequest {
     type Reply = SumOfSquaresResponse;
     const NAME: &'static str = "SumOfSquares";
     const PATH: &'static str = "/offload.v1.Compute/SumOfSquares";
+
+    fn call_generated(mut client: Generated<Connection>, request: Request<Self>) -> ReplyFuture<Self::Reply> {
+        Box::pin(async move { client.sum_of_squares(request).await })
+    }
 
     fn upstream_wait(&mut self) -> &mut i32 {
         &mut self.upstream_wait

@@ -53,11 +53,6 @@ impl UnaryClient {
         Self { connection, max_message_bytes, accept_compressed }
     }
 
-    /// The connection this client calls on.
-    pub fn connection(&self) -> &Connection {
-        &self.connection
-    }
-
     /// Calls `path` (`/offload.v1.Compute/Factorial`) with `request`'s message and metadata.
     pub async fn call<Q: Message, R: Message + Default>(
         &self,
@@ -253,6 +248,7 @@ mod tests {
             keepalive_interval: Duration::from_secs(60),
             keepalive_timeout: Duration::from_secs(60),
             tls: None,
+            http2: crate::connection::Http2Client::Own,
         };
         let connection = Connection::lazy(&format!("http://{addr}"), settings).expect("url");
         (UnaryClient::new(connection, LIMIT, Some(CompressionEncoding::Gzip)), server)
