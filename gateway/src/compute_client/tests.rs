@@ -357,8 +357,10 @@ mod cases {
         .await;
         let client = client(stack, &peer, true);
         for trailers_only in [false, true] {
-            let status = client.call_at(if trailers_only { "trailers-only" } else { "trailers" }).await
-            .expect_err("compute's error");
+            let status = client
+                .call_at(if trailers_only { "trailers-only" } else { "trailers" })
+                .await
+                .expect_err("compute's error");
             let passed = Status::from(upstream_status::classify(status, "replica-a", Duration::ZERO));
             assert_eq!((passed.code(), passed.message()), (answer.code(), answer.message()), "{stack:?}");
             assert_eq!(passed.details(), answer.details(), "{stack:?}, trailers-only {trailers_only}");
@@ -434,8 +436,7 @@ mod cases {
         })
         .await;
         let client = client(stack, &peer, true);
-        let status = client.call_at("goaway").await
-        .expect_err("the connection closed under the call");
+        let status = client.call_at("goaway").await.expect_err("the connection closed under the call");
         let classified = upstream_status::classify(status, "replica-a", Duration::ZERO);
         assert!(upstream_status::retryable(&classified), "{stack:?}: {classified:?}");
         assert_eq!(client.call(1).await.expect("the next call"), reply_of("1"), "{stack:?}");
