@@ -29,8 +29,7 @@ use tokio::{sync::Notify, task::AbortHandle};
 use tonic::codec::CompressionEncoding;
 
 use crate::{
-    compute_client::ComputeClient,
-    config::ClientStack,
+    compute_client::{self, ComputeClient},
     connection::{ConnectSettings, Connection},
     discovery::Endpoints,
 };
@@ -111,8 +110,6 @@ pub struct ClientSettings {
     pub max_message_bytes: usize,
     /// The compression compute may use for its replies (`--compute-compression`); none when `None`.
     pub accept_compressed: Option<CompressionEncoding>,
-    /// Which client calls compute (`--compute-client-stack`).
-    pub stack: ClientStack,
     /// Connections to each replica (`--compute-connections`, at least 1), for each shard.
     pub connections: usize,
     /// The gateway's shards (`--runtime thread-per-core`): each calls compute on connections of its own.
@@ -122,7 +119,7 @@ pub struct ClientSettings {
 impl ClientSettings {
     /// A compute client on `connection` with these settings (both of the gateway's clients are built here).
     pub fn client(&self, connection: Connection) -> ComputeClient {
-        ComputeClient::new(self.stack, connection, self.max_message_bytes, self.accept_compressed)
+        compute_client::on(connection, self.max_message_bytes, self.accept_compressed)
     }
 }
 

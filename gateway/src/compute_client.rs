@@ -1,39 +1,32 @@
-//! The client a replica's calls go through: the gateway's own unary client ([`crate::unary`]) or tonic's
-//! generated `ComputeClient`, each on the gateway's [`Connection`]. Both exist only while `offload-bench overhead
-//! --client-stacks` prices them against each other (docs/overhead.md); `--compute-client-stack` picks one.
+//! The client a replica's calls go through: tonic's generated `ComputeClient` on the gateway's own HTTP/2
+//! [`Connection`], with the reply limit and the compression the gateway's flags set.
+//!
+//! tonic's client rather than one of our own: a hand-written unary client saved under 10 % of the gateway's CPU
+//! per call, too little to pay for protocol code that every tonic upgrade must be checked against
+//! (docs/decisions/0007-gateway-client-tonic-on-own-connection.md). The tests beside it play compute with a raw
+//! HTTP/2 peer: what a gRPC client must do with the replies and connection events a real server produces.
 
-use offload_proto::v1::compute_client::ComputeClient as Generated;
 use tonic::codec::CompressionEncoding;
 
-use crate::{config::ClientStack, connection::Connection, unary::UnaryClient};
+use crate::connection::Connection;
 
 /// A client on one connection to one replica. Cheap to clone.
-#[derive(Debug, Clone)]
-pub enum ComputeClient {
-    Unary(UnaryClient),
-    Generated(Generated<Connection>),
-}
+pub type ComputeClient = offload_proto::v1::compute_client::ComputeClient<Connection>;
 
-impl ComputeClient {
-    /// The client `stack` names on `connection`, with the reply limit and compression the gateway's flags set.
-    pub fn new(
-        stack: ClientStack,
-        connection: Connection,
-        max_message_bytes: usize,
-        accept_compressed: Option<CompressionEncoding>,
-    ) -> Self {
-        match stack {
-            ClientStack::UnaryOwn => Self::Unary(UnaryClient::new(connection, max_message_bytes, accept_compressed)),
-            ClientStack::TonicOwn | ClientStack::TonicHyper => {
-                let mut client = Generated::new(connection)
-                    .max_decoding_message_size(max_message_bytes)
-                    .max_encoding_message_size(max_message_bytes);
-                if let Some(encoding) = accept_compressed {
-                    client = client.accept_compressed(encoding);
-                }
-                Self::Generated(client)
-            }
-        }
+/// A client on `connection` accepting replies up to `max_message_bytes` (`--max-message-bytes`), compressed only
+/// as `accept_compressed` allows (`--compute-compression`): a reply in any other `grpc-encoding` is
+/// `UNIMPLEMENTED` as soon as its headers say so.
+pub fn on(
+    connection: Connection,
+    max_message_bytes: usize,
+    accept_compressed: Option<CompressionEncoding>,
+) -> ComputeClient {
+    let client = ComputeClient::new(connection)
+        .max_decoding_message_size(max_message_bytes)
+        .max_encoding_message_size(max_message_bytes);
+    match accept_compressed {
+        Some(encoding) => client.accept_compressed(encoding),
+        None => client,
     }
 }
 

@@ -14,10 +14,7 @@ use offload_serve::{
 use offload_telemetry::LogFormat;
 use tonic::codec::CompressionEncoding;
 
-use crate::{
-    connection::{Http2Client, TlsClient},
-    discovery::Target,
-};
+use crate::{connection::TlsClient, discovery::Target};
 
 /// How replies travel from compute to the gateway (`--compute-compression`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -34,28 +31,6 @@ impl HopCompression {
         match self {
             Self::Gzip => Some(CompressionEncoding::Gzip),
             Self::Identity => None,
-        }
-    }
-}
-
-/// Which code calls compute (`--compute-client-stack`, hidden): the gateway's own unary client on its own HTTP/2
-/// connection, tonic's generated client on that connection, or tonic's generated client on hyper's HTTP/2 client
-/// connection. The alternatives exist only so that `offload-bench overhead --client-stacks` can price them against
-/// each other in one run (docs/overhead.md).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
-pub enum ClientStack {
-    #[default]
-    UnaryOwn,
-    TonicOwn,
-    TonicHyper,
-}
-
-impl ClientStack {
-    /// The HTTP/2 client code the stack's connections run.
-    pub fn http2(self) -> Http2Client {
-        match self {
-            Self::TonicHyper => Http2Client::Hyper,
-            Self::UnaryOwn | Self::TonicOwn => Http2Client::Own,
         }
     }
 }
@@ -196,10 +171,6 @@ pub struct Config {
     /// worth it only where the network between the tiers (below about 60 Mbit/s), not CPU, is the scarce resource.
     #[arg(long, env = "OFFLOAD_GATEWAY_COMPUTE_COMPRESSION", value_enum, default_value_t = HopCompression::Identity)]
     pub compute_compression: HopCompression,
-
-    /// The code that calls compute, for measuring the alternatives only (see [`ClientStack`]).
-    #[arg(long, hide = true, value_enum, default_value_t = ClientStack::default())]
-    pub compute_client_stack: ClientStack,
 
     /// On SIGTERM/SIGINT, how long in-flight requests may take to finish before they are dropped.
     #[arg(long, env = "OFFLOAD_GATEWAY_DRAIN_TIMEOUT", default_value = "15s", value_parser = parse_duration)]

@@ -28,7 +28,6 @@ use std::{
 use bytes::Bytes;
 use http_body::Frame;
 use http_body_util::BodyExt;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use offload_serve::batched_writes::BatchedWrites;
 use tokio::{
     io::{AsyncRead, AsyncWrite},
@@ -68,17 +67,6 @@ pub struct ConnectSettings {
     pub keepalive_timeout: Duration,
     /// TLS towards compute; plaintext when `None`.
     pub tls: Option<TlsClient>,
-    /// Which HTTP/2 client runs the connection.
-    pub http2: Http2Client,
-}
-
-/// The HTTP/2 client code a connection runs: `h2`'s client driven here, or hyper's client connection (which
-/// drives `h2` from a dispatch task of its own).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Http2Client {
-    #[default]
-    Own,
-    Hyper,
 }
 
 /// TLS (and mTLS) towards compute: rustls on ring, the CA the gateway trusts, its own certificate if any.
@@ -135,8 +123,8 @@ impl TlsClient {
     }
 }
 
-/// The connection to one replica: calls go through [`Connection::send`] ([`crate::unary`]'s client), the health
-/// stream through tonic's generated client on it (a tower service of HTTP requests); clones share it.
+/// The connection to one replica, a tower service of HTTP requests that tonic's generated clients call on (the
+/// calls' [`crate::compute_client`] and the health stream's); clones share it.
 #[derive(Clone)]
 pub struct Connection {
     shared: Arc<Shared>,
@@ -160,15 +148,8 @@ struct Shared {
 /// An open connection's request handle, and which connection it is (so its end clears only itself).
 #[derive(Clone)]
 struct Open {
-    send: Sender,
+    send: h2::client::SendRequest<Bytes>,
     id: u64,
-}
-
-/// The request handle of either HTTP/2 client.
-#[derive(Clone, Debug)]
-enum Sender {
-    Own(h2::client::SendRequest<Bytes>),
-    Hyper(hyper::client::conn::http2::SendRequest<tonic::body::Body>),
 }
 
 impl fmt::Debug for Connection {
@@ -218,23 +199,19 @@ impl Connection {
 
     /// A handle ready for one more stream: the open connection's, or a new connection's. A connection that turns
     /// out to be closed (its replica went away or sent GOAWAY) before the request was written is replaced once.
-    async fn ready(&self) -> Result<Sender, BoxError> {
+    async fn ready(&self) -> Result<h2::client::SendRequest<Bytes>, BoxError> {
         let mut reopened = false;
         loop {
             let open = match self.open() {
                 Some(open) => open,
                 None => self.connect().await?,
             };
-            let ready = match open.send {
-                Sender::Own(send) => send.ready().await.map(Sender::Own).map_err(BoxError::from),
-                Sender::Hyper(mut send) => send.ready().await.map(|()| Sender::Hyper(send)).map_err(BoxError::from),
-            };
-            match ready {
+            match open.send.ready().await {
                 Ok(send) => return Ok(send),
                 Err(error) => {
                     Self::forget(&self.shared, open.id);
                     if reopened {
-                        return Err(error);
+                        return Err(error.into());
                     }
                     reopened = true;
                 }
@@ -257,7 +234,7 @@ impl Connection {
         let settings = &self.shared.settings;
         let connected = tokio::time::timeout(settings.connect_timeout, self.handshake()).await;
         self.shared.attempts.fetch_add(1, Ordering::Release);
-        let (send, driver) = match connected {
+        let (send, connection) = match connected {
             Ok(Ok(connected)) => connected,
             failed => {
                 let failure = match failed {
@@ -273,28 +250,13 @@ impl Connection {
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let open = Open { send, id };
         *self.shared.current.lock().unwrap_or_else(PoisonError::into_inner) = Some(open.clone());
-        let shared = Arc::downgrade(&self.shared);
-        match driver {
-            Driver::Own(connection) => {
-                let keepalive = (settings.keepalive_interval, settings.keepalive_timeout);
-                tokio::spawn(drive(connection, keepalive, shared, id));
-            }
-            Driver::Hyper(connection) => {
-                tokio::spawn(async move {
-                    if let Err(error) = connection.await {
-                        tracing::debug!(%error, "compute connection failed");
-                    }
-                    if let Some(shared) = shared.upgrade() {
-                        Connection::forget(&shared, id);
-                    }
-                });
-            }
-        }
+        let keepalive = (settings.keepalive_interval, settings.keepalive_timeout);
+        tokio::spawn(drive(connection, keepalive, Arc::downgrade(&self.shared), id));
         Ok(open)
     }
 
     /// TCP (and TLS), then the HTTP/2 handshake.
-    async fn handshake(&self) -> Result<(Sender, Driver), BoxError> {
+    async fn handshake(&self) -> Result<(h2::client::SendRequest<Bytes>, H2Connection), BoxError> {
         let shared = &self.shared;
         let tcp = TcpStream::connect(shared.authority.as_str()).await?;
         tcp.set_nodelay(true)?;
@@ -313,34 +275,15 @@ impl Connection {
                 Box::new(stream)
             }
         };
-        // Requests written a scheduler turn late, together ([`BatchedWrites`]).
-        let io = BatchedWrites::new(io);
-        let settings = &shared.settings;
-        match settings.http2 {
-            Http2Client::Own => {
-                let (send, connection) = h2::client::Builder::new()
-                    .initial_window_size(STREAM_WINDOW)
-                    .initial_connection_window_size(CONNECTION_WINDOW)
-                    .max_header_list_size(MAX_HEADER_LIST)
-                    .enable_push(false)
-                    .handshake(io)
-                    .await?;
-                Ok((Sender::Own(send), Driver::Own(connection)))
-            }
-            Http2Client::Hyper => {
-                let (send, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
-                    .initial_stream_window_size(STREAM_WINDOW)
-                    .initial_connection_window_size(CONNECTION_WINDOW)
-                    .max_header_list_size(MAX_HEADER_LIST)
-                    .timer(TokioTimer::new())
-                    .keep_alive_interval(settings.keepalive_interval)
-                    .keep_alive_timeout(settings.keepalive_timeout)
-                    .keep_alive_while_idle(true)
-                    .handshake(TokioIo::new(io))
-                    .await?;
-                Ok((Sender::Hyper(send), Driver::Hyper(connection)))
-            }
-        }
+        let (send, connection) = h2::client::Builder::new()
+            .initial_window_size(STREAM_WINDOW)
+            .initial_connection_window_size(CONNECTION_WINDOW)
+            .max_header_list_size(MAX_HEADER_LIST)
+            .enable_push(false)
+            // Requests written a scheduler turn late, together ([`BatchedWrites`]).
+            .handshake(BatchedWrites::new(io))
+            .await?;
+        Ok((send, connection))
     }
 }
 
@@ -350,16 +293,6 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Io for T {}
 
 /// An open connection's I/O, driven by its own task ([`drive`]).
 type H2Connection = h2::client::Connection<BatchedWrites<Box<dyn Io>>, Bytes>;
-
-/// A hyper client connection's I/O, driven by its own task (hyper keeps its keepalive PINGs itself).
-type HyperConnection =
-    hyper::client::conn::http2::Connection<TokioIo<BatchedWrites<Box<dyn Io>>>, tonic::body::Body, TokioExecutor>;
-
-/// The future that runs an open connection, for either HTTP/2 client.
-enum Driver {
-    Own(H2Connection),
-    Hyper(HyperConnection),
-}
 
 /// Runs the connection until it ends or a keepalive PING goes unanswered, then drops it (which fails every stream
 /// still open on it) and forgets it.
@@ -393,43 +326,36 @@ async fn drive(mut connection: H2Connection, keepalive: (Duration, Duration), sh
 
 /// A reply's body as tonic reads it: the data frames (returning their flow-control window), then the trailers.
 #[derive(Debug)]
-pub enum ReplyBody {
-    Own { recv: h2::RecvStream, data_done: bool },
-    Hyper(hyper::body::Incoming),
+pub struct ReplyBody {
+    recv: h2::RecvStream,
+    data_done: bool,
 }
 
 impl http_body::Body for ReplyBody {
     type Data = Bytes;
-    type Error = BoxError;
+    type Error = h2::Error;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let (recv, data_done) = match self.get_mut() {
-            Self::Own { recv, data_done } => (recv, data_done),
-            Self::Hyper(incoming) => return Pin::new(incoming).poll_frame(cx).map_err(BoxError::from),
-        };
-        if !*data_done {
-            match std::task::ready!(recv.poll_data(cx)) {
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, h2::Error>>> {
+        if !self.data_done {
+            match std::task::ready!(self.recv.poll_data(cx)) {
                 Some(Ok(data)) => {
                     // The window only ever grows back by what was received: this cannot fail.
-                    let _ = recv.flow_control().release_capacity(data.len());
+                    let _ = self.recv.flow_control().release_capacity(data.len());
                     return Poll::Ready(Some(Ok(Frame::data(data))));
                 }
-                Some(Err(error)) => return Poll::Ready(Some(Err(error.into()))),
-                None => *data_done = true,
+                Some(Err(error)) => return Poll::Ready(Some(Err(error))),
+                None => self.data_done = true,
             }
         }
-        match std::task::ready!(recv.poll_trailers(cx)) {
+        match std::task::ready!(self.recv.poll_trailers(cx)) {
             Ok(Some(trailers)) => Poll::Ready(Some(Ok(Frame::trailers(trailers)))),
             Ok(None) => Poll::Ready(None),
-            Err(error) => Poll::Ready(Some(Err(error.into()))),
+            Err(error) => Poll::Ready(Some(Err(error))),
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        match self {
-            Self::Own { recv, data_done } => *data_done && recv.is_end_stream(),
-            Self::Hyper(incoming) => incoming.is_end_stream(),
-        }
+        self.data_done && self.recv.is_end_stream()
     }
 }
 
@@ -447,55 +373,29 @@ impl tower::Service<http::Request<tonic::body::Body>> for Connection {
         let this = self.clone();
         Box::pin(async move {
             let (parts, body) = request.into_parts();
-            let parts = this.addressed(parts)?;
-            match this.ready().await? {
-                Sender::Own(send) => {
-                    // A unary request is one encoded message, already bounded by its client.
-                    let message = body.collect().await?.to_bytes();
-                    let (reply, recv) = Self::send_on(send, parts, message).await?;
-                    Ok(reply.map(|()| ReplyBody::Own { recv, data_done: false }))
-                }
-                Sender::Hyper(mut send) => {
-                    let reply = send.send_request(http::Request::from_parts(parts, body)).await?;
-                    Ok(reply.map(ReplyBody::Hyper))
-                }
-            }
+            // Every request the gateway sends (a call's, the health watch's) is one encoded message, already
+            // bounded by its client: sent whole, in one DATA frame.
+            let message = body.collect().await?.to_bytes();
+            let (reply, recv) = this.send(parts, message).await?;
+            Ok(reply.map(|()| ReplyBody { recv, data_done: false }))
         })
     }
 }
 
 impl Connection {
     /// Sends a request whose body is `message` (one DATA frame, ending the stream; none if empty) and waits for
-    /// the reply's headers. `request`'s URI needs only its path: the scheme and `:authority` are the replica's.
-    pub async fn send(
+    /// the reply's headers. The request's URI needs only its path: the scheme and `:authority` are the replica's.
+    async fn send(
         &self,
-        request: http::Request<()>,
+        mut parts: http::request::Parts,
         message: Bytes,
     ) -> Result<(http::Response<()>, h2::RecvStream), BoxError> {
-        let (parts, ()) = request.into_parts();
-        let parts = self.addressed(parts)?;
-        match self.ready().await? {
-            Sender::Own(send) => Self::send_on(send, parts, message).await,
-            Sender::Hyper(_) => Err("the gateway's unary client needs its own HTTP/2 connection, not hyper's".into()),
-        }
-    }
-
-    /// `parts` with the replica's scheme and `:authority`, and the gateway's user agent unless it has one.
-    fn addressed(&self, mut parts: http::request::Parts) -> Result<http::request::Parts, BoxError> {
         let mut uri = parts.uri.into_parts();
         uri.scheme = Some(self.shared.scheme.clone());
         uri.authority = Some(self.shared.authority.clone());
         parts.uri = Uri::from_parts(uri)?;
         parts.headers.entry(http::header::USER_AGENT).or_insert(HeaderValue::from_static(USER_AGENT));
-        Ok(parts)
-    }
-
-    /// Sends the request on `h2`'s stream and waits for the reply's headers.
-    async fn send_on(
-        mut send: h2::client::SendRequest<Bytes>,
-        parts: http::request::Parts,
-        message: Bytes,
-    ) -> Result<(http::Response<()>, h2::RecvStream), BoxError> {
+        let mut send = self.ready().await?;
         let (response, mut stream) = send.send_request(http::Request::from_parts(parts, ()), message.is_empty())?;
         if !message.is_empty() {
             stream.send_data(message, true)?;
@@ -515,7 +415,6 @@ mod tests {
             keepalive_interval: Duration::from_secs(10),
             keepalive_timeout: Duration::from_secs(10),
             tls: None,
-            http2: Http2Client::Own,
         }
     }
 

@@ -2,7 +2,7 @@
 //! balanced set of compute replicas, with deadlines, retries of these idempotent calls, and admission control.
 //!
 //! Layout: [`discovery`] finds the replicas and [`balancer`] knows their health, each replica reached over HTTP/2
-//! [`connection`]s of the gateway's own and called by a [`unary`] gRPC client of its own; [`service`] is the gRPC
+//! [`connection`]s of the gateway's own and called by tonic's generated client ([`compute_client`]); [`service`] is the gRPC
 //! surface and its request path, whose last step, [`wait`], gets compute's reply in the requested style: through
 //! [`forward`] (one replica per attempt, transport failures retried) or the [`blocking_client`]. [`method`] makes one
 //! generic path serve both methods; [`upstream_status`] decides what a status from compute means, and [`error`] how
@@ -20,7 +20,6 @@ pub mod error;
 pub mod forward;
 pub mod method;
 pub mod service;
-pub mod unary;
 pub mod upstream_status;
 pub mod wait;
 
@@ -78,11 +77,9 @@ pub async fn run_with_resolver(
             keepalive_interval: config.compute_keepalive_interval,
             keepalive_timeout: config.compute_keepalive_timeout,
             tls,
-            http2: config.compute_client_stack.http2(),
         },
         max_message_bytes: config.max_message_bytes,
         accept_compressed: config.compute_compression.accepted(),
-        stack: config.compute_client_stack,
         connections: config.compute_connections,
         shards: config.runtime.shards(config.workers),
     };

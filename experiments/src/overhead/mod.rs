@@ -14,7 +14,6 @@ mod output;
 mod profile;
 mod servers;
 mod shapes;
-mod stacks;
 
 use std::{path::PathBuf, time::Duration};
 
@@ -63,12 +62,6 @@ pub struct OverheadArgs {
     /// Where the report folder goes (raw numbers; flame graphs with --profile).
     #[arg(long, default_value = "target/offload-overhead")]
     pub out: PathBuf,
-    /// Instead of the rounds above: the gateway's client code against the alternatives (its own unary client,
-    /// tonic's generated client, each on its own HTTP/2 connection, and tonic's client on hyper's connection), a
-    /// gateway of each in front of the same compute, under `--connections` × `--streams` and one connection with
-    /// `--one-connection-streams`, for `--rounds` rounds.
-    #[arg(long)]
-    pub client_stacks: bool,
     /// A flag passed on to compute, e.g. `--compute-arg=--workers=1` (repeatable): the cost of a setting,
     /// measured beside the same echo.
     #[arg(long = "compute-arg", value_name = "FLAG", allow_hyphen_values = true)]
@@ -98,21 +91,6 @@ async fn overhead(args: OverheadArgs) -> anyhow::Result<()> {
     std::fs::write(scratch.join("request.bin"), body)?;
 
     let servers = Servers::start(&args.compute_args, &args.gateway_args).await?;
-    if args.client_stacks {
-        let shapes = [
-            Load { connections: args.connections, streams: args.streams, duration: args.duration },
-            Load { connections: 1, streams: args.one_connection_streams, duration: args.duration },
-        ];
-        let runs =
-            stacks::measure(&h2load, &servers, &shapes, args.rounds, args.warmup, &args.gateway_args, &scratch).await;
-        servers.stop();
-        let table = stacks::table(&runs?);
-        print!("{table}");
-        let written = scratch.join("client-stacks.txt");
-        std::fs::write(&written, &table)?;
-        println!("wrote {}", written.display());
-        return Ok(());
-    }
     let result = measure_all(&args, &h2load, &servers, &scratch);
     let shaped = match &result {
         Ok(_) => {
