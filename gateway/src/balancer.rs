@@ -29,9 +29,9 @@ use tokio::{sync::Notify, task::AbortHandle};
 use tonic::codec::CompressionEncoding;
 
 use crate::{
+    compute_client::{self, ComputeClient},
     connection::{ConnectSettings, Connection},
     discovery::Endpoints,
-    unary::UnaryClient,
 };
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
 
@@ -42,7 +42,7 @@ pub struct Replica {
     pub url: String,
     /// A client per connection to the replica: `--compute-connections` of them for each shard of a
     /// `--runtime thread-per-core` gateway (shard `s` has the `s`-th run of them), calls taking their shard's in turn.
-    clients: Vec<UnaryClient>,
+    clients: Vec<ComputeClient>,
     /// How many of `clients` each shard has (all of them when the gateway is not sharded).
     per_shard: usize,
     /// The next call's client, modulo `per_shard`.
@@ -60,7 +60,7 @@ pub struct Replica {
 
 impl Replica {
     /// The client for the next call: each of the calling shard's connections to the replica in turn.
-    pub fn client(&self) -> &UnaryClient {
+    pub fn client(&self) -> &ComputeClient {
         // One connection per shard (the default) takes no turn: the counter is shared by every shard's thread.
         let turn = match self.per_shard {
             1 => 0,
@@ -118,8 +118,8 @@ pub struct ClientSettings {
 
 impl ClientSettings {
     /// A compute client on `connection` with these settings (both of the gateway's clients are built here).
-    pub fn client(&self, connection: Connection) -> UnaryClient {
-        UnaryClient::new(connection, self.max_message_bytes, self.accept_compressed)
+    pub fn client(&self, connection: Connection) -> ComputeClient {
+        compute_client::on(connection, self.max_message_bytes, self.accept_compressed)
     }
 }
 
@@ -184,12 +184,12 @@ impl Balancer {
     fn connect(&self, url: &str) -> Result<Arc<Replica>, String> {
         let open = || Connection::lazy(url, self.settings.connect.clone());
         let (per_shard, shards) = (self.settings.connections.max(1), self.settings.shards.unwrap_or(1).max(1));
-        let clients =
-            (0..per_shard * shards).map(|_| Ok(self.settings.client(open()?))).collect::<Result<Vec<_>, String>>()?;
+        let connections = (0..per_shard * shards).map(|_| open()).collect::<Result<Vec<_>, String>>()?;
         let connection = match self.settings.shards {
             Some(_) => open()?,
-            None => clients[0].connection().clone(),
+            None => connections[0].clone(),
         };
+        let clients = connections.into_iter().map(|c| self.settings.client(c)).collect();
         let replica = Arc::new(Replica {
             url: url.to_owned(),
             clients,

@@ -123,8 +123,8 @@ impl TlsClient {
     }
 }
 
-/// The connection to one replica: calls go through [`Connection::send`] ([`crate::unary`]'s client), the health
-/// stream through tonic's generated client on it (a tower service of HTTP requests); clones share it.
+/// The connection to one replica, a tower service of HTTP requests that tonic's generated clients call on (the
+/// calls' [`crate::compute_client`] and the health stream's); clones share it.
 #[derive(Clone)]
 pub struct Connection {
     shared: Arc<Shared>,
@@ -373,9 +373,10 @@ impl tower::Service<http::Request<tonic::body::Body>> for Connection {
         let this = self.clone();
         Box::pin(async move {
             let (parts, body) = request.into_parts();
-            // The health stream's request is one encoded message, already bounded by its client.
+            // Every request the gateway sends (a call's, the health watch's) is one encoded message, already
+            // bounded by its client: sent whole, in one DATA frame.
             let message = body.collect().await?.to_bytes();
-            let (reply, recv) = this.send(http::Request::from_parts(parts, ()), message).await?;
+            let (reply, recv) = this.send(parts, message).await?;
             Ok(reply.map(|()| ReplyBody { recv, data_done: false }))
         })
     }
@@ -383,13 +384,12 @@ impl tower::Service<http::Request<tonic::body::Body>> for Connection {
 
 impl Connection {
     /// Sends a request whose body is `message` (one DATA frame, ending the stream; none if empty) and waits for
-    /// the reply's headers. `request`'s URI needs only its path: the scheme and `:authority` are the replica's.
-    pub async fn send(
+    /// the reply's headers. The request's URI needs only its path: the scheme and `:authority` are the replica's.
+    async fn send(
         &self,
-        request: http::Request<()>,
+        mut parts: http::request::Parts,
         message: Bytes,
     ) -> Result<(http::Response<()>, h2::RecvStream), BoxError> {
-        let (mut parts, ()) = request.into_parts();
         let mut uri = parts.uri.into_parts();
         uri.scheme = Some(self.shared.scheme.clone());
         uri.authority = Some(self.shared.authority.clone());

@@ -2,7 +2,7 @@
 //! balanced set of compute replicas, with deadlines, retries of these idempotent calls, and admission control.
 //!
 //! Layout: [`discovery`] finds the replicas and [`balancer`] knows their health, each replica reached over HTTP/2
-//! [`connection`]s of the gateway's own and called by a [`unary`] gRPC client of its own; [`service`] is the gRPC
+//! [`connection`]s of the gateway's own and called by tonic's generated client ([`compute_client`]); [`service`] is the gRPC
 //! surface and its request path, whose last step, [`wait`], gets compute's reply in the requested style: through
 //! [`forward`] (one replica per attempt, transport failures retried) or the [`blocking_client`]. [`method`] makes one
 //! generic path serve both methods; [`upstream_status`] decides what a status from compute means, and [`error`] how
@@ -12,6 +12,7 @@
 
 pub mod balancer;
 pub mod blocking_client;
+pub mod compute_client;
 pub mod config;
 pub mod connection;
 pub mod discovery;
@@ -19,7 +20,6 @@ pub mod error;
 pub mod forward;
 pub mod method;
 pub mod service;
-pub mod unary;
 pub mod upstream_status;
 pub mod wait;
 

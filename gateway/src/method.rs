@@ -4,9 +4,9 @@
 use std::{future::Future, pin::Pin};
 
 use offload_proto::v1::{Execution, FactorialRequest, FactorialResponse, SumOfSquaresRequest, SumOfSquaresResponse};
-use tonic::{Request, Response, Status, codegen::http::uri::PathAndQuery};
+use tonic::{Request, Response, Status};
 
-use crate::unary::UnaryClient;
+use crate::compute_client::ComputeClient;
 
 /// A reply on its way from compute.
 pub type ReplyFuture<R> = Pin<Box<dyn Future<Output = Result<Response<R>, Status>> + Send>>;
@@ -19,13 +19,8 @@ pub trait ComputeMethod: prost::Message + Clone + Send + Sync + 'static {
     /// The method's name (`Factorial`), for spans and metrics.
     const NAME: &'static str;
 
-    /// The method's path on compute (`/offload.v1.Compute/Factorial`).
-    const PATH: &'static str;
-
-    /// Calls the method on `client`.
-    fn call(client: UnaryClient, request: Request<Self>) -> ReplyFuture<Self::Reply> {
-        Box::pin(async move { client.call(PathAndQuery::from_static(Self::PATH), request).await })
-    }
+    /// Calls compute's method of the same name on `client`.
+    fn call(client: ComputeClient, request: Request<Self>) -> ReplyFuture<Self::Reply>;
 
     /// The gateway-only field saying how to wait for compute (cleared before forwarding).
     fn upstream_wait(&mut self) -> &mut i32;
@@ -43,7 +38,10 @@ pub trait ComputeMethod: prost::Message + Clone + Send + Sync + 'static {
 impl ComputeMethod for FactorialRequest {
     type Reply = FactorialResponse;
     const NAME: &'static str = "Factorial";
-    const PATH: &'static str = "/offload.v1.Compute/Factorial";
+
+    fn call(mut client: ComputeClient, request: Request<Self>) -> ReplyFuture<Self::Reply> {
+        Box::pin(async move { client.factorial(request).await })
+    }
 
     fn upstream_wait(&mut self) -> &mut i32 {
         &mut self.upstream_wait
@@ -65,7 +63,10 @@ impl ComputeMethod for FactorialRequest {
 impl ComputeMethod for SumOfSquaresRequest {
     type Reply = SumOfSquaresResponse;
     const NAME: &'static str = "SumOfSquares";
-    const PATH: &'static str = "/offload.v1.Compute/SumOfSquares";
+
+    fn call(mut client: ComputeClient, request: Request<Self>) -> ReplyFuture<Self::Reply> {
+        Box::pin(async move { client.sum_of_squares(request).await })
+    }
 
     fn upstream_wait(&mut self) -> &mut i32 {
         &mut self.upstream_wait
@@ -81,18 +82,5 @@ impl ComputeMethod for SumOfSquaresRequest {
 
     fn execution_mut(reply: &mut SumOfSquaresResponse) -> &mut Option<Execution> {
         &mut reply.execution
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use offload_proto::service_names;
-
-    use super::*;
-
-    #[test]
-    fn each_method_calls_computes_method_of_the_same_name() {
-        assert_eq!(FactorialRequest::PATH, format!("/{}/{}", service_names::COMPUTE, FactorialRequest::NAME));
-        assert_eq!(SumOfSquaresRequest::PATH, format!("/{}/{}", service_names::COMPUTE, SumOfSquaresRequest::NAME));
     }
 }
