@@ -7,7 +7,8 @@
 //!
 //! The shell is read as far as the pages use it: `\` line continuations, quotes and escapes, `# comments`, pipes,
 //! lists (`&&`, `||`, `;`, `&`) and redirections (the offload command of a pipeline is the one kept), environment
-//! assignments before the command, `cargo run [--release] -p BIN -- ARGS`, and a synopsis's optional parts
+//! assignments before the command (dropped; one of offload's own `OFFLOAD_…` leaves the command unchecked, with the
+//! reason), `cargo run [--release] -p BIN -- ARGS`, and a synopsis's optional parts
 //! (`[--rps 200]`, `[--probe health|METHOD]`: the first alternative). `$VAR`s and `<placeholder>`s take a plausible
 //! value from [`PLACEHOLDERS`]; a command with one not there is returned unchecked with the reason. No crate
 //! splits shell words *and* operators (`shlex` and `shell-words` read words only), hence the small reader here.
@@ -114,13 +115,19 @@ fn read(page: &Page, line: usize, text: &str, inline: bool) -> Vec<DocCommand> {
     };
     let mut found = Vec::new();
     for words in simple {
-        // Environment assignments before the command are the environment's, not its arguments.
-        let words: Vec<&Word> = words.iter().skip_while(|w| is_assignment(&w.text)).collect();
+        // Environment assignments before the command are the environment's, not its arguments; one of offload's
+        // own variables would be a setting this reader does not parse, so it says so.
+        let assigned = words.iter().take_while(|w| is_assignment(&w.text)).count();
+        let offload_env = words[..assigned].iter().find(|w| w.text.starts_with("OFFLOAD_"));
+        let words: Vec<&Word> = words[assigned..].iter().collect();
         let Some((program, args, cargo)) = program_and_args(&words, inline) else { continue };
         if inline && !cargo && !args.iter().any(|w| w.text.starts_with('-')) {
             continue;
         }
-        let args = match args.iter().find_map(|w| w.unresolved.clone()) {
+        let unresolved = args.iter().find_map(|w| w.unresolved.clone()).or_else(|| {
+            offload_env.map(|w| format!("{} sets a setting through the environment, which is not parsed here", w.text))
+        });
+        let args = match unresolved {
             Some(why) => Err(why),
             None => Ok(args.iter().map(|w| w.text.clone()).collect()),
         };
@@ -374,6 +381,7 @@ valgrind --tool=callgrind target/release/offload-compute --listen 127.0.0.1:0 &
 offload-bench stall --target HOST:PORT -d '{json}' \
     [-c 8] [--probe health|package.Service/Method] [--json out.json]
 offload-bench load --call "$METHOD" x 2>/dev/null | tail -1
+OFFLOAD_COMPUTE_WORKERS=2 offload-compute
 ```
 "#;
         assert_eq!(
@@ -416,6 +424,11 @@ offload-bench load --call "$METHOD" x 2>/dev/null | tail -1
                     ]
                 ),
                 (Program::Bench, Err("the variable $METHOD".to_string())),
+                (
+                    Program::Compute,
+                    Err("OFFLOAD_COMPUTE_WORKERS=2 sets a setting through the environment, which is not parsed here"
+                        .to_string())
+                ),
             ]
         );
     }
