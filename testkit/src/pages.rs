@@ -7,6 +7,7 @@
 //! length, indented code, reference links and code spans in tables are seen as GitHub sees them.
 
 pub mod commands;
+mod shell;
 
 use std::{
     collections::BTreeMap,
