@@ -14,6 +14,7 @@
 //! - [`foreign`]: a gRPC service that is not offload's (Python), for the load generator's tests.
 //! - [`python`]: Python peers and checkers in private virtualenvs under `target/`.
 //! - [`browser`]: headless Chromium, for the pages people look at (their DOM as the browser built it, a screenshot).
+//! - [`pages`]: the user-facing Markdown pages, their links, headings and the offload command lines they show.
 //!
 //! It depends on the servers' public contract only (`offload-proto`, their flags and log lines), never on their
 //! code: what it tests is what a user runs.
@@ -27,6 +28,7 @@ pub mod fault_proxy;
 pub mod foreign;
 pub mod hostile;
 pub mod job;
+pub mod pages;
 pub mod prometheus;
 pub mod python;
 pub mod raw;

@@ -76,7 +76,12 @@ pub struct CompareArgs {
     pub modes: Vec<ExecMode>,
     /// Gateway upstream-wait styles to compare (heavy jobs in RAYON, so compute is never the problem),
     /// comma-separated; `none` to skip.
-    #[arg(long, value_delimiter = ',', default_value = "async,blocking,spawn-blocking,spawn-task")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_parser = wait_or_none,
+        default_value = "async,blocking,spawn-blocking,spawn-task"
+    )]
     pub waits: Vec<String>,
     /// The gateway's tokio runtime in the mode rounds and the hop comparison (its own default).
     #[arg(long, value_enum, default_value_t = ServerRuntime::ThreadPerCore)]
@@ -136,6 +141,16 @@ pub struct CompareArgs {
     /// have them all.
     #[arg(long)]
     pub wide: bool,
+}
+
+/// One `--waits` value, checked at parse time (a misspelt style is refused before the mode rounds run): a wait
+/// style, or `none`.
+fn wait_or_none(value: &str) -> Result<String, String> {
+    let value = value.trim();
+    if value.is_empty() || value == "none" {
+        return Ok(value.to_string());
+    }
+    value.parse::<UpstreamWait>().map(|_| value.to_string()).map_err(|e| e.to_string())
 }
 
 /// Runs the comparison and writes its report.

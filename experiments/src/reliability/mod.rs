@@ -19,6 +19,19 @@ use self::{
     scenarios::{AdmissionPlan, DeadlinePlan, Keepalive, OverloadPlan, SoakPlan, Steady},
 };
 
+/// The scenarios `--scenarios` names, known at parse time so a misspelt one is refused before any runs.
+const SCENARIOS: [&str; 9] = [
+    "replica-loss",
+    "rolling-restart",
+    "blackhole",
+    "slow-link",
+    "link-reset",
+    "overload",
+    "overload-per-replica",
+    "deadlines",
+    "soak",
+];
+
 /// Options of the reliability run. The defaults take about three minutes on 2 cores.
 #[derive(Debug, Clone, Args)]
 pub struct ReliabilityArgs {
@@ -26,6 +39,7 @@ pub struct ReliabilityArgs {
     #[arg(
         long,
         value_delimiter = ',',
+        value_parser = clap::builder::PossibleValuesParser::new(SCENARIOS),
         default_value = "replica-loss,rolling-restart,blackhole,slow-link,link-reset,overload,overload-per-replica,deadlines,soak"
     )]
     pub scenarios: Vec<String>,

@@ -10,6 +10,7 @@ mod compute_cli;
 mod deadlines_and_shutdown;
 mod deploy;
 mod discovery;
+mod doc_pages;
 mod foreign_service;
 mod gateway_cli;
 mod hostile_clients;

@@ -9,26 +9,24 @@
 //!
 //! The servers are linked in as the hidden `compute` and `gateway` subcommands, so the experiments can start them
 //! as child processes of this one executable: `cargo run -p offload-bench -- compare` builds everything it needs.
+//!
+//! The command line is this library, the executable only its `main`: the documentation check
+//! (`tests/cli/doc_commands.rs`) parses every `offload-bench` command the pages show with this very [`Cli`].
 
-use clap::{Parser, Subcommand};
+use clap::Subcommand;
 use offload_experiments::{compare, overhead, reliability, stall};
 use offload_loadgen::load;
 
-/// The servers' allocator, for the servers this executable runs as child processes and for the load generator
-/// (why: the workspace manifest, beside the dependency).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Load generator, execution-mode comparison and reliability experiments for offload.
-#[derive(Debug, Parser)]
+#[derive(Debug, clap::Parser)]
 #[command(name = "offload-bench", version)]
-struct Cli {
+pub struct Cli {
     #[command(subcommand)]
-    command: Command,
+    pub command: Command,
 }
 
 #[derive(Debug, Subcommand)]
-enum Command {
+pub enum Command {
     /// Run the same mixed load against every execution mode and report what blocking costs (the main job).
     Compare(compare::CompareArgs),
     /// One load test against any gRPC endpoint: ghz's flags, config files (JSON, TOML, YAML) and every ghz
@@ -61,8 +59,9 @@ enum Command {
     Gateway(offload_gateway::Config),
 }
 
-fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
+/// Runs what the command line asks for.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
         Command::Compute(config) => {
             let _telemetry = offload_telemetry::init("offload-compute", config.log_format)?;
             offload_compute::serve_blocking(config)
