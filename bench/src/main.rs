@@ -1,6 +1,8 @@
 //! `offload-bench`: the command line of offload's tools.
 //!
 //! - `load`: one ghz-compatible load test against any endpoint (`offload-loadgen`).
+//! - `merge`: one exact report from the reports of several runs (the shards of a split `load`).
+//! - `diff`: did the candidate run get slower than the base? Per percentile, with a confidence interval.
 //! - `compare`: the main job: every execution mode under the same mixed load (`offload-experiments`).
 //! - `reliability`: faults, overload and a soak against a gateway and several replicas (`offload-experiments`).
 //! - `overhead`: where each microsecond of a trivial call goes: a bare tonic echo, compute and the gateway under
@@ -10,9 +12,11 @@
 //! The servers are linked in as the hidden `compute` and `gateway` subcommands, so the experiments can start them
 //! as child processes of this one executable: `cargo run -p offload-bench -- compare` builds everything it needs.
 
+use std::process::ExitCode;
+
 use clap::{Parser, Subcommand};
 use offload_experiments::{compare, overhead, reliability, stall};
-use offload_loadgen::load;
+use offload_loadgen::{load, merge, threshold};
 
 /// The servers' allocator, for the servers this executable runs as child processes and for the load generator
 /// (why: the workspace manifest, beside the dependency).
@@ -37,6 +41,10 @@ enum Command {
     /// Where it differs from ghz on purpose: --rps and --load-schedule send open-loop, latency measured from each
     /// call's scheduled send time; reports add p99.9.
     Load(Box<load::LoadArgs>),
+    /// One report from the JSON reports of several runs of one method on one target (the shards of a split
+    /// run): counts, rps, statuses, errors and every percentile from the merged histograms, exactly as one process
+    /// that had recorded every call would report them. --threshold is checked on the merged run (exit code 99).
+    Merge(merge::MergeArgs),
     /// Replica loss, rolling restart, overload, deadlines and a soak against a gateway and several replicas.
     Reliability(reliability::ReliabilityArgs),
     /// Does this gRPC server block its event loop? Probe latency idle, then under a call, and a verdict.
@@ -61,21 +69,28 @@ enum Command {
     Gateway(offload_gateway::Config),
 }
 
-fn main() -> anyhow::Result<()> {
+/// A run whose thresholds failed exits with k6's code, so a CI job fails on it.
+fn thresholds_held(held: bool) -> ExitCode {
+    if held { ExitCode::SUCCESS } else { ExitCode::from(threshold::FAILED_EXIT_CODE) }
+}
+
+fn main() -> anyhow::Result<ExitCode> {
+    let done = |result: anyhow::Result<()>| result.map(|()| ExitCode::SUCCESS);
     match Cli::parse().command {
         Command::Compute(config) => {
             let _telemetry = offload_telemetry::init("offload-compute", config.log_format)?;
-            offload_compute::serve_blocking(config)
+            done(offload_compute::serve_blocking(config))
         }
         Command::Gateway(config) => {
             let _telemetry = offload_telemetry::init("offload-gateway", config.log_format)?;
-            offload_gateway::serve_blocking(config)
+            done(offload_gateway::serve_blocking(config))
         }
-        Command::Echo(args) => overhead::serve_echo(args),
-        Command::Load(args) => load::run(*args),
-        Command::Compare(args) => compare::run(args),
-        Command::Reliability(args) => reliability::run(args),
-        Command::Stall(args) => stall::run(args),
-        Command::Overhead(args) => overhead::run(args),
+        Command::Echo(args) => done(overhead::serve_echo(args)),
+        Command::Load(args) => load::run(*args).map(thresholds_held),
+        Command::Merge(args) => merge::run(args).map(thresholds_held),
+        Command::Compare(args) => done(compare::run(args)),
+        Command::Reliability(args) => done(reliability::run(args)),
+        Command::Stall(args) => done(stall::run(args)),
+        Command::Overhead(args) => done(overhead::run(args)),
     }
 }

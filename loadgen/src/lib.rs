@@ -13,6 +13,7 @@
 //! [`config`] files; [`duration`] reads Go durations; [`limits`] bounds every number a user or a server gives;
 //! [`text`] escapes what a server says before a text output shows it; [`runtime`] is the client's tokio runtime.
 
+pub mod abort;
 pub mod call;
 pub mod codec;
 pub mod config;
@@ -22,10 +23,14 @@ pub mod duration;
 pub mod dynamic_call;
 pub mod error_texts;
 pub mod format;
+pub mod health;
+pub mod histogram_codec;
 pub mod html;
+pub mod intervals;
 pub mod json;
 pub mod limits;
 pub mod load;
+pub mod merge;
 pub mod recording;
 pub mod reflection;
 pub mod report;
@@ -34,7 +39,9 @@ pub mod request;
 pub mod runner;
 pub mod runtime;
 pub mod schedule;
+pub mod shard;
 pub mod skip_tls;
 pub mod template;
 pub mod text;
+pub mod threshold;
 pub mod timeline;
