@@ -16,7 +16,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use offload_experiments::{compare, overhead, reliability, stall};
-use offload_loadgen::{load, merge, threshold};
+use offload_loadgen::{diff, load, merge, threshold};
 
 /// The servers' allocator, for the servers this executable runs as child processes and for the load generator
 /// (why: the workspace manifest, beside the dependency).
@@ -45,6 +45,11 @@ enum Command {
     /// run): counts, rps, statuses, errors and every percentile from the merged histograms, exactly as one process
     /// that had recorded every call would report them. --threshold is checked on the merged run (exit code 99).
     Merge(merge::MergeArgs),
+    /// Did the candidate run get slower than the base? Per percentile, the change with a bootstrap confidence
+    /// interval over the runs' seconds, and a verdict: regression, improvement or no change.
+    ///
+    /// Exit code 1 on a regression (so a CI job can gate on it), 2 when the reports cannot be compared.
+    Diff(diff::DiffArgs),
     /// Replica loss, rolling restart, overload, deadlines and a soak against a gateway and several replicas.
     Reliability(reliability::ReliabilityArgs),
     /// Does this gRPC server block its event loop? Probe latency idle, then under a call, and a verdict.
@@ -88,6 +93,14 @@ fn main() -> anyhow::Result<ExitCode> {
         Command::Echo(args) => done(overhead::serve_echo(args)),
         Command::Load(args) => load::run(*args).map(thresholds_held),
         Command::Merge(args) => merge::run(args).map(thresholds_held),
+        Command::Diff(args) => match diff::run(args) {
+            Ok(regression) => Ok(if regression { ExitCode::FAILURE } else { ExitCode::SUCCESS }),
+            // 2, as diff(1): the reports could not be compared (1 means a regression).
+            Err(e) => {
+                eprintln!("Error: {e:#}");
+                Ok(ExitCode::from(2))
+            }
+        },
         Command::Compare(args) => done(compare::run(args)),
         Command::Reliability(args) => done(reliability::run(args)),
         Command::Stall(args) => done(stall::run(args)),

@@ -19,6 +19,7 @@ pub mod codec;
 pub mod config;
 pub mod connect;
 pub mod descriptors;
+pub mod diff;
 pub mod duration;
 pub mod dynamic_call;
 pub mod error_texts;
