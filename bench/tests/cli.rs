@@ -4,10 +4,13 @@
 //! would ([`load`]: every output format, stdin, metadata, binary data, TLS, refusals), nonsense refused and ghz's
 //! inputs taken as ghz takes them ([`bad_input`]), runs against misbehaving servers ended by their flags and by
 //! Ctrl-C ([`hostile`]), text outputs a hostile server cannot forge, each parsed by its real consumer
-//! ([`honest_output`]), and a tiny `overhead` run's table is parsed back ([`overhead`]).
+//! ([`honest_output`]), a tiny `overhead` run's table is parsed back ([`overhead`]), and sharded runs, `merge`,
+//! thresholds, `diff` and the generator's own health are tried end to end ([`distributed`]).
 
 #[path = "cli/bad_input.rs"]
 mod bad_input;
+#[path = "cli/distributed.rs"]
+mod distributed;
 #[path = "cli/honest_output.rs"]
 mod honest_output;
 #[path = "cli/hostile.rs"]

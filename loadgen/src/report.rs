@@ -214,7 +214,9 @@ impl Report {
     /// and each detail's `unix_nanos` filled in from their text.
     pub fn read(path: &std::path::Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        // A pod's log (`kubectl logs`) mixes stderr's lines into stdout's: the report is then the line that is one.
         let mut report: Self = serde_json::from_str(&text)
+            .or_else(|e| text.lines().rev().find(|l| l.starts_with('{')).map_or(Err(e), serde_json::from_str))
             .with_context(|| format!("{} is not a JSON report (-O json): cannot read it", path.display()))?;
         report.date_unix_nanos = parse_time(&report.date).map_or(0, unix_nanos);
         for d in &mut report.details {
