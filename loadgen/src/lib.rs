@@ -12,6 +12,11 @@
 //! calls over time from [`timeline`]); [`load`] is the ghz-like command built from them, reading ghz's
 //! [`config`] files; [`duration`] reads Go durations; [`limits`] bounds every number a user or a server gives;
 //! [`text`] escapes what a server says before a text output shows it; [`runtime`] is the client's tokio runtime.
+//!
+//! Past one generator and into CI: a report carries its histograms losslessly ([`histogram_codec`]) and second by
+//! second ([`intervals`]), so [`merge`] adds the reports of a run's [`shard`]s exactly; [`threshold`]s fail a run
+//! (and [`abort`] stops one early); [`diff`] gives a regression verdict with its confidence; and [`health`] says
+//! whether the generator itself limited the run.
 
 pub mod abort;
 pub mod call;

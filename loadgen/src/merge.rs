@@ -132,8 +132,9 @@ pub fn merge(reports: &[(String, Report)]) -> anyhow::Result<(Report, Recording)
     }
     let mut report = Report::new(&merged, options);
     report.name = first.name.clone();
-    if reports.iter().any(|(_, r)| !r.intervals.complete) {
-        // Some run kept only part of its calls one by one: its own seconds, complete, are added instead.
+    if !report.intervals.complete || reports.iter().any(|(_, r)| !r.intervals.complete) {
+        // Some calls are not kept one by one (in a run, or past the bound once merged): the runs' own seconds,
+        // built from more of their calls, are added instead.
         report.intervals = Intervals::merge(reports.iter().map(|(_, r)| &r.intervals))?;
     }
     report.merged_from = reports
