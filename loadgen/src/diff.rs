@@ -343,7 +343,7 @@ pub fn summary(c: &Comparison) -> String {
     for r in &c.rows {
         let _ = writeln!(
             out,
-            "  {:<8} {:>12} {:>12} {:>9}   {:<22} {}",
+            "  {:<8} {:>12} {:>12} {:>11}   {:<28} {}",
             format!("p{}", r.percentile),
             ms(r.base),
             ms(r.candidate),

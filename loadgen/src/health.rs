@@ -11,7 +11,8 @@
 //!   [`SATURATED_CORE_USE`] and above the threads were busy all the time: calls waited for the generator.
 //!
 //! CPU per call (the process's CPU time over the calls made) says what a call costs the generator, to size how
-//! many generators a target needs.
+//! many generators a target needs. CPU is the whole process's: exact for `load`, one run per process; where
+//! several runs share a process (`compare`'s heavy load and probes), each run's figures count all of them.
 
 use std::time::Duration;
 

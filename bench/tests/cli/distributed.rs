@@ -107,6 +107,7 @@ fn three_shards_send_the_requested_rate_and_merge_into_one_report() {
     assert_eq!(count, counts.iter().sum::<u64>(), "counts add up: {counts:?}");
     assert_eq!(merged["details"].as_array().map(Vec::len), Some(count as usize), "every shard's calls, one by one");
     let rps = merged["rps"].as_f64().expect("rps");
+    println!("three shards: {counts:?} calls, merged {count} calls at {rps:.2} calls/s (requested {rate})");
     assert!((rps - rate).abs() <= rate * 0.02, "merged rate {rps:.1} calls/s, requested {rate}");
     assert!((count as f64 - rate * secs).abs() <= rate * secs * 0.02, "{count} calls, expected {}", rate * secs);
     // Interleaved, not three bursts: consecutive sends of the merged run are about 1/240 s apart.
@@ -228,6 +229,7 @@ fn diff_calls_an_aa_pair_no_change_and_inline_against_rayon_a_regression() {
         assert!(output.status.success(), "{}", stderr(&output));
     }
     let (text, code) = diff(&a, &b);
+    println!("{text}");
     assert!(text.starts_with("NO CHANGE"), "A/A:\n{text}");
     assert_eq!(code, Some(0));
 
@@ -264,6 +266,7 @@ fn diff_calls_an_aa_pair_no_change_and_inline_against_rayon_a_regression() {
         runs.push(path);
     }
     let (text, code) = diff(&runs[1], &runs[0]);
+    println!("{text}");
     assert!(text.starts_with("REGRESSION"), "RAYON → INLINE:\n{text}");
     assert_eq!(code, Some(1), "a regression fails the job");
     let (text, code) = diff(&runs[0], &runs[1]);
