@@ -281,3 +281,35 @@ fn start_in(after: Duration) -> String {
     let at = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).expect("clock") + after;
     format!("{:.3}", at.as_secs_f64())
 }
+
+#[test]
+fn shard_and_threshold_flags_that_cannot_be_honoured_are_refused_by_name() {
+    let refused = |extra: &[&str], env_index: Option<&str>| {
+        let mut command = Command::new(BIN);
+        command.args(["load", "--insecure", "--call", "offload.v1.Compute/Factorial"]).args(extra);
+        command.arg("127.0.0.1:1").env_remove("RUST_BACKTRACE").env_remove("JOB_COMPLETION_INDEX");
+        if let Some(index) = env_index {
+            command.env("JOB_COMPLETION_INDEX", index);
+        }
+        let output = run_within(&mut command, Duration::from_secs(30));
+        assert!(!output.status.success(), "{extra:?} was not refused");
+        stderr(&output)
+    };
+    for (extra, env, expected) in [
+        (&["--shard", "0/3"][..], None, "the index takes 1 to 3"),
+        (&["--shard", "2"], None, "write I/N"),
+        (&["--shards", "3"], None, "JOB_COMPLETION_INDEX is not set"),
+        (&["--shards", "3"], Some("3"), "the index takes 1 to 3"),
+        (&["--shards", "3"], Some("one"), "not a whole number"),
+        (&["--shard", "1/2", "--shards", "2"], None, "both given"),
+        (&["--shard", "3/3", "-c", "2"], None, "shard 3/3 0 worker(s)"),
+        (&["--shard", "3/20", "-c", "40", "-n", "2"], None, "no call"),
+        (&["--start-at", "yesterday"], None, "--start-at \"yesterday\""),
+        (&["--threshold", "latency<5ms"], None, "unknown metric \"latency\""),
+        (&["--threshold", "p(99)<50"], None, "duration with its unit"),
+        (&["--abort-on-fail"], None, "--abort-on-fail needs"),
+    ] {
+        let err = refused(extra, env);
+        assert!(err.contains(expected), "{extra:?}: {err}");
+    }
+}
