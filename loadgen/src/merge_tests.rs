@@ -102,3 +102,21 @@ fn mismatched_runs_and_repeated_shards_are_refused_naming_the_field() {
     reports[0].1.latency_histogram.clear();
     assert!(format!("{:#}", merge(&reports).expect_err("refused")).contains("no latencyHistogram"));
 }
+
+#[test]
+fn a_report_is_read_from_a_pod_log_with_stderr_lines_mixed_in() {
+    let (shards, _) = shards();
+    let report = Report::new(&shards[0], Options::new("offload.v1.Compute.Factorial", "127.0.0.1:1"));
+    let path = std::env::temp_dir().join(format!("offload-merge-log-{}.json", std::process::id()));
+    let log = format!(
+        "--start-at was 0.2 s ago: starting now\n{}\nWARNING: the load generator, not the target, limited this run\n",
+        serde_json::to_string(&report).expect("json")
+    );
+    std::fs::write(&path, log).expect("write");
+    let read = Report::read(&path).expect("the report line is found");
+    assert_eq!(read.latency_histogram, report.latency_histogram);
+    std::fs::write(&path, "no report here\n").expect("write");
+    let e = format!("{:#}", Report::read(&path).expect_err("refused"));
+    assert!(e.contains("is not a JSON report"), "{e}");
+    let _ = std::fs::remove_file(&path);
+}
