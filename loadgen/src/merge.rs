@@ -123,13 +123,14 @@ pub fn merge(reports: &[(String, Report)]) -> anyhow::Result<(Report, Recording)
         options.total += o.total;
         options.concurrency += o.concurrency;
         options.connections += o.connections;
-        options.rps += o.rps;
         options.cpus += o.cpus;
-        options.open_loop_rps = match (options.open_loop_rps, o.open_loop_rps) {
-            (None, None) => None,
-            (a, b) => Some(a.unwrap_or(options.rps as f64) + b.unwrap_or(o.rps as f64)),
-        };
     }
+    // The run's rate: the shards' exact rates added (each may be a fraction: 100/s over three shards), to the
+    // microcall per second so that thirds add up to a whole.
+    let rate: f64 = reports.iter().map(|(_, r)| r.options.open_loop_rps.unwrap_or(r.options.rps as f64)).sum();
+    let rate = (rate * 1e6).round() / 1e6;
+    options.rps = rate.round() as u64;
+    options.open_loop_rps = (rate.fract() != 0.0).then_some(rate);
     let mut report = Report::new(&merged, options);
     report.name = first.name.clone();
     if !report.intervals.complete || reports.iter().any(|(_, r)| !r.intervals.complete) {

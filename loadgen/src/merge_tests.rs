@@ -71,6 +71,13 @@ fn merged_reports_equal_the_report_of_all_raw_samples() {
     assert!((merged.rps - single.rps).abs() < 1e-9, "{} vs {}", merged.rps, single.rps);
     assert_eq!(recording.details.len(), 6_000, "every shard's calls, one by one");
     assert_eq!(merged.merged_from.len(), 3);
+    // Three thirds of 100 calls/s are 100 calls/s.
+    let mut thirds = through_json(&shards, false);
+    for (_, r) in &mut thirds {
+        r.options = r.options.clone().open_loop_at(Some(100.0 / 3.0));
+    }
+    let (merged, _) = merge(&thirds).expect("merges");
+    assert_eq!((merged.options.rps, merged.options.open_loop_rps), (100, None));
     assert!(merged.merged_from[1].contains("shard 2/3"), "{:?}", merged.merged_from);
 }
 
