@@ -8,7 +8,9 @@ use std::{
     time::Duration,
 };
 
-use crate::recording::Recording;
+use tokio::time::Instant;
+
+use crate::{cancel::Cancel, recording::Recording};
 
 /// How often the live recording is checked: k6 checks its thresholds every two seconds; once a second stops a
 /// failing run sooner, and one check (a report over the calls so far) costs far less than a second of calls.
@@ -52,5 +54,18 @@ impl Abort {
     /// Why the run was stopped, if it was.
     pub fn why(&self) -> Option<&str> {
         self.why.get().map(String::as_str)
+    }
+
+    /// Checks the calls so far every [`CHECK_EVERY`] from `start`, and cancels the run at the first failure.
+    pub async fn watch(self, start: Instant, cancel: Cancel) {
+        let mut tick = tokio::time::interval_at(start + CHECK_EVERY, CHECK_EVERY);
+        loop {
+            tick.tick().await;
+            if let Some(why) = self.check() {
+                eprintln!("aborting: {why} (--abort-on-fail)");
+                cancel.cancel();
+                return;
+            }
+        }
     }
 }

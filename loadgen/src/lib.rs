@@ -15,11 +15,12 @@
 //!
 //! Past one generator and into CI: a report carries its histograms losslessly ([`histogram_codec`]) and second by
 //! second ([`intervals`]), so [`merge`] adds the reports of a run's [`shard`]s exactly; [`threshold`]s fail a run
-//! (and [`abort`] stops one early); [`diff`] gives a regression verdict with its confidence; and [`health`] says
+//! (and [`abort`] stops one early, through its [`cancel`]lation); [`diff`] gives a regression verdict with its confidence; and [`health`] says
 //! whether the generator itself limited the run.
 
 pub mod abort;
 pub mod call;
+pub mod cancel;
 pub mod codec;
 pub mod config;
 pub mod connect;

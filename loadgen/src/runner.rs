@@ -32,12 +32,13 @@ use std::{
 
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio::{
-    sync::{Semaphore, mpsc, watch},
+    sync::{Semaphore, mpsc},
     time::Instant,
 };
 
+pub use crate::cancel::Cancel;
 use crate::{
-    abort::{self, Abort},
+    abort::Abort,
     health::{self, Observed},
     recording::{EndReason, Recording},
     schedule::Schedule,
@@ -104,40 +105,6 @@ pub struct Controls {
     pub start_at: Option<SystemTime>,
     /// Stop when a check of the calls so far fails (`--abort-on-fail`).
     pub abort: Option<Abort>,
-}
-
-/// A run's cancellation: set once, seen by every worker at once, awaited by the calls in flight. Cheap to clone
-/// (clones share it).
-#[derive(Debug, Clone)]
-pub struct Cancel(Arc<watch::Sender<bool>>);
-
-impl Default for Cancel {
-    fn default() -> Self {
-        Self(Arc::new(watch::Sender::new(false)))
-    }
-}
-
-impl Cancel {
-    /// A cancellation not yet set.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Sets it: every holder sees it.
-    pub fn cancel(&self) {
-        self.0.send_replace(true);
-    }
-
-    /// Whether it is set.
-    pub fn is_cancelled(&self) -> bool {
-        *self.0.borrow()
-    }
-
-    /// Resolves once it is set (at once if it already is).
-    pub async fn cancelled(&self) {
-        let mut seen = self.0.subscribe();
-        let _ = seen.wait_for(|&set| set).await;
-    }
 }
 
 /// What a call in flight at Ctrl-C becomes: a client-side cancellation, as grpc-go reports one.
@@ -306,7 +273,10 @@ async fn run_boxed(plan: Plan, mut controls: Controls, invoke: Invoke, progress:
         controls,
         progress: progress.clone(),
     });
-    let watch = run.controls.abort.clone().map(|abort| tokio::spawn(watch_thresholds(Arc::clone(&run), abort)));
+    let watch = match (&run.controls.abort, &run.controls.cancel) {
+        (Some(abort), Some(cancel)) => Some(tokio::spawn(abort.clone().watch(run.start, cancel.clone()))),
+        _ => None,
+    };
     let (mut recording, lateness) = match open {
         Some(rate) => {
             let (recording, lateness) = open_loop(Arc::clone(&run), rate, plan.concurrency.max(1)).await;
@@ -361,21 +331,6 @@ async fn start_time(controls: &Controls) -> (Instant, SystemTime) {
                 eprintln!("--start-at was {:.1} s ago: starting now", late.as_secs_f64());
             }
             (Instant::now(), now)
-        }
-    }
-}
-
-/// Checks the calls so far once a second and cancels the run at the first failure (`--abort-on-fail`).
-async fn watch_thresholds(run: Arc<Run>, abort: Abort) {
-    let mut tick = tokio::time::interval_at(run.start + abort::CHECK_EVERY, abort::CHECK_EVERY);
-    loop {
-        tick.tick().await;
-        if let Some(why) = abort.check() {
-            eprintln!("aborting: {why} (--abort-on-fail)");
-            if let Some(cancel) = &run.controls.cancel {
-                cancel.cancel();
-            }
-            return;
         }
     }
 }
