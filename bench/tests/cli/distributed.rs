@@ -1,7 +1,8 @@
 //! Load past one generator and into CI, end to end against a real compute server: three shard processes send the
 //! requested total rate and `merge` into one report; `--threshold` fails a run (and a merged run) with exit code
 //! 99, `--abort-on-fail` stops it early; `diff` calls an A/A pair `no change` and INLINE against RAYON under the
-//! same heavy load a regression one way and an improvement the other; a starved generator says so first.
+//! same heavy load a regression one way and an improvement the other; a generator starved of CPU (pinned beside
+//! busy loops at the lowest priority) says so first.
 
 use std::{
     path::{Path, PathBuf},
@@ -188,28 +189,45 @@ fn thresholds_fail_a_run_with_exit_code_99_and_abort_it_early() {
     server.stop(Duration::from_secs(5));
 }
 
+/// Busy loops pinned to CPU 0, killed when dropped: what starves a generator pinned there at the lowest priority.
+struct Hogs(Vec<std::process::Child>);
+
+impl Drop for Hogs {
+    fn drop(&mut self) {
+        for hog in &mut self.0 {
+            let _ = hog.kill();
+            let _ = hog.wait();
+        }
+    }
+}
+
 #[test]
 fn a_starved_generator_says_so_first() {
     let _turn = one_at_a_time();
+    let tools =
+        ["taskset", "nice"].map(|tool| Command::new(tool).arg("--version").output().is_ok_and(|o| o.status.success()));
+    if tools.contains(&false) {
+        offload_testkit::skip::missing_tool(format_args!(
+            "starved generator: taskset and nice (util-linux, coreutils)"
+        ));
+        return;
+    }
     let server = compute();
-    // One worker thread asked for 50 000 calls/s: it cannot keep the schedule.
-    let args = strings(&[
-        "load",
-        "--quiet",
-        "--insecure",
-        "--call",
-        "grpc.health.v1.Health/Check",
-        "--cpus",
-        "1",
-        "--rps",
-        "50000",
-        "-c",
-        "10000",
-        "-z",
-        "2s",
-        &server.url(),
-    ]);
-    let output = bench(&args, Duration::from_secs(60));
+    // The generator shares CPU 0 with two busy loops, at nice 19: about 1 % of a core, less than 500 calls/s need.
+    let hog = || {
+        Command::new("taskset")
+            .args(["-c", "0", "sh", "-c", "while :; do :; done"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("start a busy loop")
+    };
+    let hogs = Hogs(vec![hog(), hog()]);
+    let mut command = Command::new("taskset");
+    command.args(["-c", "0", "nice", "-n", "19", BIN, "load", "--quiet", "--insecure"]);
+    command.args(["--call", "grpc.health.v1.Health/Check", "--cpus", "1", "--rps", "500", "-c", "10000", "-z", "2s"]);
+    command.arg(server.url()).env_remove("RUST_BACKTRACE");
+    let output = run_within(&mut command, Duration::from_secs(120));
+    drop(hogs);
     assert!(output.status.success(), "{}", stderr(&output));
     let summary = String::from_utf8_lossy(&output.stdout);
     assert!(
