@@ -1,6 +1,8 @@
 //! `offload-bench`: the command line of offload's tools.
 //!
 //! - `load`: one ghz-compatible load test against any endpoint (`offload-loadgen`).
+//! - `merge`: one exact report from the reports of several runs (the shards of a split `load`).
+//! - `diff`: did the candidate run get slower than the base? Per percentile, with a confidence interval.
 //! - `compare`: the main job: every execution mode under the same mixed load (`offload-experiments`).
 //! - `reliability`: faults, overload and a soak against a gateway and several replicas (`offload-experiments`).
 //! - `overhead`: where each microsecond of a trivial call goes: a bare tonic echo, compute and the gateway under
@@ -13,9 +15,11 @@
 //! The command line is this library, the executable only its `main`: the documentation check
 //! (`tests/cli/doc_commands.rs`) parses every `offload-bench` command the pages show with this very [`Cli`].
 
+use std::process::ExitCode;
+
 use clap::Subcommand;
 use offload_experiments::{compare, overhead, reliability, stall};
-use offload_loadgen::load;
+use offload_loadgen::{diff, load, merge, threshold};
 
 /// Load generator, execution-mode comparison and reliability experiments for offload.
 #[derive(Debug, clap::Parser)]
@@ -35,6 +39,15 @@ pub enum Command {
     /// Where it differs from ghz on purpose: --rps and --load-schedule send open-loop, latency measured from each
     /// call's scheduled send time; reports add p99.9.
     Load(Box<load::LoadArgs>),
+    /// One report from the JSON reports of several runs of one method on one target (the shards of a split
+    /// run): counts, rps, statuses, errors and every percentile from the merged histograms, exactly as one process
+    /// that had recorded every call would report them. --threshold is checked on the merged run (exit code 99).
+    Merge(merge::MergeArgs),
+    /// Did the candidate run get slower than the base? Per percentile, the change with a bootstrap confidence
+    /// interval over the runs' seconds, and a verdict: regression, improvement or no change.
+    ///
+    /// Exit code 1 on a regression (so a CI job can gate on it), 2 when the reports cannot be compared.
+    Diff(diff::DiffArgs),
     /// Replica loss, rolling restart, overload, deadlines and a soak against a gateway and several replicas.
     Reliability(reliability::ReliabilityArgs),
     /// Does this gRPC server block its event loop? Probe latency idle, then under a call, and a verdict.
@@ -59,22 +72,37 @@ pub enum Command {
     Gateway(offload_gateway::Config),
 }
 
-/// Runs what the command line asks for.
-pub fn run(cli: Cli) -> anyhow::Result<()> {
+/// A run whose thresholds failed exits with k6's code, so a CI job fails on it.
+fn thresholds_held(held: bool) -> ExitCode {
+    if held { ExitCode::SUCCESS } else { ExitCode::from(threshold::FAILED_EXIT_CODE) }
+}
+
+/// Runs what the command line asks for; the exit code says whether its thresholds held.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let done = |result: anyhow::Result<()>| result.map(|()| ExitCode::SUCCESS);
     match cli.command {
         Command::Compute(config) => {
             let _telemetry = offload_telemetry::init("offload-compute", config.log_format)?;
-            offload_compute::serve_blocking(config)
+            done(offload_compute::serve_blocking(config))
         }
         Command::Gateway(config) => {
             let _telemetry = offload_telemetry::init("offload-gateway", config.log_format)?;
-            offload_gateway::serve_blocking(config)
+            done(offload_gateway::serve_blocking(config))
         }
-        Command::Echo(args) => overhead::serve_echo(args),
-        Command::Load(args) => load::run(*args),
-        Command::Compare(args) => compare::run(args),
-        Command::Reliability(args) => reliability::run(args),
-        Command::Stall(args) => stall::run(args),
-        Command::Overhead(args) => overhead::run(args),
+        Command::Echo(args) => done(overhead::serve_echo(args)),
+        Command::Load(args) => load::run(*args).map(thresholds_held),
+        Command::Merge(args) => merge::run(args).map(thresholds_held),
+        Command::Diff(args) => match diff::run(args) {
+            Ok(regression) => Ok(if regression { ExitCode::FAILURE } else { ExitCode::SUCCESS }),
+            // 2, as diff(1): the reports could not be compared (1 means a regression).
+            Err(e) => {
+                eprintln!("Error: {e:#}");
+                Ok(ExitCode::from(2))
+            }
+        },
+        Command::Compare(args) => done(compare::run(args)),
+        Command::Reliability(args) => done(reliability::run(args)),
+        Command::Stall(args) => done(stall::run(args)),
+        Command::Overhead(args) => done(overhead::run(args)),
     }
 }

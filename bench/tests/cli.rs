@@ -4,11 +4,14 @@
 //! would ([`load`]: every output format, stdin, metadata, binary data, TLS, refusals), nonsense refused and ghz's
 //! inputs taken as ghz takes them ([`bad_input`]), runs against misbehaving servers ended by their flags and by
 //! Ctrl-C ([`hostile`]), text outputs a hostile server cannot forge, each parsed by its real consumer
-//! ([`honest_output`]), and a tiny `overhead` run's table is parsed back ([`overhead`]); every `offload-bench` command the user pages show parses
-//! with the real command line ([`doc_commands`]).
+//! ([`honest_output`]), a tiny `overhead` run's table is parsed back ([`overhead`]), sharded runs, `merge`,
+//! thresholds, `diff` and the generator's own health are tried end to end ([`distributed`]), and every
+//! `offload-bench` command the user pages show parses with the real command line ([`doc_commands`]).
 
 #[path = "cli/bad_input.rs"]
 mod bad_input;
+#[path = "cli/distributed.rs"]
+mod distributed;
 #[path = "cli/doc_commands.rs"]
 mod doc_commands;
 #[path = "cli/honest_output.rs"]

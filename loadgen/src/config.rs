@@ -104,6 +104,12 @@ pub struct Config {
     pub format: Option<String>,
     pub output: Option<String>,
 
+    /// offload: pass/fail criteria (`--threshold`), k6's syntax.
+    pub thresholds: Option<Vec<String>>,
+    /// offload: stop at the first failed threshold (`--abort-on-fail`).
+    #[serde(rename = "abort-on-fail")]
+    pub abort_on_fail: Option<bool>,
+
     /// ghz keys offload cannot honour: read so that the refusal can name them (see [`Config::refuse_unsupported`]).
     #[serde(rename = "reflect-metadata")]
     pub reflect_metadata: Option<serde_json::Value>,

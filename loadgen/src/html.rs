@@ -56,6 +56,10 @@ pub fn render(report: &Report, recording: &Recording) -> String {
     };
     let tags: Vec<String> = report.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
     let mut body = String::new();
+    // First, before any number: a run the generator limited measured the generator, not the target.
+    if let Some(warning) = report.generator.as_ref().and_then(|g| g.warning()) {
+        let _ = write!(body, "<p class=\"warning\">{}</p>", escape(&warning));
+    }
     let _ = write!(
         body,
         "<header><h1>{}</h1><p>host <code>{}</code> · {} calls in {:.2} s · {:.1} calls/s · {} · ended: {}{}</p></header>",
@@ -69,7 +73,45 @@ pub fn render(report: &Report, recording: &Recording) -> String {
         if tags.is_empty() { String::new() } else { format!(" · tags <code>{}</code>", escape(&tags.join(", "))) },
     );
     body.push_str(&run_section(&run, &timeline, &scales));
+    body.push_str(&additions(report));
     document(&title, &body)
+}
+
+/// offload's tables after the run: which shard or shards, the generator's health, the thresholds.
+fn additions(report: &Report) -> String {
+    let mut rows = Vec::new();
+    if let Some(shard) = report.shard {
+        rows.push(vec!["shard".into(), shard.to_string()]);
+    }
+    rows.extend(report.merged_from.iter().map(|m| vec!["merged from".into(), m.clone()]));
+    if let Some(g) = &report.generator {
+        if let Some(p99) = g.timer_lateness_p99 {
+            rows.push(vec!["timer lateness p99".into(), ms(nanos(p99))]);
+        }
+        rows.push(vec!["CPU per call".into(), ms(nanos(g.cpu_per_call))]);
+        rows.push(vec!["core use".into(), format!("{:.0} % of {} thread(s)", g.core_use * 100.0, g.cores)]);
+        rows.push(vec!["limited the run".into(), if g.limited { "yes".into() } else { "no".into() }]);
+    }
+    let mut out = String::new();
+    if !rows.is_empty() {
+        out.push_str(&table_html(&Table {
+            caption: "Load generator".into(),
+            header: vec!["".into(), "".into()],
+            rows,
+        }));
+    }
+    if !report.thresholds.is_empty() {
+        out.push_str(&table_html(&Table {
+            caption: "Thresholds".into(),
+            header: vec!["threshold".into(), "measured".into(), "result".into()],
+            rows: report
+                .thresholds
+                .iter()
+                .map(|o| vec![o.threshold.clone(), o.value.clone(), if o.pass { "pass".into() } else { "FAIL".into() }])
+                .collect(),
+        }));
+    }
+    out
 }
 
 /// A page of several rounds (`compare`): a summary first, then one section per round with the same charts as

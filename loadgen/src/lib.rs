@@ -12,19 +12,31 @@
 //! calls over time from [`timeline`]); [`load`] is the ghz-like command built from them, reading ghz's
 //! [`config`] files (durations in Go's syntax, read by `offload-duration`); [`limits`] bounds every number a user or a server gives;
 //! [`text`] escapes what a server says before a text output shows it; [`runtime`] is the client's tokio runtime.
+//!
+//! Past one generator and into CI: a report carries its histograms losslessly ([`histogram_codec`]) and second by
+//! second ([`intervals`]), so [`merge`] adds the reports of a run's [`shard`]s exactly; [`threshold`]s fail a run
+//! (and [`abort`] stops one early, through its [`cancel`]lation); [`diff`] gives a regression verdict with its confidence; and [`health`] says
+//! whether the generator itself limited the run.
 
+pub mod abort;
 pub mod call;
+pub mod cancel;
 pub mod codec;
 pub mod config;
 pub mod connect;
 pub mod descriptors;
+pub mod diff;
 pub mod dynamic_call;
 pub mod error_texts;
 pub mod format;
+pub mod health;
+pub mod histogram_codec;
 pub mod html;
+pub mod intervals;
 pub mod json;
 pub mod limits;
 pub mod load;
+pub mod merge;
 pub mod recording;
 pub mod reflection;
 pub mod report;
@@ -33,7 +45,9 @@ pub mod request;
 pub mod runner;
 pub mod runtime;
 pub mod schedule;
+pub mod shard;
 pub mod skip_tls;
 pub mod template;
 pub mod text;
+pub mod threshold;
 pub mod timeline;

@@ -18,7 +18,10 @@ use std::{
 use hdrhistogram::Histogram;
 use tonic::Code;
 
-use crate::error_texts::{self, ErrorTexts};
+use crate::{
+    error_texts::{self, ErrorTexts},
+    health,
+};
 
 /// Lowest latency distinguished: 1 µs (loopback calls take tens).
 const LOWEST_NS: u64 = 1_000;
@@ -69,6 +72,8 @@ pub struct Recording {
     pub elapsed: Duration,
     /// Calls recorded with [`Recording::record_call`], in order of sending, up to [`MAX_DETAILS`].
     pub details: Vec<Detail>,
+    /// What the run measured of the load generator itself (set by the runner).
+    pub generator: Option<health::Observed>,
 }
 
 impl Default for Recording {
@@ -94,6 +99,7 @@ impl Recording {
             texts: Arc::default(),
             elapsed: Duration::ZERO,
             details: Vec::new(),
+            generator: None,
         }
     }
 
@@ -125,9 +131,14 @@ impl Recording {
         kept
     }
 
+    /// A latency as the histograms hold it: nanoseconds, clamped to their bounds.
+    pub fn histogram_value(latency: Duration) -> u64 {
+        u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX).clamp(LOWEST_NS, HIGHEST_NS)
+    }
+
     /// Records one call; a failure's error text (as kept), for `details[]`.
     fn record_outcome(&mut self, latency: Duration, outcome: Result<(), tonic::Status>) -> Option<Arc<str>> {
-        let ns = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX).clamp(LOWEST_NS, HIGHEST_NS);
+        let ns = Self::histogram_value(latency);
         self.latency.saturating_record(ns);
         self.latency_sum += latency;
         let code = match &outcome {
@@ -176,6 +187,11 @@ impl Recording {
         let room = MAX_DETAILS.saturating_sub(self.details.len());
         self.details.extend(other.details.iter().take(room).cloned());
         self.details.sort_by_key(|d| d.sent);
+    }
+
+    /// Counts `n` failed calls with error text `key`, as a report read back gives them (`merge`).
+    pub fn add_errors(&mut self, key: &str, n: u64) {
+        self.count_error(key, n);
     }
 
     /// Calls recorded.
@@ -260,6 +276,11 @@ pub fn go_code_name(code: Code) -> &'static str {
         Code::DataLoss => "DataLoss",
         Code::Unauthenticated => "Unauthenticated",
     }
+}
+
+/// The status code grpc-go names `name` (the inverse of [`go_code_name`]), as a report read back gives it.
+pub fn code_from_go_name(name: &str) -> Option<Code> {
+    (0..=16).map(Code::from_i32).find(|&code| go_code_name(code) == name)
 }
 
 #[cfg(test)]

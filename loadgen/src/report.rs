@@ -8,16 +8,27 @@
 //! every call is in `details`, and from the HDR histogram (three significant digits) past [`MAX_DETAILS`] calls.
 //!
 //! offload's additions are extra keys, which Go's JSON decoder skips: `latencyP999` at the top, and in `options`
-//! `open-loop` and `latency-from` (open loop measures from each call's scheduled send time).
+//! `open-loop` and `latency-from` (open loop measures from each call's scheduled send time). Beside them, what
+//! makes reports exact to merge and compare: the latency histograms themselves (`latencyHistogram`,
+//! `okLatencyHistogram`: HdrHistogram V2 compressed, base64), the exact `latencySum`, `startedAt`, the run second
+//! by second (`intervals`), which `shard` of a split run it is, the generator's own health (`generator`), and the
+//! `thresholds` checked. A report is read back ([`Report::read`]) by `merge` and `diff`.
 
 use std::{
     collections::BTreeMap,
     time::{Duration, SystemTime},
 };
 
-use serde::Serialize;
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
 
-use crate::recording::{MAX_DETAILS, Recording, go_code_name};
+use crate::{
+    health::Health,
+    histogram_codec,
+    intervals::Intervals,
+    recording::{MAX_DETAILS, Recording, go_code_name},
+    shard::Shard,
+};
 
 pub use crate::report_options::Options;
 
@@ -28,8 +39,8 @@ pub const PERCENTILES: [u32; 7] = [10, 25, 50, 75, 90, 95, 99];
 const HISTOGRAM_BUCKETS: u32 = 10;
 
 /// A ghz report.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, rename_all = "camelCase")]
 pub struct Report {
     #[serde(skip_serializing_if = "String::is_empty")]
     pub name: String,
@@ -56,6 +67,40 @@ pub struct Report {
     /// offload's addition: the 99.9th percentile, over the same calls as `latencyDistribution`.
     #[serde(rename = "latencyP999")]
     pub latency_p999: u64,
+    /// offload: every call's latency, nanoseconds (HdrHistogram V2 compressed, base64).
+    pub latency_histogram: String,
+    /// offload: the successful calls' latency, nanoseconds (the same encoding).
+    pub ok_latency_histogram: String,
+    /// offload: the sum of every call's latency, nanoseconds (`average` before its rounding).
+    pub latency_sum: u64,
+    /// offload: when the run started, RFC 3339 with nanoseconds (`total` runs from here).
+    pub started_at: String,
+    /// offload: the run second by second.
+    pub intervals: Intervals,
+    /// offload: which shard of a split run this is (`--shard`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shard: Option<Shard>,
+    /// offload: the reports a merged report was made from, one line each (`merge`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub merged_from: Vec<String>,
+    /// offload: the load generator's own health, and whether it limited the run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub generator: Option<Health>,
+    /// offload: the thresholds checked (`--threshold`), each with its measured value.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub thresholds: Vec<ThresholdOutcome>,
+}
+
+/// One threshold, checked: what was asked, what was measured, and whether it held.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct ThresholdOutcome {
+    /// As written (`p(99)<50ms`).
+    pub threshold: String,
+    /// The value measured, in the threshold's unit (`42.10ms`).
+    pub value: String,
+    /// Whether it held.
+    pub pass: bool,
 }
 
 /// ghz's `errorDistribution` from the kept error texts, and one line more for the calls whose text was not kept
@@ -82,7 +127,7 @@ pub struct LatencyPoint {
 }
 
 /// One histogram bar: calls with latency up to `mark` seconds (and above the previous mark).
-#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
 pub struct Bucket {
     pub mark: f64,
     pub count: u64,
@@ -90,7 +135,8 @@ pub struct Bucket {
 }
 
 /// One call, as ghz's `details[]` lists it.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
 pub struct ResultDetail {
     /// RFC 3339 with nanoseconds, as Go prints a `time.Time`.
     pub timestamp: String,
@@ -151,10 +197,33 @@ impl Report {
             details,
             tags: options.tags.clone().unwrap_or_default(),
             latency_p999: counted.percentile(99.9),
+            latency_histogram: histogram_codec::encode(&recording.latency),
+            ok_latency_histogram: histogram_codec::encode(&recording.ok_latency),
+            latency_sum: nanos(recording.latency_sum),
+            started_at: rfc3339_nano(recording.started_at),
+            intervals: Intervals::of(recording),
+            shard: None,
+            merged_from: Vec::new(),
+            generator: recording.generator.as_ref().map(|g| crate::health::Health::of(g, recording.elapsed, count)),
+            thresholds: Vec::new(),
             options,
         }
     }
 
+    /// The report in JSON file `path` (`-O json` or `pretty`), as `merge` and `diff` read it; `date_unix_nanos`
+    /// and each detail's `unix_nanos` filled in from their text.
+    pub fn read(path: &std::path::Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        // A pod's log (`kubectl logs`) mixes stderr's lines into stdout's: the report is then the line that is one.
+        let mut report: Self = serde_json::from_str(&text)
+            .or_else(|e| text.lines().rev().find(|l| l.starts_with('{')).map_or(Err(e), serde_json::from_str))
+            .with_context(|| format!("{} is not a JSON report (-O json): cannot read it", path.display()))?;
+        report.date_unix_nanos = parse_time(&report.date).map_or(0, unix_nanos);
+        for d in &mut report.details {
+            d.unix_nanos = parse_time(&d.timestamp).map_or(0, unix_nanos);
+        }
+        Ok(report)
+    }
     /// The latency at integer percentile `p`, if reported.
     pub fn percentile(&self, p: u32) -> Option<u64> {
         self.latency_distribution.iter().find(|l| l.percentage == p).map(|l| l.latency)
@@ -248,6 +317,11 @@ impl Latencies {
             .map(|(mark, count)| Bucket { mark, count, frequency: count as f64 / self.total as f64 })
             .collect()
     }
+}
+
+/// An RFC 3339 time as the report writes them (`date`, `startedAt`, `details[].timestamp`).
+pub fn parse_time(text: &str) -> Option<SystemTime> {
+    humantime::parse_rfc3339_weak(text).ok()
 }
 
 fn unix_nanos(time: SystemTime) -> u128 {

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 fn zero(v: &u64) -> bool {
     *v == 0
@@ -14,8 +14,9 @@ fn no(v: &bool) -> bool {
     !*v
 }
 
-/// How a run was configured, echoed in the report.
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+/// How a run was configured, echoed in the report (and read back by `merge` and `diff`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
 pub struct Options {
     #[serde(skip_serializing_if = "String::is_empty")]
     pub call: String,

@@ -12,7 +12,18 @@ const TYPES: &str = include_str!("../testdata/ghz-report-types.json");
 const GOLDEN: &str = "testdata/report.golden.json";
 
 /// Keys offload adds, which Go's decoder skips.
-const OFFLOAD_REPORT_KEYS: [&str; 1] = ["latencyP999"];
+const OFFLOAD_REPORT_KEYS: [&str; 10] = [
+    "latencyP999",
+    "latencyHistogram",
+    "okLatencyHistogram",
+    "latencySum",
+    "startedAt",
+    "intervals",
+    "shard",
+    "mergedFrom",
+    "generator",
+    "thresholds",
+];
 const OFFLOAD_OPTION_KEYS: [&str; 4] = ["open-loop", "latency-from", "open-loop-rps", "lb-strategy"];
 
 /// A fixed recording: 20 calls 10 ms apart, latencies 1..=16 ms OK, then four fast `ResourceExhausted`.
@@ -90,7 +101,13 @@ fn check(what: &str, ours: &Value, spec: &Value, extras: &[&str]) {
 #[test]
 fn every_field_has_ghz_name_and_json_type() {
     let types: Value = serde_json::from_str(TYPES).expect("fixture");
-    for report in [synthetic_report(), Report::new(&Recording::new(), Options::new("a.B/C", "h:1"))] {
+    // And with every optional addition set: a shard's report with its generator's health and thresholds checked.
+    let mut full = synthetic_report();
+    full.shard = Some(crate::shard::Shard::new(2, 3).expect("valid"));
+    full.merged_from = vec!["a.json".into()];
+    full.generator = Some(crate::health::Health::default());
+    full.thresholds = vec![ThresholdOutcome::default()];
+    for report in [synthetic_report(), Report::new(&Recording::new(), Options::new("a.B/C", "h:1")), full] {
         let json = serde_json::to_value(&report).expect("serialize");
         check("report", &json, &types["report"], &OFFLOAD_REPORT_KEYS);
         check("options", &json["options"], &types["options"], &OFFLOAD_OPTION_KEYS);

@@ -13,7 +13,12 @@
 //! schedule the number of closed-loop workers ([`crate::schedule`]); `-x` bounds the run in time as `-z` does;
 //! `--skipFirst` leaves the first calls to complete out of the recording; `--duration-stop` says what happens to
 //! the calls still in flight when time runs out (`close`: cancelled and counted as errors, as ghz's default;
-//! `ignore`: cancelled and not counted; `wait`: awaited and counted).
+//! `ignore`: cancelled and not counted; `wait`: awaited and counted). A shard of a split run ([`crate::shard`])
+//! sends every Nth call of the run's open-loop schedule from a shared start time; `--abort-on-fail`
+//! ([`crate::abort`]) cancels the run when a check of the calls so far fails.
+//!
+//! The runner also measures the generator itself ([`crate::health`]): each open-loop send's lateness, and the
+//! process's CPU time over the run.
 
 use std::{
     future::Future,
@@ -27,13 +32,17 @@ use std::{
 
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio::{
-    sync::{Semaphore, mpsc, watch},
+    sync::{Semaphore, mpsc},
     time::Instant,
 };
 
+pub use crate::cancel::Cancel;
 use crate::{
+    abort::Abort,
+    health::{self, Observed},
     recording::{EndReason, Recording},
     schedule::Schedule,
+    shard::Shard,
 };
 
 /// How much load, for how long.
@@ -90,44 +99,18 @@ pub struct Controls {
     /// Cancelled to stop (Ctrl-C): nothing more is sent, the calls in flight are cancelled and counted as
     /// `Canceled` errors, and the run ends with [`EndReason::Cancel`].
     pub cancel: Option<Cancel>,
-}
-
-/// A run's cancellation: set once, seen by every worker at once, awaited by the calls in flight. Cheap to clone
-/// (clones share it).
-#[derive(Debug, Clone)]
-pub struct Cancel(Arc<watch::Sender<bool>>);
-
-impl Default for Cancel {
-    fn default() -> Self {
-        Self(Arc::new(watch::Sender::new(false)))
-    }
-}
-
-impl Cancel {
-    /// A cancellation not yet set.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Sets it: every holder sees it.
-    pub fn cancel(&self) {
-        self.0.send_replace(true);
-    }
-
-    /// Whether it is set.
-    pub fn is_cancelled(&self) -> bool {
-        *self.0.borrow()
-    }
-
-    /// Resolves once it is set (at once if it already is).
-    pub async fn cancelled(&self) {
-        let mut seen = self.0.subscribe();
-        let _ = seen.wait_for(|&set| set).await;
-    }
+    /// This run is one shard of a split run: it sends every Nth call of the open-loop schedule.
+    pub shard: Option<Shard>,
+    /// When to start sending (wall clock); a shard without it starts at the next whole second.
+    pub start_at: Option<SystemTime>,
+    /// Stop when a check of the calls so far fails (`--abort-on-fail`).
+    pub abort: Option<Abort>,
 }
 
 /// What a call in flight at Ctrl-C becomes: a client-side cancellation, as grpc-go reports one.
 const CANCELLED_IN_FLIGHT: &str = "cancelled by Ctrl-C before the reply";
+/// What a call in flight when `--abort-on-fail` stops the run becomes.
+const ABORTED_IN_FLIGHT: &str = "cancelled before the reply: a threshold failed (--abort-on-fail)";
 
 impl Plan {
     /// How long the run is expected to take, if that can be known in advance.
@@ -232,13 +215,18 @@ impl Run {
                 DurationStop::Close => Some(Err(tonic::Status::unavailable("transport is closing"))),
                 _ => None,
             },
-            () = self.until_cancelled() => Some(Err(tonic::Status::cancelled(CANCELLED_IN_FLIGHT))),
+            () = self.until_cancelled() => Some(Err(tonic::Status::cancelled(
+                if self.controls.abort.as_ref().and_then(Abort::why).is_some() { ABORTED_IN_FLIGHT } else { CANCELLED_IN_FLIGHT },
+            ))),
         }
     }
 
     /// Records a finished call unless it is among the first `--skipFirst`.
     fn record(&self, recording: &mut Recording, sent: Duration, latency: Duration, outcome: Result<(), tonic::Status>) {
         if self.completed.fetch_add(1, Ordering::Relaxed) >= self.controls.skip_first {
+            if let Some(abort) = &self.controls.abort {
+                abort.record(latency, outcome.clone());
+            }
             recording.record_call(sent, latency, outcome);
         }
         if let Some(bar) = &self.progress {
@@ -261,8 +249,12 @@ where
     run_boxed(plan, controls, Box::new(move |worker| Box::pin(invoke(worker)) as CallFuture), progress)
 }
 
-async fn run_boxed(plan: Plan, controls: Controls, invoke: Invoke, progress: Option<ProgressBar>) -> Recording {
-    let (start, wall_start) = (Instant::now(), SystemTime::now());
+async fn run_boxed(plan: Plan, mut controls: Controls, invoke: Invoke, progress: Option<ProgressBar>) -> Recording {
+    if controls.abort.is_some() && controls.cancel.is_none() {
+        controls.cancel = Some(Cancel::new());
+    }
+    let (start, wall_start) = start_time(&controls).await;
+    let cpu_at_start = health::process_cpu();
     let limit = match (plan.duration, controls.max_duration) {
         (Some(z), Some(x)) => Some(z.min(x)),
         (z, x) => z.or(x),
@@ -281,11 +273,26 @@ async fn run_boxed(plan: Plan, controls: Controls, invoke: Invoke, progress: Opt
         controls,
         progress: progress.clone(),
     });
-    let mut recording = match open {
-        Some(rate) => open_loop(Arc::clone(&run), rate, plan.concurrency.max(1)).await,
-        None => closed_loop(Arc::clone(&run), plan.concurrency.max(1)).await,
+    let watch = match (&run.controls.abort, &run.controls.cancel) {
+        (Some(abort), Some(cancel)) => Some(tokio::spawn(abort.clone().watch(run.start, cancel.clone()))),
+        _ => None,
     };
+    let (mut recording, lateness) = match open {
+        Some(rate) => {
+            let (recording, lateness) = open_loop(Arc::clone(&run), rate, plan.concurrency.max(1)).await;
+            (recording, Some(lateness))
+        }
+        None => (closed_loop(Arc::clone(&run), plan.concurrency.max(1)).await, None),
+    };
+    if let Some(watch) = watch {
+        watch.abort();
+    }
     recording.elapsed = start.elapsed();
+    recording.generator = Some(Observed {
+        lateness,
+        cpu: health::process_cpu().saturating_sub(cpu_at_start),
+        cores: tokio::runtime::Handle::current().metrics().num_workers(),
+    });
     recording.started_at = wall_start;
     recording.end_reason = if run.cancelled() {
         EndReason::Cancel
@@ -298,6 +305,34 @@ async fn run_boxed(plan: Plan, controls: Controls, invoke: Invoke, progress: Opt
         bar.finish_and_clear();
     }
     recording
+}
+
+/// When the run starts, as an instant and on the wall clock: `--start-at` (if still ahead), the next whole second
+/// for a shard (so shards started together share it), or now.
+async fn start_time(controls: &Controls) -> (Instant, SystemTime) {
+    let now = SystemTime::now();
+    let at = controls.start_at.or_else(|| {
+        controls.shard.map(|_| {
+            let since = now.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+            SystemTime::UNIX_EPOCH + Duration::from_secs(since.as_secs() + 1)
+        })
+    });
+    match at.and_then(|at| at.duration_since(now).ok()) {
+        Some(wait) => {
+            let start = Instant::now() + wait;
+            tokio::select! {
+                () = tokio::time::sleep_until(start) => {}
+                () = async { match &controls.cancel { Some(c) => c.cancelled().await, None => std::future::pending().await } } => {}
+            }
+            (start, now + wait)
+        }
+        None => {
+            if let Some(late) = controls.start_at.and_then(|at| now.duration_since(at).ok()) {
+                eprintln!("--start-at was {:.1} s ago: starting now", late.as_secs_f64());
+            }
+            (Instant::now(), now)
+        }
+    }
 }
 
 async fn closed_loop(run: Arc<Run>, concurrency: usize) -> Recording {
@@ -357,7 +392,12 @@ async fn closed_loop(run: Arc<Run>, concurrency: usize) -> Recording {
     recording
 }
 
-async fn open_loop(run: Arc<Run>, rate: Schedule, concurrency: usize) -> Recording {
+/// Sends on `rate`'s schedule (this shard's calls of it); the recording, and each send's lateness.
+async fn open_loop(run: Arc<Run>, rate: Schedule, concurrency: usize) -> (Recording, hdrhistogram::Histogram<u64>) {
+    let shard = run.controls.shard.unwrap_or(Shard { index: 1, count: 1 });
+    let mut lateness = health::lateness_histogram();
+    // The end of the last wait for a free slot: a send due before it was held by the target, not by the timer.
+    let mut held_until = run.start;
     let slots = Arc::new(Semaphore::new(concurrency));
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(Duration, Duration, Result<(), tonic::Status>)>();
     let collector = {
@@ -370,7 +410,14 @@ async fn open_loop(run: Arc<Run>, rate: Schedule, concurrency: usize) -> Recordi
             recording
         })
     };
-    let mut at = run.start;
+    let first_rate = rate.at(Duration::ZERO);
+    let mut at = match rate {
+        Schedule::Const(r) => scheduled_at(run.start, r, shard.global_call(0)),
+        Schedule::Step { .. } if first_rate > 0.0 => {
+            run.start + Duration::from_secs_f64((shard.index - 1) as f64 / first_rate)
+        }
+        Schedule::Step { .. } => run.start,
+    };
     for i in 0u64.. {
         if run.end.is_some_and(|e| at >= e) {
             break;
@@ -395,12 +442,21 @@ async fn open_loop(run: Arc<Run>, rate: Schedule, concurrency: usize) -> Recordi
             break;
         }
         // The timer's own lateness is not charged to the server; waiting here for a slot is.
-        let sent = Instant::now().max(at);
-        let slot = tokio::select! {
-            slot = Arc::clone(&slots).acquire_owned() => slot,
-            () = run.until_cancelled() => break,
+        let woke = Instant::now();
+        let sent = woke.max(at);
+        lateness.saturating_record(u64::try_from((woke - at.max(held_until)).as_nanos()).unwrap_or(u64::MAX));
+        let slot = match Arc::clone(&slots).try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => {
+                let slot = tokio::select! {
+                    slot = Arc::clone(&slots).acquire_owned() => slot,
+                    () = run.until_cancelled() => break,
+                };
+                held_until = Instant::now();
+                let Ok(slot) = slot else { break };
+                slot
+            }
         };
-        let Ok(slot) = slot else { break };
         let (task_run, done_tx) = (Arc::clone(&run), done_tx.clone());
         let worker = (i % concurrency as u64) as usize;
         tokio::spawn(async move {
@@ -410,12 +466,12 @@ async fn open_loop(run: Arc<Run>, rate: Schedule, concurrency: usize) -> Recordi
             drop(slot);
         });
         at = match rate {
-            Schedule::Const(r) => scheduled_at(run.start, r, i + 1),
-            Schedule::Step { .. } => at + Duration::from_secs_f64(1.0 / per_second),
+            Schedule::Const(r) => scheduled_at(run.start, r, shard.global_call(i + 1)),
+            Schedule::Step { .. } => at + Duration::from_secs_f64(shard.count as f64 / per_second),
         };
     }
     drop(done_tx);
-    collector.await.unwrap_or_default()
+    (collector.await.unwrap_or_default(), lateness)
 }
 
 /// A progress bar on stderr for runs longer than a couple of seconds, when a person is watching.

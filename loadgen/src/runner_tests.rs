@@ -204,3 +204,33 @@ async fn cancel_ends_calls_in_flight_at_once_whatever_their_deadline() {
         assert_eq!(recording.statuses.get("Canceled").copied(), Some(if rps.is_some() { 1 } else { 2 }), "{rps:?}");
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_shard_sends_every_nth_call_of_the_schedule_from_the_shared_start() {
+    // Shard 2 of 3 of 300 calls/s: calls 1, 4, 7, … of the run's schedule, 10 ms apart, from --start-at.
+    let start_at = SystemTime::now() + Duration::from_millis(250);
+    let sent = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = Arc::clone(&sent);
+    let shard = Shard::new(2, 3).expect("valid");
+    let controls = Controls { shard: Some(shard), start_at: Some(start_at), ..Controls::default() };
+    let called = Instant::now();
+    let recording = run_with(
+        Plan { concurrency: 4, total: Some(5), duration: None, rps: Some(300.0) },
+        controls,
+        move |_| {
+            log.lock().expect("lock").push(Instant::now() - called);
+            async { Ok(()) }
+        },
+        None,
+    )
+    .await;
+    assert_eq!(recording.count(), 5);
+    let sent = sent.lock().expect("lock");
+    let start = Duration::from_millis(250);
+    for (i, at) in sent.iter().enumerate() {
+        let due = start + Duration::from_secs_f64((1 + 3 * i) as f64 / 300.0);
+        assert!(at.abs_diff(due) < Duration::from_millis(2), "call {i} left at {at:?}, due at {due:?}");
+    }
+    let health = recording.generator.as_ref().expect("the generator measured");
+    assert!(health.lateness.as_ref().is_some_and(|h| h.len() == 5), "each send's lateness");
+}

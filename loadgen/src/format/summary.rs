@@ -1,5 +1,6 @@
 //! `-O summary`: ghz's human-readable text (its `defaultTmpl`), plus p99.9 and, for open loop, a line saying
-//! where latency is measured from. What the server said (error messages) is shown with its control characters
+//! where latency is measured from; offload's additions after ghz's sections (which shard, the merged reports, the
+//! generator's health, the thresholds), and first of all, when the load generator limited the run, that warning. What the server said (error messages) is shown with its control characters
 //! escaped ([`crate::text`]): it reaches a terminal.
 
 use std::fmt::Write;
@@ -13,9 +14,15 @@ const BAR: &str = "∎";
 /// The summary text.
 pub fn render(report: &Report) -> String {
     let mut out = String::new();
+    if let Some(warning) = report.generator.as_ref().and_then(|g| g.warning()) {
+        let _ = writeln!(out, "\n{warning}");
+    }
     let _ = writeln!(out, "\nSummary:");
     if !report.name.is_empty() {
         let _ = writeln!(out, "  Name:\t\t{}", escaped(&report.name));
+    }
+    if let Some(shard) = report.shard {
+        let _ = writeln!(out, "  Shard:\t{shard}");
     }
     let _ = writeln!(out, "  Count:\t{}", report.count);
     let _ = writeln!(out, "  Total:\t{}", nano_unit(report.total));
@@ -53,6 +60,34 @@ pub fn render(report: &Report) -> String {
             .map(|(error, n)| (format!("  [{n}]"), escaped(error).into_owned()))
             .collect();
         out.push_str(&table(&rows));
+    }
+    out.push_str(&additions(report));
+    out
+}
+
+/// offload's sections: the reports merged, the generator's health, the thresholds.
+fn additions(report: &Report) -> String {
+    let mut out = String::new();
+    if !report.merged_from.is_empty() {
+        let _ = writeln!(out, "\nMerged from:");
+        for line in &report.merged_from {
+            let _ = writeln!(out, "  {}", escaped(line));
+        }
+    }
+    if let Some(g) = &report.generator {
+        let _ = writeln!(out, "\nLoad generator:");
+        if let Some(p99) = g.timer_lateness_p99 {
+            let _ = writeln!(out, "  Timer lateness p99:\t{}", nano_unit(p99));
+        }
+        let _ = writeln!(out, "  CPU per call:\t{}", nano_unit(g.cpu_per_call));
+        let _ = writeln!(out, "  Core use:\t{:.0} % of {} thread(s)", g.core_use * 100.0, g.cores);
+        let _ = writeln!(out, "  Limited the run:\t{}", if g.limited { "yes" } else { "no" });
+    }
+    if !report.thresholds.is_empty() {
+        let _ = writeln!(out, "\nThresholds:");
+        for o in &report.thresholds {
+            let _ = writeln!(out, "  {}", escaped(&crate::threshold::line(o)));
+        }
     }
     out
 }
@@ -106,8 +141,30 @@ mod tests {
         ] {
             assert!(text.contains(expected), "summary lacks {expected:?}:\n{text}");
         }
+        assert!(!text.contains("WARNING") && !text.contains("Thresholds:"), "nothing to warn of:\n{text}");
         let bars: Vec<_> = text.lines().filter(|l| l.contains('|')).collect();
         assert_eq!(bars.len(), 11, "{text}");
         assert!(bars.iter().any(|l| l.ends_with(&BAR.repeat(40))), "the fullest bucket is 40 wide:\n{text}");
+    }
+
+    #[test]
+    fn a_limited_generator_is_said_first_and_thresholds_last() {
+        let mut report = synthetic_report();
+        let observed = crate::health::Observed { lateness: None, cpu: std::time::Duration::from_millis(490), cores: 2 };
+        report.generator = Some(crate::health::Health::of(&observed, std::time::Duration::from_millis(250), 20));
+        report.shard = crate::shard::Shard::new(2, 3).ok();
+        report.thresholds = vec![crate::report::ThresholdOutcome {
+            threshold: "p(99)<10ms".into(),
+            value: "16.000ms".into(),
+            pass: false,
+        }];
+        let text = render(&report);
+        assert!(
+            text.trim_start().starts_with("WARNING: the load generator, not the target, limited this run"),
+            "{text}"
+        );
+        assert!(text.contains("  Shard:\t2/3"), "{text}");
+        assert!(text.contains("  Limited the run:\tyes"), "{text}");
+        assert!(text.trim_end().ends_with("✗ FAIL p(99)<10ms  (16.000ms)"), "{text}");
     }
 }

@@ -173,3 +173,18 @@ fn an_empty_run_still_makes_a_page() {
     let doc = parse(&html);
     assert!(text(doc.root_element()).contains("no timeline to draw"));
 }
+
+#[test]
+fn a_limited_generator_is_said_before_any_number() {
+    let rec = recording(false);
+    let mut report = Report::new(&rec, options("a.B/C"));
+    let observed = crate::health::Observed { lateness: None, cpu: Duration::from_secs(100), cores: 1 };
+    report.generator = Some(crate::health::Health::of(&observed, Duration::from_secs(1), 10));
+    let html = render(&report, &rec);
+    let doc = parse(&html);
+    let body = elements(&doc, "body")[0];
+    let first = body.children().find(|n| n.is_element()).expect("body has elements");
+    assert_eq!(first.attribute("class"), Some("warning"));
+    assert!(text(first).starts_with("WARNING: the load generator, not the target, limited this run"));
+    assert!(elements(&doc, "caption").iter().any(|c| text(*c) == "Load generator"));
+}

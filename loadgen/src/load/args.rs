@@ -200,4 +200,26 @@ pub struct LoadArgs {
     /// No progress bar (offload).
     #[arg(long)]
     pub quiet: bool,
+
+    /// A pass/fail criterion, as k6 writes them: `p(99)<50ms`, `avg<20ms`, `errors<1%`, `rps>1000`, `count>=1000`
+    /// (repeatable; also "thresholds" in --config). Each is printed with its measured value; exit code 99 when
+    /// any fails (offload).
+    #[arg(long = "threshold")]
+    pub thresholds: Vec<String>,
+    /// Stop the run at once when a latency or error threshold fails (checked each second), report what was
+    /// seen and exit with code 99 (offload).
+    #[arg(long)]
+    pub abort_on_fail: bool,
+    /// Run shard I of N of this load (1-based: 2/3 is the second of three): an open-loop rate is sent as N
+    /// interleaved schedules, -c and -n are divided; merge the shards' JSON reports with `merge` (offload).
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<String>,
+    /// Run one shard of N, the one JOB_COMPLETION_INDEX names (0-based, as a Kubernetes Indexed Job sets it)
+    /// (offload).
+    #[arg(long, value_name = "N")]
+    pub shards: Option<u64>,
+    /// When to start sending: an RFC 3339 UTC time (2026-12-07T10:00:00Z) or Unix seconds. Shards given the same
+    /// time interleave exactly; a shard without it starts at the next whole second of the clock (offload).
+    #[arg(long, value_name = "TIME")]
+    pub start_at: Option<String>,
 }

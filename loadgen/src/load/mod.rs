@@ -24,6 +24,7 @@ pub use self::{
     settings::{Data, Settings},
 };
 use crate::{
+    abort::Abort,
     call::{self, Call, Caller},
     connect::Connections,
     descriptors::{self, Source},
@@ -32,22 +33,29 @@ use crate::{
     report::Report,
     request::Payload,
     runner::{self, Cancel},
+    threshold::{self, Threshold},
 };
 
-/// Resolves `args` and runs the load test on its own runtime, printing or writing its report. The settings are
-/// resolved before the runtime exists: `--cpus` (or "cpus" in `--config`) sizes it, as GOMAXPROCS in ghz.
-pub fn run(args: LoadArgs) -> anyhow::Result<()> {
+/// Resolves `args` and runs the load test on its own runtime, printing or writing its report; whether every
+/// `--threshold` held (and the run was not aborted by one). The settings are resolved before the runtime exists:
+/// `--cpus` (or "cpus" in `--config`) sizes it, as GOMAXPROCS in ghz.
+pub fn run(args: LoadArgs) -> anyhow::Result<bool> {
     let settings = Settings::resolve(args)?;
     crate::runtime::client(Some(settings.cpus))?.block_on(execute(settings))
 }
 
 /// Runs resolved `settings`. Ctrl-C (SIGINT) stops sending, cancels the calls in flight (counted as `Canceled`)
 /// and writes the report (ghz's `cancel` end reason); before the first call it ends the run with nothing to
-/// report; a second Ctrl-C exits at once, without a report, as ghz and most command lines do.
-pub async fn execute(settings: Settings) -> anyhow::Result<()> {
+/// report; a second Ctrl-C exits at once, without a report, as ghz and most command lines do. Returns whether
+/// every threshold held.
+pub async fn execute(settings: Settings) -> anyhow::Result<bool> {
     let mut controls = settings.controls()?;
     let cancel = Cancel::new();
     controls.cancel = Some(cancel.clone());
+    if settings.abort_on_fail {
+        controls.abort = Some(abort_check(&settings));
+    }
+    let abort = controls.abort.clone();
     tokio::spawn(interrupts(cancel.clone()));
     // What needs no server is checked before connecting: descriptors from files, and -d and -m against them.
     let typed = typed_call(&settings);
@@ -106,7 +114,24 @@ pub async fn execute(settings: Settings) -> anyhow::Result<()> {
             (name, runner::run_with(settings.plan, controls, invoke, progress).await)
         }
     };
-    write_report(&settings, &method, &recording)
+    let held = write_report(&settings, &method, &recording)?;
+    Ok(held && abort.as_ref().and_then(Abort::why).is_none())
+}
+
+/// `--abort-on-fail`'s check: the latency and error thresholds on a report of the calls so far.
+fn abort_check(settings: &Settings) -> Abort {
+    let thresholds: Vec<Threshold> = settings.thresholds.iter().filter(|t| t.checkable_early()).cloned().collect();
+    let options = settings.options(&settings.call);
+    Abort::new(Arc::new(move |live: &Recording| {
+        if live.count() == 0 {
+            return None;
+        }
+        let report = Report::new(live, options.clone());
+        threshold::check(&thresholds, &report)
+            .into_iter()
+            .find(|o| !o.pass)
+            .map(|o| format!("threshold {} failed on the calls so far ({})", o.threshold, o.value))
+    }))
 }
 
 /// The dynamic call of `method` with `settings`' data, metadata and stream options, checked against it.
@@ -170,13 +195,20 @@ fn typed_call(settings: &Settings) -> Option<Call> {
     plain.then(|| Call::parse(&settings.call, data.as_deref()).ok()).flatten()
 }
 
-/// Writes the report in `-O`'s format to `-o` (or stdout).
-fn write_report(settings: &Settings, method: &str, recording: &Recording) -> anyhow::Result<()> {
-    let report = Report::new(recording, settings.options(method));
+/// Writes the report in `-O`'s format to `-o` (or stdout), its thresholds checked and printed on stderr; whether
+/// they all held.
+fn write_report(settings: &Settings, method: &str, recording: &Recording) -> anyhow::Result<bool> {
+    let mut report = Report::new(recording, settings.options(method));
+    report.shard = settings.shard;
+    report.thresholds = threshold::check(&settings.thresholds, &report);
     let text = settings.format.render(&report, recording)?;
     match &settings.output {
         Some(path) => std::fs::write(path, text).with_context(|| format!("-o: cannot write {}", path.display()))?,
         None => print!("{text}"),
     }
-    Ok(())
+    threshold::print(&report.thresholds);
+    if let Some(warning) = report.generator.as_ref().and_then(crate::health::Health::warning) {
+        eprintln!("{warning}");
+    }
+    Ok(report.thresholds.iter().all(|t| t.pass))
 }

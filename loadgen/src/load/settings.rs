@@ -17,7 +17,9 @@ use crate::{
     report::Options,
     runner::{Controls, DurationStop, Plan},
     schedule::{Schedule, ScheduleArgs},
+    shard::{self, Shard},
     template::Template,
+    threshold::Threshold,
 };
 
 /// ghz's defaults.
@@ -62,6 +64,13 @@ pub struct Settings {
     pub enable_compression: bool,
     pub async_: bool,
     pub quiet: bool,
+    /// Checked on the report (`--threshold`, config `thresholds`).
+    pub thresholds: Vec<Threshold>,
+    pub abort_on_fail: bool,
+    /// This run is one shard of a split run; `plan` then holds this shard's part of `-c` and `-n`, and the
+    /// whole run's rate (the shard sends every Nth call of its schedule).
+    pub shard: Option<Shard>,
+    pub start_at: Option<std::time::SystemTime>,
 }
 
 impl Settings {
@@ -212,6 +221,47 @@ impl Settings {
         if let Some(text) = &metadata {
             Template::parse(text, "-m")?;
         }
+        let thresholds = Threshold::parse_all(&if args.thresholds.is_empty() {
+            c.thresholds.unwrap_or_default()
+        } else {
+            args.thresholds
+        })?;
+        let abort_on_fail = args.abort_on_fail || c.abort_on_fail.unwrap_or(false);
+        if abort_on_fail && !thresholds.iter().any(Threshold::checkable_early) {
+            bail!("--abort-on-fail needs a latency or errors --threshold to check while the run goes on");
+        }
+        let shard =
+            Shard::from_flags(args.shard.as_deref(), args.shards, std::env::var(shard::JOB_INDEX_VAR).ok().as_deref())?;
+        let (concurrency, total) = match shard {
+            Some(_) if !matches!(concurrency_schedule.kind.as_str(), "" | "const") => {
+                bail!(
+                    "--concurrency-schedule with --shard or --shards: split a constant -c, or run the schedule unsplit"
+                )
+            }
+            Some(shard) => {
+                let part = shard.part(concurrency as u64) as usize;
+                if part < connections {
+                    bail!(
+                        "-c {concurrency} over {} shards leaves shard {shard} {part} worker(s), fewer than                          --connections {connections}: give -c {} or more",
+                        shard.count,
+                        connections as u64 * shard.count
+                    );
+                }
+                let total = match total {
+                    Some(n) if shard.part(n) == 0 => {
+                        bail!(
+                            "-n {n} over {} shards leaves shard {shard} no call: give -n {} or more",
+                            shard.count,
+                            shard.count
+                        )
+                    }
+                    n => n.map(|n| shard.part(n)),
+                };
+                (part, total)
+            }
+            None => (concurrency, total),
+        };
+        let start_at = args.start_at.as_deref().map(parse_start_at).transpose()?;
         let cpus = match args.cpus.or(c.cpus) {
             Some(cpus) => check_range(&origin("--cpus", "cpus", args.cpus.is_some()), cpus, 1..=limits::MAX_CPUS, "")?,
             None => std::thread::available_parallelism().map_or(1, |n| n.get()).min(limits::MAX_CPUS),
@@ -246,6 +296,10 @@ impl Settings {
             enable_compression: args.enable_compression || c.enable_compression.unwrap_or(false),
             async_,
             quiet: args.quiet,
+            thresholds,
+            abort_on_fail,
+            shard,
+            start_at,
         })
     }
 
@@ -262,6 +316,9 @@ impl Settings {
             skip_first: self.skip_first,
             duration_stop: self.duration_stop,
             cancel: None,
+            shard: self.shard,
+            start_at: self.start_at,
+            abort: None,
         })
     }
 
@@ -273,7 +330,9 @@ impl Settings {
     /// The report's `options`, with `call` as ghz prints it (`package.Service.Method`).
     pub fn options(&self, call: &str) -> Options {
         let ns = |d: Option<Duration>| d.map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
-        let mut o = Options::new(call, &self.host).open_loop_at(self.plan.rps);
+        // A shard's own rate: its share of the run's, so the shards' options add up to the run's.
+        let own_rate = self.plan.rps.map(|r| r / self.shard.map_or(1.0, |s| s.count as f64));
+        let mut o = Options::new(call, &self.host).open_loop_at(own_rate);
         if self.open_loop() {
             o.open_loop = true;
             o.latency_from = "scheduled send time".into();
@@ -331,6 +390,18 @@ impl Settings {
         o.lb_strategy = self.connect.lb_strategy.clone().unwrap_or_default();
         o
     }
+}
+
+/// `--start-at`: an RFC 3339 UTC time, or Unix seconds.
+fn parse_start_at(text: &str) -> anyhow::Result<std::time::SystemTime> {
+    if let Ok(secs) = text.trim().parse::<f64>() {
+        return std::time::Duration::try_from_secs_f64(secs)
+            .map(|d| std::time::SystemTime::UNIX_EPOCH + d)
+            .map_err(|_| anyhow::anyhow!("--start-at {text}: Unix seconds take a number 0 or more"));
+    }
+    humantime::parse_rfc3339(text.trim()).with_context(|| {
+        format!("--start-at {text:?}: write an RFC 3339 UTC time (2026-12-07T10:00:00Z) or Unix seconds")
+    })
 }
 
 /// The data given on the command line, if any: `-d` (`@`: stdin), `-D`, `-b` (stdin) or `-B`; one of them.

@@ -152,7 +152,14 @@ fn every_kustomization_renders_and_matches_its_schemas() {
         ],
     );
     let names: Vec<&str> = renders.iter().map(|r| r.name.as_str()).collect();
-    for expected in ["base", "overlays/tracing", "overlays/blocking-demo", "overlays/loadgenerator", "overlays/local"] {
+    for expected in [
+        "base",
+        "overlays/tracing",
+        "overlays/blocking-demo",
+        "overlays/loadgenerator",
+        "overlays/local",
+        "overlays/distributed-load",
+    ] {
         assert!(names.contains(&expected), "{expected} not rendered (rendered: {names:?})");
     }
     for rendered in renders {

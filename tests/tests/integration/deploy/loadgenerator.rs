@@ -1,7 +1,7 @@
 //! The loadgenerator component: a bounded `offload-bench load` Job from the servers' own image, aimed at the
 //! gateway Service's gRPC port, whose request is proto3 JSON of the called method's input (decoded here from the
 //! proto crate's descriptors, as offload-bench decodes it) and is answered OK by a real gateway and compute on
-//! loopback.
+//! loopback. The distributed-load overlay's Indexed Job is held to the same rules, and its shards to its indexes.
 
 use std::{collections::BTreeMap, time::Duration};
 
@@ -59,10 +59,10 @@ impl LoadFlags {
     }
 }
 
-/// The Job, checked against the render it is in; returns the method called and its request.
-fn check_job(rendered: &Rendered) -> (String, DynamicMessage) {
+/// The Job `job_name`, checked against the render it is in; returns the method called and its request.
+fn check_job(rendered: &Rendered, job_name: &str) -> (String, DynamicMessage) {
     let name = &rendered.name;
-    let job = rendered.find("Job", "loadgenerator");
+    let job = rendered.find("Job", job_name);
     let pod = &job["spec"]["template"]["spec"];
     let container = &pod["containers"][0];
     check_hardened(&format!("{name}: loadgenerator"), pod);
@@ -117,6 +117,28 @@ fn check_job(rendered: &Rendered) -> (String, DynamicMessage) {
     (method_name.to_owned(), request)
 }
 
+#[test]
+fn distributed_load_is_an_indexed_job_whose_pods_are_the_shards() {
+    let Some(renders) = renders() else { return };
+    let rendered = renders.iter().find(|r| r.name == "overlays/distributed-load").expect("distributed-load renders");
+    let job = rendered.find("Job", "distributed-load");
+    let spec = &job["spec"];
+    assert_eq!(spec["completionMode"], "Indexed", "each pod knows its shard by its index");
+    let completions = spec["completions"].as_u64().expect("completions");
+    assert!(completions >= 2, "a split run has shards");
+    assert_eq!(spec["parallelism"].as_u64(), Some(completions), "the shards run together");
+    assert_eq!(
+        spec["template"]["spec"]["restartPolicy"], "Never",
+        "a failed try keeps its pod; the report is in the succeeded one's log"
+    );
+    let load = LoadFlags::parse(spec["template"]["spec"]["containers"][0]["args"].as_array().expect("args"));
+    assert_eq!(load.number("shards") as u64, completions, "--shards is the Job's number of indexes");
+    assert_eq!(load.value("format"), "json", "each pod prints the JSON report merge reads");
+    assert!(!load.flags.contains_key("shard") && !load.flags.contains_key("start-at"), "the index comes from the pod");
+    // Every shard gets a worker per connection: -c divided by the shards is at least --connections.
+    assert!(load.number("concurrency") / completions as f64 >= load.number("connections"), "-c over the shards");
+}
+
 /// `SumOfSquares` → `SUM_OF_SQUARES`, as the limits' settings are named.
 fn snake_upper(camel: &str) -> String {
     let mut out = String::new();
@@ -138,7 +160,9 @@ async fn loadgenerator_aims_at_the_gateway_with_a_request_it_answers() {
         assert!(names.contains(&overlay), "{overlay} runs it: {names:?}");
     }
     assert!(!names.contains(&"base"), "the base runs no load");
-    let calls: Vec<(String, DynamicMessage)> = with_job.iter().map(|r| check_job(r)).collect();
+    let mut calls: Vec<(String, DynamicMessage)> = with_job.iter().map(|r| check_job(r, "loadgenerator")).collect();
+    let distributed = renders.iter().find(|r| r.name == "overlays/distributed-load").expect("distributed-load renders");
+    calls.push(check_job(distributed, "distributed-load"));
 
     // Every other policy that guards the gateway's pods lets the loadgenerator's in.
     for rendered in &with_job {
