@@ -10,6 +10,9 @@ pub(crate) const PLACEHOLDERS: &[(&str, &str)] = &[
     ("$1", "2"),
     ("$N", "20"),
     ("$hop", "gzip"),
+    // The sharded runs' loop over shard indexes, and the start time they share (RFC 3339).
+    ("$i", "1"),
+    ("$AT", "2026-12-07T12:00:00Z"),
     ("HOST:PORT", "127.0.0.1:50051"),
     ("127.0.0.1:PORT", "127.0.0.1:50051"),
     ("ADDR", "127.0.0.1:50051"),
