@@ -227,15 +227,18 @@ impl Config {
 
     /// The admission control `--max-inflight` and the `--adaptive-*` flags ask for.
     pub fn admission(&self) -> Admission {
-        if !self.adaptive_concurrency {
-            return Admission::new(self.max_inflight);
-        }
-        Admission::adaptive(GradientSettings {
-            window: self.adaptive_window,
-            min_rtt_interval: self.adaptive_min_rtt_interval,
-            tolerance: self.adaptive_tolerance,
-            ..GradientSettings::with_ceiling(self.max_inflight)
-        })
+        let admission = if self.adaptive_concurrency {
+            Admission::adaptive(GradientSettings {
+                window: self.adaptive_window,
+                min_rtt_interval: self.adaptive_min_rtt_interval,
+                tolerance: self.adaptive_tolerance,
+                ..GradientSettings::with_ceiling(self.max_inflight)
+            })
+        } else {
+            Admission::new(self.max_inflight)
+        };
+        // A call waiting for its fair share of the slots waits at most two send timeouts (see `Admission`).
+        admission.waiting_at_most(self.limits.send_timeout * 2)
     }
 
     /// Checks what clap cannot. Fails with a message naming the flag.
