@@ -91,7 +91,8 @@ pub struct Config {
     #[arg(long, env = "OFFLOAD_GATEWAY_WORKERS", default_value_t = available_cores())]
     pub workers: usize,
 
-    /// Most requests in flight through the gateway; more are refused at once with RESOURCE_EXHAUSTED. The gateway
+    /// Most requests in flight through the gateway; more are refused at once with RESOURCE_EXHAUSTED (a call from a
+    /// connection holding less than its fair share waits for the next slot freed instead). The gateway
     /// holds little per request (a few kB, one reply at a time), so 1024 bounds memory while staying well above
     /// what the compute tier can absorb.
     #[arg(long, env = "OFFLOAD_GATEWAY_MAX_INFLIGHT", default_value_t = 1024)]
