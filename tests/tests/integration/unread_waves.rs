@@ -136,6 +136,8 @@ async fn honest_caller_served_and_memory_bounded(server: &ChildServer, path: &'s
     let small = frame(&FactorialRequest { n: 1_000, ..Default::default() }.encode_to_vec());
     let timeout = format!("{}S", HONEST_BOUND.as_secs());
     let (mut served, mut slowest, mut peak) = (0, Duration::ZERO, before);
+    // The growth every 10 s of the attack, to tell a plateau from a leak in a long run.
+    let (mut trend, mut next_mark) = (Vec::new(), started + Duration::from_secs(10));
     while Instant::now() < until {
         let asked = Instant::now();
         let reply = honest.call(path, small.clone(), Some(&timeout)).await.expect("an honest call");
@@ -150,7 +152,16 @@ async fn honest_caller_served_and_memory_bounded(server: &ChildServer, path: &'s
         );
         served += 1;
         slowest = slowest.max(took);
-        peak = peak.max(server.memory().rss);
+        let rss = server.memory().rss;
+        peak = peak.max(rss);
+        if Instant::now() >= next_mark {
+            trend.push(format!(
+                "{}s +{:.1}",
+                (next_mark - started).as_secs(),
+                rss.saturating_sub(before) as f64 / 1048576.0
+            ));
+            next_mark += Duration::from_secs(10);
+        }
     }
     for attacker in attackers {
         attacker.await.expect("an attacker panicked");
@@ -160,7 +171,7 @@ async fn honest_caller_served_and_memory_bounded(server: &ChildServer, path: &'s
     println!(
         "{path}: {}s of waves ({ATTACKERS} connections, {WAVE} unread {:.2} MB replies each every {WAVE_EVERY:?}): \
          {} admitted, {} refused; {served} honest calls served, slowest {slowest:?} (--send-timeout {SEND_TIMEOUT:?}); \
-         RSS {:.1} -> peak {:.1} MiB (+{:.1}, bound +{:.1})",
+         RSS {:.1} -> peak {:.1} MiB (+{:.1}, bound +{:.1}; every 10 s: {})",
         attack_secs(),
         reply_bytes as f64 / 1e6,
         tally.admitted.load(Ordering::Relaxed),
@@ -168,7 +179,8 @@ async fn honest_caller_served_and_memory_bounded(server: &ChildServer, path: &'s
         before as f64 / 1048576.0,
         peak as f64 / 1048576.0,
         peak.saturating_sub(before) as f64 / 1048576.0,
-        bound as f64 / 1048576.0
+        bound as f64 / 1048576.0,
+        trend.join(", ")
     );
     assert!(served > 0, "no honest call was made");
     assert!(peak.saturating_sub(before) <= bound, "{path}: RSS grew by {} bytes, over {bound}", peak - before);
