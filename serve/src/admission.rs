@@ -472,6 +472,24 @@ mod tests {
         assert_eq!(admission.waiting(), 0);
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn a_grown_adaptive_limit_lets_a_waiting_call_in() {
+        let admission = Admission::adaptive(GradientSettings::with_ceiling(100));
+        assert_eq!(admission.limit(), 1, "measuring the ideal latency first");
+        let _held = admit_now(&admission, peer(1)).expect("first");
+        let waiting = tokio::spawn({
+            let admission = admission.clone();
+            async move { admission.admit("--max-inflight", peer(2), None).await }
+        });
+        while admission.waiting() == 0 {
+            tokio::task::yield_now().await;
+        }
+        // What `completed` does when the controller grows the limit.
+        admission.shared.set_limit(2);
+        let _admitted = waiting.await.expect("join").expect("let in by the grown limit, the first slot still held");
+        assert_eq!((admission.in_flight(), admission.waiting()), (2, 0));
+    }
+
     /// The attack the fair share is for, on the simulated clock: four connections whose replies are never read
     /// (each slot is held for the send timeout, 2 s, after a 200 ms job) ask for three slots each every 500 ms,
     /// while an honest connection makes one call after another, each held 10 ms. Every honest call is served
