@@ -82,8 +82,8 @@ fn main() {
             fair = fair.min(per_call(threads, |t| admit(&admission, peers[t])));
         }
         println!(
-            "{threads} thread(s), best of {ROUNDS} x {CALLS} calls: the counter before {base:.1} ns/call, try_admit {tried:.1} \
-             ns/call ({:.2}x), admit with its connection {fair:.1} ns/call ({:.2}x, +{:.1} ns)",
+            "{threads} thread(s), best of {ROUNDS} x {CALLS} calls: the counter before {base:.1} ns/call, try_admit \
+             {tried:.1} ns/call ({:.2}x), admit with its connection {fair:.1} ns/call ({:.2}x, +{:.1} ns)",
             tried / base,
             fair / base,
             fair - base

@@ -35,8 +35,8 @@ impl ReplyHold {
 /// Admits each call or refuses it at once with `RESOURCE_EXHAUSTED`, or, when every slot is taken and its
 /// connection holds fewer than its fair share, lets it wait for the next slot freed (see [`super::fair_share`]);
 /// the slot is held until the call's reply has been sent (or, without a [`ReplyHold`], until the call ends), and a
-/// successful call's latency is a sample for an adaptive limit. A call already past its deadline is answered `DEADLINE_EXCEEDED` without taking a slot, and
-/// one whose client reset its stream is dropped before it starts.
+/// successful call's latency is a sample for an adaptive limit. A call already past its deadline is answered
+/// `DEADLINE_EXCEEDED` without taking a slot, and one whose client reset its stream is dropped before it starts.
 #[derive(Debug, Clone)]
 pub struct AdmissionLayer {
     admission: Admission,
