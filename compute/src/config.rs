@@ -53,9 +53,9 @@ pub struct Config {
     #[arg(long, env = "OFFLOAD_COMPUTE_RAYON_PRIORITY", value_enum, default_value_t = PoolPriority::Idle)]
     pub rayon_priority: PoolPriority,
 
-    /// Most jobs in flight at once; more are refused with RESOURCE_EXHAUSTED rather than queued. 256 keeps the
-    /// worst case (256 maximal factorial replies) under a gigabyte while leaving room for high-concurrency light
-    /// load.
+    /// Most jobs in flight at once; more are refused with RESOURCE_EXHAUSTED rather than queued, except that a call
+    /// from a connection holding less than its fair share waits for the next slot freed. 256 keeps the worst case
+    /// (256 maximal factorial replies) under a gigabyte while leaving room for high-concurrency light load.
     #[arg(long, env = "OFFLOAD_COMPUTE_MAX_INFLIGHT", default_value_t = 256)]
     pub max_inflight: usize,
 

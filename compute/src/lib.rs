@@ -63,7 +63,8 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         (Some(cert), Some(key)) => Some(transport::server_tls(cert, key, config.tls_client_ca.as_deref())?),
         _ => None,
     };
-    let admission = Admission::new(config.max_inflight);
+    // A call waiting for its fair share of the slots waits at most two send timeouts (see `Admission`).
+    let admission = Admission::new(config.max_inflight).waiting_at_most(config.limits.send_timeout * 2);
     let settings = Settings {
         name: "offload-compute",
         metrics_label: "compute",

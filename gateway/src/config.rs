@@ -94,7 +94,8 @@ pub struct Config {
     #[arg(long, env = "OFFLOAD_GATEWAY_WORKERS", default_value_t = available_cores())]
     pub workers: usize,
 
-    /// Most requests in flight through the gateway; more are refused at once with RESOURCE_EXHAUSTED. The gateway
+    /// Most requests in flight through the gateway; more are refused at once with RESOURCE_EXHAUSTED (a call from a
+    /// connection holding less than its fair share waits for the next slot freed instead). The gateway
     /// holds little per request (a few kB, one reply at a time), so 1024 bounds memory while staying well above
     /// what the compute tier can absorb.
     #[arg(long, env = "OFFLOAD_GATEWAY_MAX_INFLIGHT", default_value_t = 1024)]
@@ -230,15 +231,18 @@ impl Config {
 
     /// The admission control `--max-inflight` and the `--adaptive-*` flags ask for.
     pub fn admission(&self) -> Admission {
-        if !self.adaptive_concurrency {
-            return Admission::new(self.max_inflight);
-        }
-        Admission::adaptive(GradientSettings {
-            window: self.adaptive_window,
-            min_rtt_interval: self.adaptive_min_rtt_interval,
-            tolerance: self.adaptive_tolerance,
-            ..GradientSettings::with_ceiling(self.max_inflight)
-        })
+        let admission = if self.adaptive_concurrency {
+            Admission::adaptive(GradientSettings {
+                window: self.adaptive_window,
+                min_rtt_interval: self.adaptive_min_rtt_interval,
+                tolerance: self.adaptive_tolerance,
+                ..GradientSettings::with_ceiling(self.max_inflight)
+            })
+        } else {
+            Admission::new(self.max_inflight)
+        };
+        // A call waiting for its fair share of the slots waits at most two send timeouts (see `Admission`).
+        admission.waiting_at_most(self.limits.send_timeout * 2)
     }
 
     /// Checks what clap cannot. Fails with a message naming the flag.

@@ -10,6 +10,7 @@
 use std::{
     future::Future,
     io,
+    net::SocketAddr,
     pin::Pin,
     sync::Arc,
     task::{Context, Poll},
@@ -23,9 +24,22 @@ use tokio::{
     time::Sleep,
 };
 use tokio_stream::{Stream, StreamExt};
-use tonic::transport::server::{Connected, TcpConnectInfo, TcpIncoming};
+use tonic::{
+    codegen::http,
+    transport::server::{Connected, TcpConnectInfo, TcpIncoming, TlsConnectInfo},
+};
 
 use crate::batched_writes::BatchedWrites;
+
+/// The peer address of the connection a request came on (tonic puts the connection's details in every request's
+/// extensions, in plaintext or over TLS): what tells the calls of one connection from another's, as admission's
+/// fair share needs. `None` for a request that came on no TCP connection.
+pub fn peer(extensions: &http::Extensions) -> Option<SocketAddr> {
+    let tcp = extensions
+        .get::<TcpConnectInfo>()
+        .or_else(|| extensions.get::<TlsConnectInfo<TcpConnectInfo>>().map(TlsConnectInfo::get_ref));
+    tcp?.remote_addr()
+}
 
 /// The HTTP/2 client preface (`PRI * HTTP/2.0…`) is 24 bytes; a TLS ClientHello is longer. Once this many bytes
 /// have arrived the peer speaks, and keepalive takes over.

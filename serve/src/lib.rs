@@ -2,8 +2,8 @@
 //! under load, deadlines and shutdown.
 //!
 //! - [`admin`]: the admin port (`/metrics`) on its own thread and runtime, with timeouts and a connection cap.
-//! - [`admission`]: a bounded number of requests in flight, fixed or adapted to latency, the rest refused at once
-//!   with `RESOURCE_EXHAUSTED`.
+//! - [`admission`]: a bounded number of requests in flight, fixed or adapted to latency, shared fairly across
+//!   connections, the rest refused at once with `RESOURCE_EXHAUSTED`.
 //! - [`connection`]: the gRPC port's connections: a cap, and a timeout for the first bytes.
 //! - [`deadline`]: the client's `grpc-timeout`, as an instant the work can check and the gateway can forward.
 //! - [`drain`]: SIGTERM/SIGINT, then stop accepting and drain in-flight requests within a bounded grace period.

@@ -85,11 +85,13 @@ def check_gzip(name: str, stub, pb) -> None:
 
 
 def check_retry_info(compute, gateway, pb) -> None:
-    """With compute's one slot held by a long call, the next call is refused with a retry delay, from compute
-    and, passed through unchanged, from the gateway."""
-    long_call = gateway.SumOfSquares.future(pb.SumOfSquaresRequest(n=10**12, mode=pb.EXEC_MODE_RAYON), timeout=60)
-    try:
-        for name, stub in (("compute", compute), ("gateway", gateway)):
+    """With compute's one slot held by a long call, the next call on the same connection is refused with a retry
+    delay, from compute and, passed through unchanged, from the gateway (whose calls share its one connection to
+    compute). A call on another connection would wait for the slot instead: compute shares its slots fairly across
+    connections."""
+    for name, stub in (("compute", compute), ("gateway", gateway)):
+        long_call = stub.SumOfSquares.future(pb.SumOfSquaresRequest(n=10**12, mode=pb.EXEC_MODE_RAYON), timeout=60)
+        try:
             for _ in range(TRIES):
                 try:
                     stub.Factorial(pb.FactorialRequest(n=20), timeout=10)
@@ -105,8 +107,8 @@ def check_retry_info(compute, gateway, pb) -> None:
             delay = retry.retry_delay.ToTimedelta().total_seconds()
             assert 0.001 <= delay <= 30, retry
             print(f"ok {name} RESOURCE_EXHAUSTED with RetryInfo retry_delay={delay * 1000:.1f} ms")
-    finally:
-        long_call.cancel()
+        finally:
+            long_call.cancel()
 
 
 def main() -> None:

@@ -12,7 +12,7 @@ use std::{
 use tonic::Status;
 
 use super::{Admission, Admitted};
-use crate::{arrival::Arrival, deadline::Deadline};
+use crate::{arrival::Arrival, connection, deadline::Deadline};
 
 /// Where admission leaves a call's slot so that the reply, not the handler, releases it (in the request's
 /// extensions; empty until the call is admitted and succeeds). Put there by the stream's layer
@@ -32,10 +32,11 @@ impl ReplyHold {
     }
 }
 
-/// Admits each call or refuses it at once with `RESOURCE_EXHAUSTED`; the slot is held until the call's reply has
-/// been sent (or, without a [`ReplyHold`], until the call ends), and a successful call's latency is a sample for
-/// an adaptive limit. A call already past its deadline is answered `DEADLINE_EXCEEDED` without taking a slot, and
-/// one whose client reset its stream is dropped before it starts.
+/// Admits each call or refuses it at once with `RESOURCE_EXHAUSTED`, or, when every slot is taken and its
+/// connection holds fewer than its fair share, lets it wait for the next slot freed (see [`super::fair_share`]);
+/// the slot is held until the call's reply has been sent (or, without a [`ReplyHold`], until the call ends), and a
+/// successful call's latency is a sample for an adaptive limit. A call already past its deadline is answered
+/// `DEADLINE_EXCEEDED` without taking a slot, and one whose client reset its stream is dropped before it starts.
 #[derive(Debug, Clone)]
 pub struct AdmissionLayer {
     admission: Admission,
@@ -95,7 +96,8 @@ where
             // queued). Without it the first poll would run the job before hyper ever looked.
             tokio::task::yield_now().await;
             expired(deadline, arrived)?;
-            let admitted = admission.try_admit(flag)?;
+            let peer = connection::peer(request.extensions());
+            let admitted = admission.admit(flag, peer, deadline.map(tokio::time::Instant::from_std)).await?;
             let hold = request.extensions().get::<ReplyHold>().cloned();
             let result = { ready }.call(request).await;
             if result.is_ok() {

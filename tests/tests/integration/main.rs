@@ -32,4 +32,5 @@ mod stalls;
 mod supply_chain;
 mod tonic_without_reflection;
 mod tracing;
+mod unread_waves;
 mod upstream_wait;
