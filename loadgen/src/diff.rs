@@ -12,7 +12,7 @@
 //! A row is a `regression` when the whole interval lies above zero and the change is at least `--min-effect`
 //! (significant and large enough to matter); an `improvement` the other way round; otherwise `no change`. The
 //! overall verdict is `regression` if any row is one, else `improvement` if any row is one. Why seconds, and what
-//! it was measured to do: `docs/decisions/0007-diff-bootstrap-over-seconds.md`.
+//! it was measured to do: `docs/decisions/0034-diff-bootstrap-over-seconds.md`.
 
 use std::{fmt::Write as _, path::PathBuf};
 
