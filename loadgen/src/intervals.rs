@@ -62,19 +62,7 @@ impl Intervals {
                 *failed += 1;
             }
         }
-        Self {
-            width: WIDTH.as_nanos() as u64,
-            complete: recording.details.len() as u64 == recording.count(),
-            slices: seconds
-                .into_iter()
-                .map(|(start, (count, failed, ok))| Interval {
-                    start,
-                    count,
-                    failed,
-                    ok_histogram: histogram_codec::encode(&ok),
-                })
-                .collect(),
-        }
+        Self::of_seconds(seconds, recording.details.len() as u64 == recording.count())
     }
 
     /// The intervals of several runs' together: the slices of the same second added up.
@@ -93,19 +81,21 @@ impl Intervals {
                 sum.add(&ok).map_err(|e| anyhow::anyhow!("intervals[].okHistogram: {e:?}"))?;
             }
         }
-        Ok(Self {
-            width: WIDTH.as_nanos() as u64,
-            complete,
-            slices: seconds
-                .into_iter()
-                .map(|(start, (count, failed, ok))| Interval {
-                    start,
-                    count,
-                    failed,
-                    ok_histogram: histogram_codec::encode(&ok),
-                })
-                .collect(),
-        })
+        Ok(Self::of_seconds(seconds, complete))
+    }
+
+    /// The intervals from each second's calls, failures and ok-latency histogram.
+    fn of_seconds(seconds: BTreeMap<u64, (u64, u64, Histogram<u64>)>, complete: bool) -> Self {
+        let slices = seconds
+            .into_iter()
+            .map(|(start, (count, failed, ok))| Interval {
+                start,
+                count,
+                failed,
+                ok_histogram: histogram_codec::encode(&ok),
+            })
+            .collect();
+        Self { width: WIDTH.as_nanos() as u64, complete, slices }
     }
 }
 

@@ -188,3 +188,12 @@ pub fn assert_deadline(status: &tonic::Status) {
         status.code() == tonic::Code::Cancelled && status.message() == tonic::TimeoutExpired(()).to_string();
     assert!(status.code() == tonic::Code::DeadlineExceeded || local_timeout, "not a deadline: {status:?}");
 }
+
+/// Runs a server binary's `command` and asserts it refused to start, naming `flag` and the duration syntax it
+/// accepts: how a bad duration from the command line or the environment must fail.
+pub fn refused_naming(command: &mut std::process::Command, flag: &str) {
+    let out = command.output().expect("run");
+    assert!(!out.status.success(), "{flag} taken");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(flag) && stderr.contains(offload_duration::SYNTAX), "{stderr}");
+}

@@ -5,6 +5,7 @@
 use std::{process::Command, time::Duration};
 
 use offload_testkit::child::ChildServer;
+use offload_tests::refused_naming;
 
 fn bin() -> std::path::PathBuf {
     offload_testkit::binaries::path("offload-compute")
@@ -62,13 +63,10 @@ fn durations_in_go_syntax_are_taken_from_flags_and_environment() {
 
 #[test]
 fn a_duration_not_in_go_syntax_is_refused_naming_its_flag() {
-    let refused = |command: &mut Command, flag: &str| {
-        let out = command.output().expect("run");
-        assert!(!out.status.success(), "{flag} taken");
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(stderr.contains(flag) && stderr.contains(offload_duration::SYNTAX), "{stderr}");
-    };
-    refused(Command::new(bin()).args(["--listen", "127.0.0.1:0", "--drain-timeout", "soon"]), "--drain-timeout");
+    refused_naming(Command::new(bin()).args(["--listen", "127.0.0.1:0", "--drain-timeout", "soon"]), "--drain-timeout");
     // A unitless number (the servers once read it as seconds), from the environment.
-    refused(Command::new(bin()).args(["--listen", "127.0.0.1:0"]).env("OFFLOAD_COMPUTE_LAME_DUCK", "5"), "--lame-duck");
+    refused_naming(
+        Command::new(bin()).args(["--listen", "127.0.0.1:0"]).env("OFFLOAD_COMPUTE_LAME_DUCK", "5"),
+        "--lame-duck",
+    );
 }
