@@ -14,44 +14,26 @@ use std::path::Path;
 use clap::{Parser, error::ErrorKind};
 use offload_testkit::pages::{
     self,
-    commands::{Program, commands},
+    commands::{Program, check, commands},
 };
 
 #[test]
 fn every_offload_bench_command_on_the_pages_parses() {
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let pages = pages::user_pages(&workspace).expect("read the user pages");
-    let (mut parsed, mut unchecked, mut wrong) = (Vec::new(), Vec::new(), Vec::new());
-    for command in commands(&pages).into_iter().filter(|c| c.program == Program::Bench) {
-        let args = match &command.args {
-            Ok(args) => args,
-            Err(why) => {
-                unchecked.push(format!("{}: {} (not checked: {why})", command.place, command.text));
-                continue;
-            }
-        };
-        match offload_bench::Cli::try_parse_from(
-            std::iter::once("offload-bench").chain(args.iter().map(String::as_str)),
-        ) {
-            Ok(_) => parsed.push(command.place),
-            Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
-                parsed.push(command.place)
-            }
-            Err(e) => wrong.push(format!("{}: {}\n  {}", command.place, command.text, e.to_string().trim())),
-        }
-    }
-    println!("{} offload-bench command lines parsed: {}", parsed.len(), parsed.join(", "));
-    println!("{} not checked:", unchecked.len());
-    for line in &unchecked {
-        println!("  {line}");
-    }
+    let bench = commands(&pages).into_iter().filter(|c| c.program == Program::Bench);
+    let checked = check(bench, |_, argv| match offload_bench::Cli::try_parse_from(argv) {
+        Err(e) if !matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => Err(e.to_string()),
+        _ => Ok(()),
+    });
+    checked.print("offload-bench command lines");
     assert!(
-        wrong.is_empty(),
+        checked.wrong.is_empty(),
         "offload-bench commands on the pages that its command line refuses:\n{}",
-        wrong.join("\n")
+        checked.wrong.join("\n")
     );
     // The pages show a dozen and more; far fewer means the reader stopped seeing them.
-    let parsed = parsed.len();
+    let parsed = checked.parsed.len();
     assert!(
         parsed >= 10,
         "only {parsed} offload-bench command lines found on the pages: is the page reader still right?"

@@ -52,6 +52,52 @@ pub struct DocCommand {
     pub args: Result<Vec<String>, String>,
 }
 
+/// The pages' command lines sorted by what their program's own parse made of them (see [`check`]).
+#[derive(Debug, Default)]
+pub struct Checked {
+    /// `page:line` of each line that parsed.
+    pub parsed: Vec<String>,
+    /// Lines that could not be known in full, each with why.
+    pub unchecked: Vec<String>,
+    /// Lines the parse refused, each with its error.
+    pub wrong: Vec<String>,
+}
+
+impl Checked {
+    /// Prints the lines parsed and those not checked, as `what` ("server command lines").
+    pub fn print(&self, what: &str) {
+        println!("{} {what} parsed: {}", self.parsed.len(), self.parsed.join(", "));
+        println!("{} not checked:", self.unchecked.len());
+        for line in &self.unchecked {
+            println!("  {line}");
+        }
+    }
+}
+
+/// Runs `parse` (the program's own parse of its argv, program name first) on each command line whose arguments are
+/// known; `Err` is the parse's refusal, already worded.
+pub fn check(
+    commands: impl IntoIterator<Item = DocCommand>,
+    mut parse: impl FnMut(Program, Vec<&str>) -> Result<(), String>,
+) -> Checked {
+    let mut checked = Checked::default();
+    for command in commands {
+        let args = match &command.args {
+            Ok(args) => args,
+            Err(why) => {
+                checked.unchecked.push(format!("{}: {} (not checked: {why})", command.place, command.text));
+                continue;
+            }
+        };
+        let argv = std::iter::once(command.program.binary()).chain(args.iter().map(String::as_str)).collect();
+        match parse(command.program, argv) {
+            Ok(()) => checked.parsed.push(command.place),
+            Err(e) => checked.wrong.push(format!("{}: {}\n  {}", command.place, command.text, e.trim())),
+        }
+    }
+    checked
+}
+
 /// Every command line of `pages` that runs `offload-compute`, `offload-gateway` or `offload-bench`.
 pub fn commands(pages: &[Page]) -> Vec<DocCommand> {
     let mut found = Vec::new();

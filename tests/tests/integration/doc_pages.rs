@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use clap::{Parser, error::ErrorKind};
 use offload_testkit::pages::{
     self, Page,
-    commands::{Program, commands},
+    commands::{Program, check, commands},
 };
 
 fn workspace() -> PathBuf {
@@ -72,35 +72,24 @@ fn every_relative_link_reaches_its_file_and_heading() {
 
 #[test]
 fn every_server_command_on_the_pages_parses_with_its_config() {
-    let (mut parsed, mut unchecked, mut wrong) = (Vec::new(), Vec::new(), Vec::new());
-    for command in commands(&user_pages()) {
-        let parse = match command.program {
-            Program::Compute => |argv: Vec<&str>| offload_compute::Config::try_parse_from(argv).map(drop),
-            Program::Gateway => |argv: Vec<&str>| offload_gateway::Config::try_parse_from(argv).map(drop),
-            Program::Bench => continue,
+    let servers =
+        commands(&user_pages()).into_iter().filter(|c| matches!(c.program, Program::Compute | Program::Gateway));
+    let checked = check(servers, |program, argv| {
+        let parsed = match program {
+            Program::Compute => offload_compute::Config::try_parse_from(argv).map(drop),
+            _ => offload_gateway::Config::try_parse_from(argv).map(drop),
         };
-        let args = match &command.args {
-            Ok(args) => args,
-            Err(why) => {
-                unchecked.push(format!("{}: {} (not checked: {why})", command.place, command.text));
-                continue;
-            }
-        };
-        let argv = std::iter::once(command.program.binary()).chain(args.iter().map(String::as_str)).collect();
-        match parse(argv) {
-            Ok(()) => parsed.push(command.place),
-            Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
-                parsed.push(command.place)
-            }
-            Err(e) => wrong.push(format!("{}: {}\n  {}", command.place, command.text, e.to_string().trim())),
+        match parsed {
+            Err(e) if !matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => Err(e.to_string()),
+            _ => Ok(()),
         }
-    }
-    println!("{} server command lines parsed: {}", parsed.len(), parsed.join(", "));
-    println!("{} not checked:", unchecked.len());
-    for line in &unchecked {
-        println!("  {line}");
-    }
-    assert!(wrong.is_empty(), "server commands on the pages that their Config refuses:\n{}", wrong.join("\n"));
-    let parsed = parsed.len();
+    });
+    checked.print("server command lines");
+    assert!(
+        checked.wrong.is_empty(),
+        "server commands on the pages that their Config refuses:\n{}",
+        checked.wrong.join("\n")
+    );
+    let parsed = checked.parsed.len();
     assert!(parsed >= 6, "only {parsed} server command lines found on the pages: is the page reader still right?");
 }
