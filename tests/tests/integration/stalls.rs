@@ -131,17 +131,20 @@ async fn inline_and_spawned_jobs_are_named_while_they_stall_and_counted_rayon_jo
     let mut compute = start("offload-compute", &["--metrics-listen", "127.0.0.1:0", "--stall-threshold", THRESHOLD]);
     let metrics = compute.metrics_addr.expect("metrics");
     let n = sized_n(&compute).await;
+    // The traced job runs longer than the others: its WARN is written once the stack is unwound and symbolized,
+    // and on a loaded 2-core machine that (and the pipe to this test) can take more than a 100 ms job.
+    let traced_n = sized_n_ms(&compute, JOB_MS * 4.0).await;
     let mut client = ComputeClient::new(channel(&compute.url()).await);
     let inline = [("method", "SumOfSquares"), ("mode", "inline")];
     let before = scrape(metrics);
 
     let trace_id = "5a1100000000000000000000000000a1";
-    let request = SumOfSquaresRequest { n, mode: ExecMode::Inline as i32, ..Default::default() };
+    let request = SumOfSquaresRequest { n: traced_n, mode: ExecMode::Inline as i32, ..Default::default() };
     let (reply, warned) =
         warned_while_running(&mut compute, trace_id, client.sum_of_squares(traced(request, trace_id))).await;
     reply.expect("inline job");
     let warned = warned.expect("a WARN naming the trace before the call returned");
-    for expected in ["WARN", "SumOfSquares", "inline", &format!("{n}"), "thread", "sum_of_squares"] {
+    for expected in ["WARN", "SumOfSquares", "inline", &format!("{traced_n}"), "thread", "sum_of_squares"] {
         assert!(warned.contains(expected), "{expected:?} not in {warned}");
     }
     // The job computes: on the CPU, or waiting for it on a machine whose other core the client keeps busy.
@@ -155,7 +158,10 @@ async fn inline_and_spawned_jobs_are_named_while_they_stall_and_counted_rayon_jo
     assert!(frames.iter().any(|f| f.contains("tokio::runtime")), "the whole stack, down to the runtime: {frames:?}");
     let ended = logged(&mut compute, |l| l.contains(trace_id) && l.contains("stall ended")).await;
     assert!(ended.is_some_and(|l| l.contains("SumOfSquares")), "no end-of-stall line for the trace");
-    client.sum_of_squares(request).await.expect("a second inline job");
+    client
+        .sum_of_squares(SumOfSquaresRequest { n, mode: ExecMode::Inline as i32, ..Default::default() })
+        .await
+        .expect("a second inline job");
     let after_inline = settled(metrics, &before, "offload_runtime_stalls_total", &inline, 2.0);
     let moved =
         |name: &str, b: &Scrape, a: &Scrape, labels: &[(&str, &str)]| total(a, name, labels) - total(b, name, labels);
