@@ -53,30 +53,39 @@ fn sent_after_the_bound(r: &NetworkFault) -> impl Iterator<Item = &scenarios::Sa
     r.samples.iter().filter(|s| s.sent >= r.fault_at + r.bound + SLACK && s.sent < r.healed_at)
 }
 
+/// The three network faults side by side, each on replicas, a proxy and a gateway of its own: light loads that
+/// spend most of their time waiting out a bound, so together they take the time of one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_blackholed_replica_leaves_rotation_within_the_keepalive_bound_and_no_call_fails() {
-    let _one = ONE_AT_A_TIME.lock().await;
-    let r = scenarios::network_fault(launcher(), NETWORK, Fault::Blackhole, KEEPALIVE).await.expect("scenario");
-    let recording = recording_of(&r.samples);
-    // Every call's deadline (10 s) leaves time to notice the blackhole and retry: none may fail.
-    assert_eq!(recording.failed(), 0, "{:?}", recording.errors);
-    let left = r.left_rotation_after.expect("the gateway took the blackholed replica out of rotation");
-    assert!(left <= r.bound + SLACK, "left rotation {left:?} after the fault; bound {:?}", r.bound);
-    // The blackhole caught calls (so the retry was exercised), and none after the bound.
-    assert!(r.retried > 0, "no call was caught by the blackhole: the fault was not exercised");
-    let late: Vec<_> = sent_after_the_bound(&r).filter(|s| s.attempts != 1 || s.served_by == PROXIED).collect();
-    assert!(sent_after_the_bound(&r).count() > 0, "the check after the bound had calls to look at");
-    assert!(late.is_empty(), "calls still sent to the blackholed replica after the bound: {late:?}");
-    assert!(r.back_in_rotation_after.is_some(), "healed, it never served again");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_slow_link_shows_in_latency_not_in_failures() {
+async fn network_faults_a_blackhole_and_a_reset_leave_rotation_a_slow_link_does_not_and_no_call_fails() {
     let _one = ONE_AT_A_TIME.lock().await;
     let latency = Duration::from_millis(100);
-    let r = scenarios::network_fault(launcher(), NETWORK, Fault::Latency(latency), KEEPALIVE).await.expect("scenario");
+    let (blackhole, slow_link, reset) = tokio::join!(
+        scenarios::network_fault(launcher(), NETWORK, Fault::Blackhole, KEEPALIVE),
+        scenarios::network_fault(launcher(), NETWORK, Fault::Latency(latency), KEEPALIVE),
+        scenarios::network_fault(launcher(), NETWORK, Fault::Reset, KEEPALIVE),
+    );
+    a_blackholed_replica_leaves_rotation_within_the_keepalive_bound_and_no_call_fails(&blackhole.expect("blackhole"));
+    a_slow_link_shows_in_latency_not_in_failures(&slow_link.expect("slow link"), latency);
+    a_link_reset_mid_stream_is_retried_and_the_replica_leaves_rotation(&reset.expect("link reset"));
+}
+
+fn a_blackholed_replica_leaves_rotation_within_the_keepalive_bound_and_no_call_fails(r: &NetworkFault) {
     let recording = recording_of(&r.samples);
-    assert_eq!(recording.failed(), 0, "{:?}", recording.errors);
+    // Every call's deadline (10 s) leaves time to notice the blackhole and retry: none may fail.
+    assert_eq!(recording.failed(), 0, "blackhole: {:?}", recording.errors);
+    let left = r.left_rotation_after.expect("the gateway took the blackholed replica out of rotation");
+    assert!(left <= r.bound + SLACK, "blackhole: left rotation {left:?} after the fault; bound {:?}", r.bound);
+    // The blackhole caught calls (so the retry was exercised), and none after the bound.
+    assert!(r.retried > 0, "no call was caught by the blackhole: the fault was not exercised");
+    let late: Vec<_> = sent_after_the_bound(r).filter(|s| s.attempts != 1 || s.served_by == PROXIED).collect();
+    assert!(sent_after_the_bound(r).count() > 0, "blackhole: the check after the bound had calls to look at");
+    assert!(late.is_empty(), "calls still sent to the blackholed replica after the bound: {late:?}");
+    assert!(r.back_in_rotation_after.is_some(), "blackhole: healed, it never served again");
+}
+
+fn a_slow_link_shows_in_latency_not_in_failures(r: &NetworkFault, latency: Duration) {
+    let recording = recording_of(&r.samples);
+    assert_eq!(recording.failed(), 0, "slow link: {:?}", recording.errors);
     assert_eq!(r.left_rotation_after, None, "a slow replica is not a dead one");
     let (through_the_link, _) = r.during_fault();
     assert!(!through_the_link.is_empty(), "the slow replica kept serving");
@@ -84,16 +93,13 @@ async fn a_slow_link_shows_in_latency_not_in_failures() {
     assert!(through_the_link.iter().all(|s| s.latency >= 2 * latency), "{through_the_link:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_link_reset_mid_stream_is_retried_and_the_replica_leaves_rotation() {
-    let _one = ONE_AT_A_TIME.lock().await;
-    let r = scenarios::network_fault(launcher(), NETWORK, Fault::Reset, KEEPALIVE).await.expect("scenario");
+fn a_link_reset_mid_stream_is_retried_and_the_replica_leaves_rotation(r: &NetworkFault) {
     let recording = recording_of(&r.samples);
-    assert_eq!(recording.failed(), 0, "{:?}", recording.errors);
+    assert_eq!(recording.failed(), 0, "link reset: {:?}", recording.errors);
     assert!(r.left_rotation_after.is_some(), "a reset link takes its replica out of rotation");
-    let late: Vec<_> = sent_after_the_bound(&r).filter(|s| s.attempts != 1 || s.served_by == PROXIED).collect();
+    let late: Vec<_> = sent_after_the_bound(r).filter(|s| s.attempts != 1 || s.served_by == PROXIED).collect();
     assert!(late.is_empty(), "calls still sent to the reset replica after the bound: {late:?}");
-    assert!(r.back_in_rotation_after.is_some(), "healed, it never served again");
+    assert!(r.back_in_rotation_after.is_some(), "link reset: healed, it never served again");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
