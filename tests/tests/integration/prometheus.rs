@@ -34,8 +34,10 @@ const FOR: &str = "2s";
 const JOB_MS: f64 = 400.0;
 /// Calls in flight during a load phase: two per tokio worker of a two-worker compute.
 const CONCURRENCY: usize = 4;
-/// The longest a load phase runs (the INLINE phase stops early once the alert is seen).
+/// The longest the INLINE phase runs (it stops early once the alert is seen).
 const PHASE: Duration = Duration::from_secs(20);
+/// The RAYON phase: the rate window and two scrapes, so the window the alert reads holds only RAYON load.
+const RAYON_PHASE: Duration = Duration::from_secs(12);
 
 /// The shipped rules with every `for:` and rate window shortened; panics if there were none to shorten (the
 /// rules changed shape and this test would no longer test them).
@@ -59,11 +61,17 @@ fn short_windows(rules: &str) -> String {
     out
 }
 
-/// Keeps `CONCURRENCY` calls of `n` in `mode` in flight through the gateway until `stop` (or `PHASE`).
-fn load(gateway: String, mode: ExecMode, n: u64, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<u64> {
+/// Keeps `CONCURRENCY` calls of `n` in `mode` in flight through the gateway until `stop` (or for `phase`).
+fn load(
+    gateway: String,
+    mode: ExecMode,
+    n: u64,
+    phase: Duration,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<u64> {
     tokio::spawn(async move {
         let client = GatewayClient::new(offload_tests::channel(&gateway).await);
-        let until = Instant::now() + PHASE;
+        let until = Instant::now() + phase;
         let workers: Vec<_> = (0..CONCURRENCY)
             .map(|_| {
                 let (mut client, stop) = (client.clone(), Arc::clone(&stop));
@@ -134,7 +142,7 @@ async fn a_real_prometheus_sees_the_stall_alert_under_inline_not_rayon_and_every
     // RAYON: the jobs run on rayon's threads; the runtime stays responsive and the alert quiet, throughout the
     // phase and until its window has passed.
     let stop = Arc::new(AtomicBool::new(false));
-    let rayon = load(cluster.url(), ExecMode::Rayon, n, Arc::clone(&stop));
+    let rayon = load(cluster.url(), ExecMode::Rayon, n, RAYON_PHASE, Arc::clone(&stop));
     let mut rayon_states = Vec::new();
     while !rayon.is_finished() {
         rayon_states.extend(compute_stall_alerts(&server));
@@ -155,7 +163,7 @@ async fn a_real_prometheus_sees_the_stall_alert_under_inline_not_rayon_and_every
 
     // INLINE: the jobs hold compute's tokio workers; the alert goes pending, then firing. The load stops as soon as
     // the alert is seen and every dashboard query answered (or after PHASE).
-    let inline = load(cluster.url(), ExecMode::Inline, n, Arc::clone(&stop));
+    let inline = load(cluster.url(), ExecMode::Inline, n, PHASE, Arc::clone(&stop));
     let mut inline_states = Vec::new();
     let mut missing: Vec<String> = dashboard_queries();
     assert!(missing.len() >= 12, "the dashboard has {} queries", missing.len());

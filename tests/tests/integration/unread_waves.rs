@@ -48,7 +48,7 @@ const HONEST_BOUND: Duration = Duration::from_secs(12);
 
 /// Seconds the waves last: a few in every run, more with `OFFLOAD_UNREAD_WAVES_SECS`.
 fn attack_secs() -> u64 {
-    std::env::var("OFFLOAD_UNREAD_WAVES_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(12)
+    std::env::var("OFFLOAD_UNREAD_WAVES_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(6)
 }
 
 /// `docs/reliability.md`'s bound for these flags: each slot holds a reply and, while it is built, the job's
