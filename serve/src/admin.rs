@@ -8,7 +8,9 @@
 //! It speaks HTTP/1 to scrapers and curl, and bounds them: a request's headers must arrive within
 //! [`HEADER_READ_TIMEOUT`] (which, as hyper starts it whenever it waits for a request, also closes idle keep-alive
 //! connections), a connection lives at most [`CONNECTION_LIFETIME`] (a client that does not read its reply), and at
-//! most [`MAX_CONNECTIONS`] are open at once: a new connection at the cap closes the oldest. A scrape's connection
+//! most [`MAX_CONNECTIONS`] are open at once: a new connection at the cap closes the oldest that has sent nothing
+//! (read or still waiting in the kernel: under a flood the runtime accepts faster than it delivers read events),
+//! or else the oldest. A scrape's connection
 //! lives milliseconds and a slowloris one until its timeout, so the oldest is almost always an attacker's, and a
 //! scraper still gets in while hundreds of them trickle bytes; and they cannot take the file descriptors the gRPC
 //! port needs.
@@ -16,6 +18,7 @@
 use std::{
     collections::VecDeque,
     net::SocketAddr,
+    os::fd::AsFd,
     pin::Pin,
     sync::{
         Arc, Mutex, PoisonError,
@@ -46,8 +49,11 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
 pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(30);
 
 /// Prometheus keeps one connection per target, an operator's curl another: 16 leaves room for several scrapers
-/// and costs 16 file descriptors at most.
+/// and costs 32 file descriptors at most (two per connection: see [`FDS_PER_CONNECTION`]).
 pub const MAX_CONNECTIONS: usize = 16;
+
+/// Each connection's socket and the duplicate the cap peeks through for a request not read yet.
+pub const FDS_PER_CONNECTION: usize = 2;
 
 /// The admin server, stopped (its thread joined) when dropped.
 #[derive(Debug)]
@@ -108,11 +114,29 @@ pub fn start(addr: SocketAddr, routes: axum::Router) -> anyhow::Result<AdminServ
     Ok(AdminServer { addr, stop: Some(stop), thread: Some(thread) })
 }
 
-/// The open connections, oldest first, each with the sender that closes it and whether it has sent a byte.
+/// An open connection: the sender that closes it, whether its task has read a byte from it, and a second handle
+/// on its socket to look for bytes the task has not read yet.
+#[derive(Debug)]
+struct Connection {
+    id: u64,
+    close: oneshot::Sender<()>,
+    spoke: Arc<AtomicBool>,
+    peek: std::net::TcpStream,
+}
+
+impl Connection {
+    /// Whether the client has sent something: read by its task, or waiting in the kernel. Under a flood the admin
+    /// runtime accepts faster than it delivers read events, so a scraper's request may have arrived unread.
+    fn has_spoken(&self) -> bool {
+        self.spoke.load(Ordering::Relaxed) || matches!(self.peek.peek(&mut [0; 1]), Ok(n) if n > 0)
+    }
+}
+
+/// The open connections, oldest first.
 #[derive(Debug, Default)]
 struct Open {
     next_id: u64,
-    connections: VecDeque<(u64, oneshot::Sender<()>, Arc<AtomicBool>)>,
+    connections: VecDeque<Connection>,
 }
 
 impl Open {
@@ -121,9 +145,9 @@ impl Open {
         if self.connections.len() < MAX_CONNECTIONS {
             return;
         }
-        let silent = self.connections.iter().position(|(_, _, spoke)| !spoke.load(Ordering::Relaxed));
-        if let Some((_, close, _)) = self.connections.remove(silent.unwrap_or(0)) {
-            let _ = close.send(());
+        let silent = self.connections.iter().position(|c| !c.has_spoken());
+        if let Some(connection) = self.connections.remove(silent.unwrap_or(0)) {
+            let _ = connection.close.send(());
         }
     }
 }
@@ -179,6 +203,15 @@ async fn serve(listener: TcpListener, routes: axum::Router, mut stopped: oneshot
                 }
             },
         };
+        // A duplicate of the socket's descriptor, non-blocking like the original: peeking with it never consumes
+        // the request nor touches the task's readiness. Dropped with the connection's entry.
+        let peek = match stream.as_fd().try_clone_to_owned() {
+            Ok(fd) => std::net::TcpStream::from(fd),
+            Err(e) => {
+                tracing::warn!(error = %e, "admin port cannot duplicate a connection's descriptor; closed");
+                continue;
+            }
+        };
         let (close, closed) = oneshot::channel();
         let spoke = Arc::new(AtomicBool::new(false));
         let id = {
@@ -186,7 +219,7 @@ async fn serve(listener: TcpListener, routes: axum::Router, mut stopped: oneshot
             open.make_room();
             let id = open.next_id;
             open.next_id += 1;
-            open.connections.push_back((id, close, Arc::clone(&spoke)));
+            open.connections.push_back(Connection { id, close, spoke: Arc::clone(&spoke), peek });
             id
         };
         let stream = Marked { inner: stream, spoke };
@@ -202,10 +235,62 @@ async fn serve(listener: TcpListener, routes: axum::Router, mut stopped: oneshot
                 },
                 _ = closed => tracing::debug!(max = MAX_CONNECTIONS, "admin connection closed: one too many"),
             }
-            open.lock().unwrap_or_else(PoisonError::into_inner).connections.retain(|(open, _, _)| *open != id);
+            open.lock().unwrap_or_else(PoisonError::into_inner).connections.retain(|c| c.id != id);
         });
         // The new connection's task reads what its client has sent before the next accept, so a scraper, which
         // writes as soon as it connects, has spoken before a flood's next connection asks for room.
         tokio::task::yield_now().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        io::Write,
+        net::{TcpListener, TcpStream},
+        time::Instant,
+    };
+
+    use super::*;
+
+    /// A full table: the oldest connection's client has sent its request, which no task has read yet (a flood keeps
+    /// the admin runtime accepting); every other one is silent. Returns the table, the clients and the receivers
+    /// that say which connection was closed.
+    fn full_table() -> (Open, Vec<TcpStream>, Vec<oneshot::Receiver<()>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let (mut open, mut clients, mut closed) = (Open::default(), Vec::new(), Vec::new());
+        for id in 0..MAX_CONNECTIONS as u64 {
+            clients.push(TcpStream::connect(listener.local_addr().expect("addr")).expect("connect"));
+            let (server_side, _) = listener.accept().expect("accept");
+            server_side.set_nonblocking(true).expect("non-blocking, as tokio's sockets are");
+            let (close, receiver) = oneshot::channel();
+            closed.push(receiver);
+            let spoke = Arc::new(AtomicBool::new(false));
+            open.connections.push_back(Connection { id, close, spoke, peek: server_side });
+        }
+        (open, clients, closed)
+    }
+
+    #[test]
+    fn at_the_cap_a_request_waiting_unread_saves_its_connection() {
+        let (mut open, mut clients, mut closed) = full_table();
+        clients[0].write_all(b"GET /metrics HTTP/1.1\r\n\r\n").expect("the scraper's request");
+        let until = Instant::now() + Duration::from_secs(10);
+        while !open.connections[0].has_spoken() {
+            assert!(Instant::now() < until, "the request never reached the server's socket");
+            std::thread::yield_now();
+        }
+        open.make_room();
+        assert_eq!(open.connections.len(), MAX_CONNECTIONS - 1);
+        assert!(closed[0].try_recv().is_err(), "the scraper's connection was closed");
+        assert!(closed[1].try_recv().is_ok(), "the oldest silent connection stays open");
+    }
+
+    #[test]
+    fn at_the_cap_with_everyone_silent_the_oldest_is_closed() {
+        let (mut open, _clients, mut closed) = full_table();
+        open.make_room();
+        assert!(closed[0].try_recv().is_ok(), "the oldest silent connection stays open");
+        assert!(closed[1..].iter_mut().all(|c| c.try_recv().is_err()));
     }
 }
