@@ -88,6 +88,8 @@ fn a_slow_link_shows_in_latency_not_in_failures(r: &NetworkFault, latency: Durat
     assert_eq!(recording.failed(), 0, "slow link: {:?}", recording.errors);
     assert_eq!(r.left_rotation_after, None, "a slow replica is not a dead one");
     let (through_the_link, _) = r.during_fault();
+    // Answered before the heal: a call sent just before it gets its reply back at full speed.
+    let through_the_link: Vec<_> = through_the_link.into_iter().filter(|s| s.sent + s.latency <= r.healed_at).collect();
     assert!(!through_the_link.is_empty(), "the slow replica kept serving");
     // Request and reply each crossed the link once: at least twice the one-way latency, every one.
     assert!(through_the_link.iter().all(|s| s.latency >= 2 * latency), "{through_the_link:?}");
