@@ -69,59 +69,69 @@ async fn replies_nobody_reads_hold_memory_only_up_to_the_stated_bound() {
     let inflight = MAX_INFLIGHT.to_string();
     let limits = ["--max-inflight", &inflight, "--metrics-listen", "127.0.0.1:0", "--send-timeout", "10s"];
     let compute = binaries::start("offload-compute", &limits);
-    let compute_url = compute.url();
-    let mut gateway_args = vec!["--compute", &compute_url];
+    // The gateway's half has a compute of its own, so the two halves run side by side (each mostly waits out
+    // `--send-timeout`) without taking each other's slots or memory.
+    let upstream = binaries::start("offload-compute", &limits);
+    let upstream_url = upstream.url();
+    let mut gateway_args = vec!["--compute", &upstream_url];
     gateway_args.extend_from_slice(&limits);
     let gateway = binaries::start("offload-gateway", &gateway_args);
     // Until the gateway has seen compute healthy it refuses calls UNAVAILABLE: wait as an orchestrator would.
     wait_serving(&gateway.url(), service_names::GATEWAY).await;
-    for (server, path) in [(&compute, "/offload.v1.Compute/Factorial"), (&gateway, "/offload.v1.Gateway/Factorial")] {
-        // One honest call read in full first: the reply's size, and the allocator's pools warmed.
-        let honest = RawConnection::connect(server.addr).await.expect("connect");
-        let request = frame(&FactorialRequest { n: N, ..Default::default() }.encode_to_vec());
-        let reply = honest.call(path, request.clone(), Some("60S")).await.expect("an honest call");
-        assert_eq!(reply.code, Code::Ok, "{}", reply.message);
-        let reply_bytes = reply.body.len() as u64;
-        // Then as many at once as will be admitted below, so every thread that runs those jobs has run one: the
-        // allocator (mimalloc) keeps each thread's freed pages, and a first job on a cold thread would count its
-        // working memory as held by the unread replies (a cold CI run measured +78 MiB this way, warm ones +14-46).
-        let warm: Vec<_> = (0..MAX_INFLIGHT)
-            .map(|_| {
-                let (honest, request, path) = (honest.clone(), request.clone(), path.to_owned());
-                tokio::spawn(async move { honest.call(&path, request, Some("60S")).await })
-            })
-            .collect();
-        for call in warm {
-            let reply = call.await.expect("join").expect("an honest call");
-            assert_eq!(reply.code, Code::Ok, "{}", reply.message);
-        }
-        let before = server.memory().rss;
-        let (unread, refused, most_in_flight) = open_unread(server, path).await;
-        let during = server.memory().rss;
-        let bound = stated_bound(reply_bytes);
-        println!(
-            "{path}: {STREAMS} unread replies of {:.2} MB: {} admitted, at most {most_in_flight} at once, {refused} \
-             refused; RSS {:.1} -> {:.1} MiB (+{:.1}, bound +{:.1})",
-            reply_bytes as f64 / 1e6,
-            unread.len(),
-            before as f64 / 1048576.0,
-            during as f64 / 1048576.0,
-            during.saturating_sub(before) as f64 / 1048576.0,
-            bound as f64 / 1048576.0
-        );
-        assert_eq!(unread.len() + refused, STREAMS);
-        assert!(most_in_flight > 0, "unsent replies hold slots");
-        assert!(during.saturating_sub(before) <= bound, "{path}: RSS grew by {} bytes, over {bound}", during - before);
+    tokio::join!(
+        unread_replies_stay_bounded(&compute, "/offload.v1.Compute/Factorial"),
+        unread_replies_stay_bounded(&gateway, "/offload.v1.Gateway/Factorial"),
+    );
+}
 
-        // --send-timeout: the unread replies are dropped with their slots while their streams stay open, and
-        // honest calls are served again. Bounded wait: the timeout plus a generous margin.
-        let waited = Instant::now();
-        while metrics_value(server, "offload_in_flight") > 0.0 {
-            assert!(waited.elapsed() < Duration::from_secs(60), "slots not freed after --send-timeout");
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-        let reply = honest.call(path, request, Some("60S")).await.expect("an honest call");
-        assert_eq!(reply.code, Code::Ok, "served again while {} unread streams stay open", unread.len());
-        drop(unread);
+/// One server's half: [`STREAMS`] unread replies hold memory within the bound, and `--send-timeout` frees their
+/// slots for an honest caller.
+async fn unread_replies_stay_bounded(server: &ChildServer, path: &str) {
+    // One honest call read in full first: the reply's size, and the allocator's pools warmed.
+    let honest = RawConnection::connect(server.addr).await.expect("connect");
+    let request = frame(&FactorialRequest { n: N, ..Default::default() }.encode_to_vec());
+    let reply = honest.call(path, request.clone(), Some("60S")).await.expect("an honest call");
+    assert_eq!(reply.code, Code::Ok, "{}", reply.message);
+    let reply_bytes = reply.body.len() as u64;
+    // Then as many at once as will be admitted below, so every thread that runs those jobs has run one: the
+    // allocator (mimalloc) keeps each thread's freed pages, and a first job on a cold thread would count its
+    // working memory as held by the unread replies (a cold CI run measured +78 MiB this way, warm ones +14-46).
+    let warm: Vec<_> = (0..MAX_INFLIGHT)
+        .map(|_| {
+            let (honest, request, path) = (honest.clone(), request.clone(), path.to_owned());
+            tokio::spawn(async move { honest.call(&path, request, Some("60S")).await })
+        })
+        .collect();
+    for call in warm {
+        let reply = call.await.expect("join").expect("an honest call");
+        assert_eq!(reply.code, Code::Ok, "{}", reply.message);
     }
+    let before = server.memory().rss;
+    let (unread, refused, most_in_flight) = open_unread(server, path).await;
+    let during = server.memory().rss;
+    let bound = stated_bound(reply_bytes);
+    println!(
+        "{path}: {STREAMS} unread replies of {:.2} MB: {} admitted, at most {most_in_flight} at once, {refused} \
+         refused; RSS {:.1} -> {:.1} MiB (+{:.1}, bound +{:.1})",
+        reply_bytes as f64 / 1e6,
+        unread.len(),
+        before as f64 / 1048576.0,
+        during as f64 / 1048576.0,
+        during.saturating_sub(before) as f64 / 1048576.0,
+        bound as f64 / 1048576.0
+    );
+    assert_eq!(unread.len() + refused, STREAMS);
+    assert!(most_in_flight > 0, "unsent replies hold slots");
+    assert!(during.saturating_sub(before) <= bound, "{path}: RSS grew by {} bytes, over {bound}", during - before);
+
+    // --send-timeout: the unread replies are dropped with their slots while their streams stay open, and
+    // honest calls are served again. Bounded wait: the timeout plus a generous margin.
+    let waited = Instant::now();
+    while metrics_value(server, "offload_in_flight") > 0.0 {
+        assert!(waited.elapsed() < Duration::from_secs(60), "slots not freed after --send-timeout");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let reply = honest.call(path, request, Some("60S")).await.expect("an honest call");
+    assert_eq!(reply.code, Code::Ok, "served again while {} unread streams stay open", unread.len());
+    drop(unread);
 }
