@@ -9,8 +9,10 @@ use std::{
 };
 
 use clap::Parser;
-use offload_proto::v1::{compute_client::ComputeClient, gateway_client::GatewayClient};
+use offload_proto::v1::{FactorialRequest, compute_client::ComputeClient, gateway_client::GatewayClient};
 use offload_serve::runtime::Flavor;
+use offload_testkit::raw::{RawConnection, frame};
+use prost::Message;
 use tokio::sync::oneshot;
 use tonic::transport::Channel;
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
@@ -196,4 +198,41 @@ pub fn refused_naming(command: &mut std::process::Command, flag: &str) {
     assert!(!out.status.success(), "{flag} taken");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains(flag) && stderr.contains(offload_duration::SYNTAX), "{stderr}");
+}
+
+/// The calls in flight on a child server (`offload_in_flight` on its `--metrics-listen`); panics if it cannot be read.
+pub async fn in_flight(server: &offload_testkit::child::ChildServer) -> f64 {
+    let addr = server.metrics_addr.expect("--metrics-listen was given");
+    metric(addr, "offload_in_flight", &[]).await.expect("offload_in_flight on /metrics")
+}
+
+/// A server readied for a test that counts the memory large replies hold: its honest connection, the request and
+/// the size of its reply.
+#[derive(Debug)]
+pub struct WarmedForLargeReplies {
+    pub honest: RawConnection,
+    pub request: Vec<u8>,
+    pub reply_bytes: u64,
+}
+
+/// One honest `Factorial(n)` call to `path` on `addr` read in full (the reply's size), then `slots` at once, so
+/// every thread that runs those jobs has run one: the allocator (mimalloc) keeps each thread's freed pages, and a
+/// first job on a cold thread would count its working memory as held by the replies under test (a cold CI run
+/// measured +78 MiB this way, warm ones +14-46).
+pub async fn warm_for_large_replies(addr: SocketAddr, path: &str, n: u64, slots: u64) -> WarmedForLargeReplies {
+    let honest = RawConnection::connect(addr).await.expect("connect");
+    let request = frame(&FactorialRequest { n, ..Default::default() }.encode_to_vec());
+    let reply = honest.call(path, request.clone(), Some("60S")).await.expect("an honest call");
+    assert_eq!(reply.code, tonic::Code::Ok, "{}", reply.message);
+    let warm: Vec<_> = (0..slots)
+        .map(|_| {
+            let (honest, request, path) = (honest.clone(), request.clone(), path.to_owned());
+            tokio::spawn(async move { honest.call(&path, request, Some("60S")).await })
+        })
+        .collect();
+    for call in warm {
+        let reply = call.await.expect("join").expect("an honest call");
+        assert_eq!(reply.code, tonic::Code::Ok, "{}", reply.message);
+    }
+    WarmedForLargeReplies { honest, request, reply_bytes: reply.body.len() as u64 }
 }

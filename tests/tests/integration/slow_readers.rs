@@ -9,9 +9,8 @@ use offload_testkit::{
     binaries,
     child::ChildServer,
     raw::{RawConnection, frame},
-    scrape,
 };
-use offload_tests::wait_serving;
+use offload_tests::{WarmedForLargeReplies, in_flight, wait_serving, warm_for_large_replies};
 use prost::Message;
 use tonic::Code;
 
@@ -35,11 +34,6 @@ fn stated_bound(reply_bytes: u64) -> u64 {
     MAX_INFLIGHT * 3 * reply_bytes + CONNECTIONS as u64 * (CONNECTION_WINDOW + streams_per_connection * CHUNK) + SLACK
 }
 
-fn metrics_value(server: &ChildServer, name: &str) -> f64 {
-    let addr = server.metrics_addr.expect("--metrics-listen was given");
-    scrape::value(&scrape::scrape(addr).expect("scrape"), name, &[]).unwrap_or(0.0)
-}
-
 /// Opens [`STREAMS`] calls to `path` that never read their reply; returns the ones admitted, still open, how many
 /// were refused, and the most slots seen taken (after each connection's streams). Admission is fair across
 /// connections, so a later connection's calls may wait for the slots `--send-timeout` frees: more than
@@ -57,7 +51,7 @@ async fn open_unread(server: &ChildServer, path: &str) -> (Vec<offload_testkit::
                 Some(other) => panic!("{path}: unexpected {other:?}"),
             }
         }
-        let in_flight = metrics_value(server, "offload_in_flight") as u64;
+        let in_flight = in_flight(server).await as u64;
         assert!(in_flight <= MAX_INFLIGHT, "{in_flight} replies held past --max-inflight");
         most_in_flight = most_in_flight.max(in_flight);
     }
@@ -87,25 +81,8 @@ async fn replies_nobody_reads_hold_memory_only_up_to_the_stated_bound() {
 /// One server's half: [`STREAMS`] unread replies hold memory within the bound, and `--send-timeout` frees their
 /// slots for an honest caller.
 async fn unread_replies_stay_bounded(server: &ChildServer, path: &str) {
-    // One honest call read in full first: the reply's size, and the allocator's pools warmed.
-    let honest = RawConnection::connect(server.addr).await.expect("connect");
-    let request = frame(&FactorialRequest { n: N, ..Default::default() }.encode_to_vec());
-    let reply = honest.call(path, request.clone(), Some("60S")).await.expect("an honest call");
-    assert_eq!(reply.code, Code::Ok, "{}", reply.message);
-    let reply_bytes = reply.body.len() as u64;
-    // Then as many at once as will be admitted below, so every thread that runs those jobs has run one: the
-    // allocator (mimalloc) keeps each thread's freed pages, and a first job on a cold thread would count its
-    // working memory as held by the unread replies (a cold CI run measured +78 MiB this way, warm ones +14-46).
-    let warm: Vec<_> = (0..MAX_INFLIGHT)
-        .map(|_| {
-            let (honest, request, path) = (honest.clone(), request.clone(), path.to_owned());
-            tokio::spawn(async move { honest.call(&path, request, Some("60S")).await })
-        })
-        .collect();
-    for call in warm {
-        let reply = call.await.expect("join").expect("an honest call");
-        assert_eq!(reply.code, Code::Ok, "{}", reply.message);
-    }
+    let WarmedForLargeReplies { honest, request, reply_bytes } =
+        warm_for_large_replies(server.addr, path, N, MAX_INFLIGHT).await;
     let before = server.memory().rss;
     let (unread, refused, most_in_flight) = open_unread(server, path).await;
     let during = server.memory().rss;
@@ -127,7 +104,7 @@ async fn unread_replies_stay_bounded(server: &ChildServer, path: &str) {
     // --send-timeout: the unread replies are dropped with their slots while their streams stay open, and
     // honest calls are served again. Bounded wait: the timeout plus a generous margin.
     let waited = Instant::now();
-    while metrics_value(server, "offload_in_flight") > 0.0 {
+    while in_flight(server).await > 0.0 {
         assert!(waited.elapsed() < Duration::from_secs(60), "slots not freed after --send-timeout");
         tokio::time::sleep(Duration::from_millis(250)).await;
     }

@@ -19,9 +19,8 @@ use offload_testkit::{
     binaries,
     child::ChildServer,
     raw::{RawConnection, Unread, frame},
-    scrape,
 };
-use offload_tests::wait_serving;
+use offload_tests::{WarmedForLargeReplies, in_flight, wait_serving, warm_for_large_replies};
 use prost::Message;
 use tonic::Code;
 
@@ -57,11 +56,6 @@ fn attack_secs() -> u64 {
 fn stated_bound(reply_bytes: u64) -> u64 {
     let connections = ATTACKERS as u64 + 1;
     MAX_INFLIGHT * 3 * reply_bytes + connections * (CONNECTION_WINDOW + MAX_CONCURRENT_STREAMS * CHUNK) + SLACK
-}
-
-fn metrics_value(server: &ChildServer, name: &str) -> f64 {
-    let addr = server.metrics_addr.expect("--metrics-listen was given");
-    scrape::value(&scrape::scrape(addr).expect("scrape"), name, &[]).unwrap_or(0.0)
 }
 
 /// What the attackers' streams were answered.
@@ -101,23 +95,8 @@ async fn attack(server: std::net::SocketAddr, path: &'static str, until: Instant
 
 /// The attack on `server` at `path`, an honest caller beside it, and the memory it took.
 async fn honest_caller_served_and_memory_bounded(server: &ChildServer, path: &'static str) {
-    // Warm-up, as in `slow_readers`: one honest call read in full (the reply's size), then as many at once as the
-    // attackers will hold, so every thread that runs those jobs has run one and the allocator's pools are warm.
-    let honest = RawConnection::connect(server.addr).await.expect("connect");
-    let big = frame(&FactorialRequest { n: N, ..Default::default() }.encode_to_vec());
-    let reply = honest.call(path, big.clone(), Some("60S")).await.expect("an honest call");
-    assert_eq!(reply.code, Code::Ok, "{}", reply.message);
-    let reply_bytes = reply.body.len() as u64;
-    let warm: Vec<_> = (0..MAX_INFLIGHT)
-        .map(|_| {
-            let (honest, big) = (honest.clone(), big.clone());
-            tokio::spawn(async move { honest.call(path, big, Some("60S")).await })
-        })
-        .collect();
-    for call in warm {
-        let reply = call.await.expect("join").expect("an honest call");
-        assert_eq!(reply.code, Code::Ok, "{}", reply.message);
-    }
+    let WarmedForLargeReplies { honest, reply_bytes, .. } =
+        warm_for_large_replies(server.addr, path, N, MAX_INFLIGHT).await;
     let before = server.memory().rss;
 
     let started = Instant::now();
@@ -126,7 +105,7 @@ async fn honest_caller_served_and_memory_bounded(server: &ChildServer, path: &'s
     let attackers: Vec<_> =
         (0..ATTACKERS).map(|_| tokio::spawn(attack(server.addr, path, until, Arc::clone(&tally)))).collect();
     // The attack has begun once its replies hold every slot.
-    while metrics_value(server, "offload_in_flight") < MAX_INFLIGHT as f64 {
+    while in_flight(server).await < MAX_INFLIGHT as f64 {
         assert!(started.elapsed() < Duration::from_secs(60), "the attackers never held every slot");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
