@@ -90,12 +90,17 @@ async fn logged(server: &mut ChildServer, matches: impl Fn(&str) -> bool) -> Opt
     }
 }
 
+/// `admin`'s `/debug/stalls`: the stalls going on and the last that ended.
+fn debug_stalls(admin: SocketAddr) -> serde_json::Value {
+    let body = offload_testkit::scrape::get(admin, "/debug/stalls").expect("GET /debug/stalls");
+    serde_json::from_str(&body).expect("JSON")
+}
+
 /// The stall of trace `trace_id` that `/debug/stalls` lists, once its stack is taken.
 fn debug_stall(admin: SocketAddr, trace_id: &str) -> serde_json::Value {
     let until = std::time::Instant::now() + LOG_LAG;
     loop {
-        let body = offload_testkit::scrape::get(admin, "/debug/stalls").expect("GET /debug/stalls");
-        let json: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+        let json = debug_stalls(admin);
         let all = json["stalls"].as_array().into_iter().chain(json["ongoing"].as_array()).flatten();
         if let Some(found) = all.into_iter().find(|s| s["call"]["trace_id"] == trace_id && s["stack_note"].is_null()) {
             return found.clone();
@@ -110,8 +115,7 @@ fn debug_stall(admin: SocketAddr, trace_id: &str) -> serde_json::Value {
 fn no_stall_going_on(admin: SocketAddr) {
     let until = std::time::Instant::now() + LOG_LAG;
     loop {
-        let body = offload_testkit::scrape::get(admin, "/debug/stalls").expect("GET /debug/stalls");
-        let json: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+        let json = debug_stalls(admin);
         if json["ongoing"].as_array().is_some_and(Vec::is_empty) {
             return;
         }
