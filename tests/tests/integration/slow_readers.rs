@@ -4,14 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use offload_proto::{service_names, v1::FactorialRequest};
-use offload_testkit::{
-    binaries,
-    child::ChildServer,
-    raw::{RawConnection, frame},
-};
+use offload_proto::service_names;
+use offload_testkit::{binaries, child::ChildServer, raw::RawConnection};
 use offload_tests::{WarmedForLargeReplies, in_flight, wait_serving, warm_for_large_replies};
-use prost::Message;
 use tonic::Code;
 
 /// ~1 MB replies (200 000! has 973 351 digits), the figure.
@@ -34,26 +29,29 @@ fn stated_bound(reply_bytes: u64) -> u64 {
     MAX_INFLIGHT * 3 * reply_bytes + CONNECTIONS as u64 * (CONNECTION_WINDOW + streams_per_connection * CHUNK) + SLACK
 }
 
-/// Opens [`STREAMS`] calls to `path` that never read their reply; returns the ones admitted, still open, how many
-/// were refused, and the most slots seen taken (after each connection's streams). Admission is fair across
-/// connections, so a later connection's calls may wait for the slots `--send-timeout` frees: more than
+/// Opens [`STREAMS`] calls of `request` to `path` that never read their reply; returns the ones admitted, still
+/// open, how many were refused, and the most slots seen taken (after each connection's streams). Admission is fair
+/// across connections, so a later connection's calls may wait for the slots `--send-timeout` frees: more than
 /// `--max-inflight` are admitted over the run, never more at once.
-async fn open_unread(server: &ChildServer, path: &str) -> (Vec<offload_testkit::raw::Unread>, usize, u64) {
-    let request = frame(&FactorialRequest { n: N, ..Default::default() }.encode_to_vec());
+async fn open_unread(
+    server: &ChildServer,
+    path: &str,
+    request: &[u8],
+) -> (Vec<offload_testkit::raw::Unread>, usize, u64) {
     let (mut unread, mut refused, mut most_in_flight) = (Vec::new(), 0, 0);
     for _ in 0..CONNECTIONS {
         let connection = RawConnection::connect_never_reading(server.addr).await.expect("connect");
         for _ in 0..STREAMS / CONNECTIONS {
-            let call = connection.call_unread(path, request.clone()).await.expect("an answer's headers");
+            let call = connection.call_unread(path, request.to_vec()).await.expect("an answer's headers");
             match call.code {
                 None => unread.push(call),
                 Some(Code::ResourceExhausted) => refused += 1,
                 Some(other) => panic!("{path}: unexpected {other:?}"),
             }
         }
-        let in_flight = in_flight(server).await as u64;
-        assert!(in_flight <= MAX_INFLIGHT, "{in_flight} replies held past --max-inflight");
-        most_in_flight = most_in_flight.max(in_flight);
+        let held = in_flight(server).await as u64;
+        assert!(held <= MAX_INFLIGHT, "{held} replies held past --max-inflight");
+        most_in_flight = most_in_flight.max(held);
     }
     (unread, refused, most_in_flight)
 }
@@ -84,7 +82,7 @@ async fn unread_replies_stay_bounded(server: &ChildServer, path: &str) {
     let WarmedForLargeReplies { honest, request, reply_bytes } =
         warm_for_large_replies(server.addr, path, N, MAX_INFLIGHT).await;
     let before = server.memory().rss;
-    let (unread, refused, most_in_flight) = open_unread(server, path).await;
+    let (unread, refused, most_in_flight) = open_unread(server, path, &request).await;
     let during = server.memory().rss;
     let bound = stated_bound(reply_bytes);
     println!(
